@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from partner_portal.tenants.models import Tenant
+
+
+def new_link_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def default_expiry():
+    return timezone.now() + timedelta(days=settings.CONSENT_LINK_MAX_AGE_DAYS)
+
+
+class Outcome(models.TextChoices):
+    GRANTED = "granted", "Granted"
+    DENIED = "denied", "Denied"
+    TENANT_MISMATCH = "tenant_mismatch", "Tenant mismatch"
+    EXPIRED = "expired", "Expired"
+    ERROR = "error", "Error"
+
+
+class ConsentLink(models.Model):
+    """An admin-consent link sent to a customer's Global Administrator.
+
+    The public URL carries `token`; the `state` sent to Microsoft is signed separately
+    and bound to this link and `state_nonce`. A link completes once: completion is a
+    conditional UPDATE on `completed_at IS NULL`.
+    """
+
+    Outcome = Outcome
+
+    token = models.CharField(max_length=64, unique=True, default=new_link_token, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="consent_links")
+    expected_tenant = models.CharField(
+        max_length=253,
+        blank=True,
+        help_text="Tenant ID or domain the customer must consent with.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=default_expiry)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    opened_count = models.PositiveIntegerField(default=0)
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+    state_nonce = models.CharField(max_length=64, blank=True, editable=False)
+
+    completed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome, blank=True)
+    error_code = models.CharField(max_length=128, blank=True)
+    error_description = models.TextField(blank=True)
+    returned_tenant_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome="") | Q(outcome__in=Outcome.values),
+                name="consentlink_outcome_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Consent link for {self.tenant} ({self.created_at:%Y-%m-%d})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self) -> bool:
+        return self.completed_at is None and self.revoked_at is None and not self.is_expired

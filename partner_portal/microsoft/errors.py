@@ -1,0 +1,170 @@
+"""What can go wrong talking to Microsoft, classified once.
+
+`Transient` errors are retried (429 with `retry_after`, 5xx, timeouts, resets). Everything
+else is permanent: it is recorded on the tenant with a plain-language `fix` for MSP staff,
+and nothing retries it until someone acts.
+"""
+
+from __future__ import annotations
+
+
+class MicrosoftError(Exception):
+    """Base class. `message` is safe to show staff (never contains a secret or a token)."""
+
+    permanent = True
+    title = "Microsoft returned an error"
+    fix = "Check the details below; if it persists, contact the portal's administrators."
+
+    def __init__(self, message: str = "", *, code: str = "", status: int | None = None) -> None:
+        super().__init__(message or self.title)
+        self.message = message or self.title
+        self.code = code  # AADSTS number or API error code, when known
+        self.status = status
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+class Transient(MicrosoftError):
+    permanent = False
+    title = "Microsoft is temporarily unavailable"
+    fix = "Nothing to do: the portal retries automatically."
+
+
+class Throttled(Transient):
+    title = "Microsoft asked us to slow down"
+    fix = "Nothing to do: the portal waits as long as Microsoft asks and resumes."
+
+    def __init__(self, message: str = "", *, retry_after: int = 60, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ConsentRequired(MicrosoftError):
+    """AADSTS700016 / 7000229: the app has no service principal in the tenant."""
+
+    title = "Admin consent is missing"
+    fix = (
+        "The customer's Global Administrator has not granted consent (or removed the app). "
+        "Create a new consent link and send it to them."
+    )
+
+
+class CredentialInvalid(MicrosoftError):
+    """AADSTS7000215 / 7000222 / 700027 / 7000218: our own app credentials are wrong."""
+
+    title = "The portal's app credentials were rejected"
+    fix = (
+        "The client secret or certificate configured for the portal is wrong or expired. "
+        "Create a new one on the app registration and update MICROSOFT_CLIENT_SECRET "
+        "(or the certificate settings)."
+    )
+
+
+class TenantNotFound(MicrosoftError):
+    """AADSTS90002: no such tenant in this cloud."""
+
+    title = "Tenant not found"
+    fix = "Check the tenant ID and cloud on the tenant's page; the tenant may have been deleted."
+
+
+class ResourceNotProvisioned(MicrosoftError):
+    """AADSTS500011: the Defender API (Microsoft Threat Protection) is not in the tenant."""
+
+    title = "Microsoft 365 Defender is not available in this tenant"
+    fix = "The customer needs a Microsoft 365 Defender licence, or Defender must be set up first."
+
+
+class AppDisabled(MicrosoftError):
+    """AADSTS7000112: an administrator disabled the app in their tenant."""
+
+    title = "The portal's app is disabled in this tenant"
+    fix = (
+        "Ask the customer's administrator to enable the portal's enterprise application "
+        "(Entra admin centre → Enterprise applications → Properties → Enabled for users)."
+    )
+
+
+class MissingPermissions(MicrosoftError):
+    """A token was issued but its `roles` lack what we need (consent without the role)."""
+
+    title = "Permissions missing"
+    fix = (
+        "Consent was given but the required permission is not granted. Send a new consent "
+        "link so the customer's Global Administrator grants it."
+    )
+
+    def __init__(self, message: str = "", *, missing: list[str] | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.missing = missing or []
+
+
+class Forbidden(MicrosoftError):
+    """The API answered 401/403 to a token we believed was good."""
+
+    title = "Access denied by Microsoft"
+    fix = (
+        "Run 'Check access' on the tenant page; if permissions were removed, "
+        "send a new consent link."
+    )
+
+
+class BadResponse(MicrosoftError):
+    """Microsoft answered something we could not understand."""
+
+    title = "Unexpected answer from Microsoft"
+    fix = "The portal retries on the next schedule; if it persists, report it with the details."
+
+
+# AADSTS code → class, for token-endpoint and discovery errors.
+AADSTS_ERRORS: dict[int, type[MicrosoftError]] = {
+    700016: ConsentRequired,
+    7000229: ConsentRequired,
+    65001: ConsentRequired,
+    7000215: CredentialInvalid,
+    7000222: CredentialInvalid,
+    7000218: CredentialInvalid,
+    700027: CredentialInvalid,
+    50012: CredentialInvalid,
+    90002: TenantNotFound,
+    500011: ResourceNotProvisioned,
+    7000112: AppDisabled,
+}
+
+ALL_ERRORS: dict[str, type[MicrosoftError]] = {
+    cls.__name__: cls
+    for cls in (
+        MicrosoftError,
+        Transient,
+        Throttled,
+        ConsentRequired,
+        CredentialInvalid,
+        TenantNotFound,
+        ResourceNotProvisioned,
+        AppDisabled,
+        MissingPermissions,
+        Forbidden,
+        BadResponse,
+    )
+}
+
+
+def describe(kind: str) -> type[MicrosoftError]:
+    """The class recorded under `kind` (a stored class name), for its title and fix."""
+    return ALL_ERRORS.get(kind, MicrosoftError)
+
+
+def from_token_error(body: dict, *, status: int | None = None) -> MicrosoftError:
+    """Classify an Entra error body: {"error", "error_description", "error_codes", ...}."""
+    codes = body.get("error_codes") or []
+    description = str(body.get("error_description") or body.get("error") or "")
+    # Keep the first line: the AADSTS sentence, without trace and correlation IDs.
+    message = description.splitlines()[0] if description else "Token request failed"
+    for code in codes:
+        cls = AADSTS_ERRORS.get(int(code))
+        if cls:
+            return cls(message, code=str(code), status=status)
+    if status is not None and (status >= 500 or status == 429):
+        return Transient(message, code=str(codes[0]) if codes else "", status=status)
+    return MicrosoftError(message, code=str(codes[0]) if codes else "", status=status)

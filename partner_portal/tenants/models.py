@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Cloud(models.TextChoices):
+    COMMERCIAL = "commercial", "Commercial"
+    GCC = "gcc", "GCC"
+    GCC_HIGH = "gcc_high", "GCC High"
+    DOD = "dod", "DoD"
+
+
+class ConsentState(models.TextChoices):
+    NOT_CONSENTED = "not_consented", "Not consented"
+    PENDING = "pending", "Pending verification"
+    CONSENTED = "consented", "Consented"
+    MISSING_PERMISSIONS = "missing_permissions", "Missing permissions"
+    FAILED = "failed", "Failed"
+    REVOKED = "revoked", "Revoked"
+
+
+class Tenant(models.Model):
+    """A customer's Microsoft 365 tenant that the MSP looks after.
+
+    Staff see a tenant when they belong to one of its `groups` (superusers see all); the
+    rule lives in `tenants.access`. Consent, token checks and sync write their outcome here
+    so the tenant page can say what is wrong and how to fix it.
+    """
+
+    Cloud = Cloud
+    ConsentState = ConsentState
+
+    display_name = models.CharField(max_length=200)
+    entra_tenant_id = models.UUIDField(
+        "Entra tenant ID",
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Known once consented.",
+    )
+    primary_domain = models.CharField(max_length=253, blank=True)
+    cloud = models.CharField(max_length=16, choices=Cloud, default=Cloud.COMMERCIAL)
+    groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="tenants",
+        help_text="Staff groups that may see it.",
+    )
+    notes = models.TextField(blank=True)
+    is_active = models.BooleanField("enabled", default=True)
+
+    consent_state = models.CharField(
+        max_length=24, choices=ConsentState, default=ConsentState.NOT_CONSENTED
+    )
+    granted_roles = models.JSONField(default=list, blank=True)
+    # Classified error (a class name from partner_portal.microsoft.errors) + its message.
+    consent_error_class = models.CharField(max_length=64, blank=True)
+    consent_error_message = models.TextField(blank=True)
+    consent_checked_at = models.DateTimeField(null=True, blank=True)
+
+    sync_enabled = models.BooleanField(default=True)
+    incidents_watermark = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Newest lastUpdateTime received (Microsoft's clock).",
+    )
+    sync_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A sync holds this tenant until then."
+    )
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_outcome = models.CharField(max_length=16, blank=True)
+    last_sync_error_class = models.CharField(max_length=64, blank=True)
+    last_sync_error_message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(consent_state__in=ConsentState.values),
+                name="tenant_consent_state_valid",
+            ),
+            models.CheckConstraint(condition=Q(cloud__in=Cloud.values), name="tenant_cloud_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_syncable(self) -> bool:
+        return (
+            self.is_active
+            and self.sync_enabled
+            and self.entra_tenant_id is not None
+            and self.consent_state == self.ConsentState.CONSENTED
+        )
+
+    @property
+    def lease_held(self) -> bool:
+        return self.sync_lease_until is not None and self.sync_lease_until > timezone.now()
