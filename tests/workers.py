@@ -1,0 +1,153 @@
+"""A real Celery worker in a subprocess, on the test database and a real Redis.
+
+Not `task_always_eager` (it hides acks_late and serialization) and not an in-process
+thread (tests must be able to SIGKILL a worker mid-task).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for the test database, for processes started by tests."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    user = s.get("USER") or ""
+    auth = f"{user}:{s['PASSWORD']}@" if s.get("PASSWORD") else (f"{user}@" if user else "")
+    return f"postgres://{auth}{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ready." in self.output:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.output[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.output[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (pool children too), as a crashed machine would."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def celery_broker(redis_url, settings):
+    """Point this process's Celery app and cache at the test Redis, as the worker is."""
+    from partner_portal.celery import app
+
+    old = app.conf.broker_url
+    app.conf.broker_url = redis_url
+    app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    app.close()  # drop pooled connections to the old broker
+    yield redis_url
+    app.conf.broker_url = old
+    app.close()  # drop pooled connections to the old broker
+
+
+@pytest.fixture
+def start_worker(celery_broker, transactional_db, settings, tmp_path):
+    """Start real workers: `start_worker(concurrency=2, env={...})` → WorkerProcess (ready)."""
+    workers: list[WorkerProcess] = []
+
+    def start(*, concurrency: int = 2, pool: str = "threads", env: dict | None = None):
+        log = tmp_path / f"worker-{len(workers)}.log"
+        child_env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": celery_broker,
+            "DJANGO_SETTINGS_MODULE": "partner_portal.settings",
+            "SECRET_KEY": settings.SECRET_KEY,
+            "PYTHONUNBUFFERED": "1",
+            **{k: str(v) for k, v in _microsoft_env(settings).items()},
+            **(env or {}),
+        }
+        cmd = [sys.executable, "-m", "celery", "-A", "partner_portal", "worker"]
+        cmd += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
+        cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
+        cmd += ["--hostname", f"test{len(workers)}@%h"]
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=child_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(proc, log)
+        workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def _microsoft_env(settings) -> dict[str, object]:
+    """The Microsoft settings of this test, passed on to worker processes."""
+    names = [
+        "MICROSOFT_CLIENT_ID",
+        "MICROSOFT_CLIENT_SECRET",
+        "MICROSOFT_LOGIN_BASE_URL",
+        "MICROSOFT_DEFENDER_BASE_URL",
+        "MICROSOFT_CA_BUNDLE",
+        "MICROSOFT_CLOUD",
+        "MICROSOFT_CERTIFICATE_PATH",
+        "MICROSOFT_PRIVATE_KEY_PATH",
+        "PUBLIC_BASE_URL",
+        "TOKEN_CACHE_KEY",
+        "SYNC_OVERLAP_MINUTES",
+        "DEFENDER_CALLS_PER_MINUTE",
+        "DEFENDER_CALLS_PER_HOUR",
+        "MICROSOFT_HTTP_TIMEOUT",
+    ]
+    return {n: getattr(settings, n) for n in names if getattr(settings, n, "") not in ("", None)}
+
+
+def wait_until(predicate, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
