@@ -96,3 +96,15 @@ def test_collectstatic_builds_the_manifest_as_at_image_build(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "staticfiles" / "staticfiles.json").is_file()
+
+
+def test_the_readme_quick_start_is_two_commands_and_ci_runs_the_second():
+    readme = (BASE_DIR / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("\n", 1)[1].strip() for block in quick_start.split("```sh")[1:]]
+    commands = [block.split("```")[0].strip() for block in blocks]
+    assert len(commands) == 2
+    assert commands[0].endswith("python manage.py demo")
+    assert "pip install -r requirements.txt" in commands[0]
+    assert commands[1] in (BASE_DIR / ".ci" / "run").read_text().splitlines()
+    assert "docs/screenshot-incidents.png" in readme

@@ -74,7 +74,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         self.write_lock = threading.Lock()
-        self.width = 8
+        self.width = len("devcloud") + 1
 
     def say(self, text: str) -> None:
         with self.write_lock:
