@@ -108,7 +108,7 @@ def demo(tmp_path):
     )
     output = Output(proc.stdout)
     try:
-        yield proc, output, f"http://127.0.0.1:{port}"
+        yield proc, output, f"http://127.0.0.1:{port}", env
     finally:
         # After a failure: stop it the polite way, then make sure nothing is left behind.
         if proc.poll() is None:
@@ -124,7 +124,7 @@ def demo(tmp_path):
 
 
 def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(demo):
-    proc, output, base_url = demo
+    proc, output, base_url, env = demo
     credentials = output.wait_for(r"username: (\S+)\n\s+password: (\S+)", STARTUP_TIMEOUT)
     output.wait_for(r"^worker +\| .* ready\.$", STARTUP_TIMEOUT)
     output.wait_for(r"^beat +\| .*beat: Starting", STARTUP_TIMEOUT)
@@ -153,6 +153,17 @@ def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(
     assert signed_in.url == f"{base_url}/"
     assert username in signed_in.text and "Sign out" in signed_in.text
     started |= descendants(proc.pid)
+
+    # A task sent from another process reaches the demo's worker through the embedded broker.
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "partner_portal", "call", "celery.accumulate"],
+        cwd=BASE_DIR,
+        env=env | {"DEBUG": "true"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    output.wait_for(r"^worker +\| .*Task celery\.accumulate\[.*\] succeeded", 30)
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=STOP_TIMEOUT) == 0, output.text

@@ -124,3 +124,25 @@ def test_env_example_documents_every_variable_settings_read_in_the_same_group():
 @pytest.mark.django_db
 def test_no_model_change_lacks_a_migration():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_with_redis_url_the_cache_and_the_broker_are_redis(tmp_path, redis_url):
+    import redis
+
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from django.core.cache import cache; cache.set('portal-probe', 'ok', 60); "
+        "print(settings.CELERY_BROKER_URL)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=BASE_DIR,
+        env=clean_env(tmp_path, DEBUG="true", REDIS_URL=redis_url)
+        | {"DJANGO_SETTINGS_MODULE": "partner_portal.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == redis_url
+    assert redis.Redis.from_url(redis_url).get(":1:portal-probe") is not None

@@ -36,7 +36,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEMO_USERNAME = "demo"
 DEVCLOUD_READY_TIMEOUT = 90
-WEB_READY_TIMEOUT = 60
 MANAGE_PY = str(Path(settings.BASE_DIR) / "manage.py")
 
 # Run in a child interpreter so that this process never imports devcloud (a foreign system:
@@ -208,7 +207,10 @@ class Command(BaseCommand):
                 "uses them, or choose others (manage.py demo --help)."
             )
 
-        password = self._prepare()
+        try:
+            password = self._prepare()
+        except KeyboardInterrupt:
+            raise CommandError("Interrupted before anything was started.") from None
         supervisor = Supervisor(self.stdout, stop_timeout=options["stop_timeout"])
         base_url = f"http://127.0.0.1:{port}"
 
@@ -229,10 +231,10 @@ class Command(BaseCommand):
                     "running without it, so consent and sync have nothing to talk to."
                 )
             self._start_portal(supervisor, env, port, options["worker_threads"])
-            web_up = threading.Event()
+            web_up = False
             while not supervisor.stop_requested.is_set() and not supervisor.exited():
-                if not web_up.is_set() and _answers(port):
-                    web_up.set()
+                if not web_up and _answers(port):
+                    web_up = True
                     self._banner(supervisor, base_url, password)
                 supervisor.stop_requested.wait(0.3)
             died = supervisor.exited()
@@ -321,7 +323,9 @@ class Command(BaseCommand):
         if not supervisor.wait(child.ready, DEVCLOUD_READY_TIMEOUT):
             if supervisor.stop_requested.is_set():
                 raise _StartupFailed("stopped while devcloud was starting")
-            raise _StartupFailed(f"devcloud did not print 'devcloud ready' in time ({child.name})")
+            if child.proc.poll() is not None:
+                raise _StartupFailed(f"devcloud exited with status {child.proc.returncode}")
+            raise _StartupFailed(f"devcloud was not ready in {DEVCLOUD_READY_TIMEOUT} s")
         info = _key_values(child.lines)
         if "base_url" not in info or "ca_file" not in info:
             raise _StartupFailed("devcloud did not print its base_url and ca_file")
