@@ -241,7 +241,8 @@ class Command(BaseCommand):
             if died and not supervisor.stop_requested.is_set():
                 failure = f"{died.name} exited with status {died.proc.returncode}"
         except _StartupFailed as exc:
-            failure = str(exc)
+            if not supervisor.stop_requested.is_set():  # a stop asked for is no failure
+                failure = str(exc)
         finally:
             supervisor.stop_all()
         if failure:
