@@ -130,14 +130,24 @@ def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(
     output.wait_for(r"^beat +\| .*beat: Starting", STARTUP_TIMEOUT)
     output.wait_for(r"^web +\| Starting development server", STARTUP_TIMEOUT)
     username, password = credentials.groups()
-    if importlib.util.find_spec("devcloud"):  # merged: the demo must have wired it up
-        assert "Registered the demo app in devcloud" in output.text
 
     started = descendants(proc.pid)
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid, _ in started}
-    assert any(b"runserver" in n for n in names)
-    assert any(b"worker" in n for n in names)
-    assert any(b"beat" in n for n in names)
+    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid, _ in started}
+    assert any(b"runserver" in c for c in commands.values())
+    assert any(b"worker" in c for c in commands.values())
+    assert any(b"beat" in c for c in commands.values())
+    secret = ""
+    if importlib.util.find_spec("devcloud"):  # merged: the demo must have wired it up
+        assert "Registered the demo app in devcloud" in output.text
+        web = next(pid for pid, c in commands.items() if b"runserver" in c)
+        environ = dict(
+            item.split(b"=", 1)
+            for item in Path(f"/proc/{web}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        secret = environ[b"MICROSOFT_CLIENT_SECRET"].decode()
+        assert secret
+        assert Path(environ[b"MICROSOFT_CA_BUNDLE"].decode()).is_file()
 
     session = requests.Session()
     session.trust_env = False  # no proxy between us and loopback
@@ -173,3 +183,5 @@ def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(
     assert not alive(started), f"left running: {alive(started)}"
     output.thread.join(timeout=5)
     assert "Demo stopped." in output.text
+    if secret:
+        assert secret not in output.text
