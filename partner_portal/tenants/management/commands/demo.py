@@ -181,12 +181,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=8000, help="web server port (8000)")
-        parser.add_argument("--devcloud-port", type=int, default=8443, help="HTTPS (8443)")
+        parser.add_argument(
+            "--devcloud-port", type=int, default=8443, help="devcloud's HTTPS port (8443)"
+        )
         parser.add_argument(
             "--devcloud-http-port", type=int, default=8444, help="devcloud's HTTP port (8444)"
         )
         parser.add_argument("--no-devcloud", action="store_true", help="do not start devcloud")
-        parser.add_argument("--worker-threads", type=int, default=4)
+        parser.add_argument("--worker-threads", type=int, default=4, help="Celery threads (4)")
         parser.add_argument(
             "--stop-timeout",
             type=float,
