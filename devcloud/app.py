@@ -110,7 +110,12 @@ class DevCloudApp:
                 )
         status = 0 if resp.action in ("reset", "hang") else resp.status
         self.store.record(
-            method=req.method, path=req.path, endpoint=endpoint, tenant=tenant, status=status
+            method=req.method,
+            path=req.path,
+            endpoint=endpoint,
+            tenant=tenant,
+            status=status,
+            note=req.note,
         )
         return resp
 

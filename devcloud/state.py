@@ -455,7 +455,14 @@ class Store:
 
     # --- request log ---------------------------------------------------------------------
     def record(
-        self, *, method: str, path: str, endpoint: str, tenant: str | None, status: int
+        self,
+        *,
+        method: str,
+        path: str,
+        endpoint: str,
+        tenant: str | None,
+        status: int,
+        note: str | None = None,
     ) -> None:
         entry = {
             "time": format_ticks(now_ticks()),
@@ -465,6 +472,8 @@ class Store:
             "tenant": tenant,
             "status": status,
         }
+        if note:
+            entry["note"] = note
         with self.lock:
             self.log.append(entry)
             self.log_total += 1

@@ -10,6 +10,8 @@ import pytest
 
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 
+pytest_plugins = ["tests.devcloud_fixture"]
+
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 
