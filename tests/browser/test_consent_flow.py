@@ -47,7 +47,9 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     admin = customer.new_page()
     admin.set_default_timeout(15_000)
     admin.goto(url)
-    assert admin.get_by_text("Contoso Managed Security asks for access").is_visible()
+    assert admin.get_by_role(
+        "heading", name="Contoso Managed Security asks for access"
+    ).is_visible()
     assert admin.get_by_text("Incident.Read.All", exact=True).first.is_visible()
     admin.screenshot(path=str(artifacts_dir / "consent-landing.png"), full_page=True)
     admin.get_by_role("button", name="Continue to Microsoft").click()
