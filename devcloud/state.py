@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import random
 import re
 import threading
@@ -437,20 +438,22 @@ class Store:
         A throttled call is not counted."""
         now = time.monotonic()
         with self.lock:
-            window = self.windows.setdefault((tenant_id, client_id), collections.deque())
-            while window and window[0] <= now - 3600:
-                window.popleft()
+            minute, hour = self.windows.setdefault(
+                (tenant_id, client_id), (collections.deque(), collections.deque())
+            )
+            while minute and minute[0] <= now - 60:
+                minute.popleft()
+            while hour and hour[0] <= now - 3600:
+                hour.popleft()
             per_minute, per_hour = self.limits["per_minute"], self.limits["per_hour"]
-            if len(window) >= per_hour:
-                oldest = window[len(window) - per_hour]
-                return max(1, int(oldest + 3600 - now + 0.999)), "hour"
-            # The calls in the last minute are at the end of the deque.
-            for recent, stamp in enumerate(reversed(window), start=1):
-                if stamp <= now - 60:
-                    break
-                if recent >= per_minute:
-                    return max(1, int(stamp + 60 - now + 0.999)), "minute"
-            window.append(now)
+            if len(hour) >= per_hour:
+                oldest = hour[len(hour) - per_hour]
+                return max(1, math.ceil(oldest + 3600 - now)), "hour"
+            if len(minute) >= per_minute:
+                oldest = minute[len(minute) - per_minute]
+                return max(1, math.ceil(oldest + 60 - now)), "minute"
+            minute.append(now)
+            hour.append(now)
             return None
 
     # --- request log ---------------------------------------------------------------------
