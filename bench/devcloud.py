@@ -107,7 +107,7 @@ def main() -> None:
         elapsed = time.monotonic() - started
         total = sum(c[0] for c in counts)
         size = sum(c[1] for c in counts)
-        log = dc.requests_log(tenant=tid)
+        log = dc.requests_log(tenant=tid, entries=False)
         print(
             json.dumps(
                 {
