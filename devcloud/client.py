@@ -22,9 +22,18 @@ class DevCloudError(Exception):
 
 
 class DevCloud:
-    def __init__(self, base_url: str, ca_file: str, *, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        ca_file: str,
+        *,
+        timeout: float = 30,
+        http_base_url: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.ca_file = str(ca_file)
+        # The plain-HTTP twin when devcloud runs with --http-port (consent page in browsers).
+        self.http_base_url = http_base_url.rstrip("/") if http_base_url else None
         self.timeout = timeout
         self._http = self.session()
 
