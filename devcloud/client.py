@@ -80,6 +80,10 @@ class DevCloud:
     def create_tenant(self, **kw) -> dict:
         return self._call("POST", "/tenants", kw)
 
+    def update_tenant(self, tid: str, **kw) -> dict:
+        """Change display_name, no_sp_error or blocked (AADSTS5000225) of a tenant."""
+        return self._call("PATCH", f"/tenants/{tid}", kw)
+
     def tenants(self) -> list[dict]:
         return self._call("GET", "/tenants")
 

@@ -104,6 +104,7 @@ class Tenant:
     no_sp_error: str
     seed: int
     generator: Generator
+    blocked: bool = False
     incidents: dict[int, Incident] = field(default_factory=dict)
     next_id: int = 0
     order: list[Incident] | None = None  # newest first; None = must re-sort
@@ -114,6 +115,7 @@ class Tenant:
             "domain": self.domain,
             "display_name": self.display_name,
             "no_sp_error": self.no_sp_error,
+            "blocked": self.blocked,
             "incident_count": len(self.incidents),
         }
 
@@ -192,6 +194,7 @@ class Store:
         display_name: str | None = None,
         no_sp_error: str = "7000229",
         seed: int | None = None,
+        blocked: bool = False,
     ) -> Tenant:
         tenant_id = (tenant_id or str(uuid.uuid4())).lower()
         if not GUID.match(tenant_id):
@@ -214,6 +217,7 @@ class Store:
                 domain=domain,
                 display_name=display_name,
                 no_sp_error=str(no_sp_error),
+                blocked=bool(blocked),
                 seed=seed,
                 generator=Generator(tenant_id=tenant_id, domain=domain, seed=seed),
             )
@@ -221,6 +225,19 @@ class Store:
             self.tenants[tenant_id] = tenant
             self.domains[domain] = tenant_id
             return tenant
+
+    def update_tenant(self, tenant_id: str, **changes) -> Tenant:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            if "display_name" in changes:
+                tenant.display_name = str(changes["display_name"])
+            if "no_sp_error" in changes:
+                if str(changes["no_sp_error"]) not in ("7000229", "700016"):
+                    raise ControlError(400, "no_sp_error must be '7000229' or '700016'")
+                tenant.no_sp_error = str(changes["no_sp_error"])
+            if "blocked" in changes:
+                tenant.blocked = bool(changes["blocked"])
+        return tenant
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.resolve_tenant(tenant_id)
