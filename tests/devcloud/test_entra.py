@@ -366,3 +366,47 @@ def test_msal_reports_errors_as_the_server_json(devcloud, setup):
     result = msal_app(devcloud, setup, setup.secret).acquire_token_for_client([DEFENDER_SCOPE])
     assert result["error"] == "invalid_client"
     assert result["error_codes"] == [7000229]
+
+
+def test_msal_with_a_domain_authority_signs_for_the_guid_token_endpoint(devcloud, consented):
+    key_pem, cert_pem = make_certificate()
+    devcloud.create_app(
+        client_id=consented.client_id,
+        certificates=[{"pem": cert_pem}],
+        required_permissions=["Incident.Read.All"],
+    )
+    app = msal.ConfidentialClientApplication(
+        consented.client_id,
+        client_credential={"private_key": key_pem, "public_certificate": cert_pem},
+        authority=f"{devcloud.base_url}/{consented.domain}",
+        http_client=devcloud.session(),
+        instance_discovery=False,
+    )
+    result = app.acquire_token_for_client([DEFENDER_SCOPE])
+    assert jwt.decode(result["access_token"], options={"verify_signature": False})["tid"] == (
+        consented.tenant_id
+    )
+
+
+def test_the_v1_token_endpoint_takes_a_resource(consented, http):
+    resp = http.post(
+        f"{consented.base_url}/{consented.tenant_id}/oauth2/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": consented.client_id,
+            "client_secret": consented.secret,
+            "resource": "https://api.security.microsoft.com",
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["expires_in"] == "3599"
+    assert body["resource"] == "https://api.security.microsoft.com"
+    assert int(body["expires_on"]) - int(body["not_before"]) == 3599
+
+
+def test_a_blocked_tenant_is_aadsts5000225(devcloud, consented, http):
+    devcloud.update_tenant(consented.tenant_id, blocked=True)
+    assert_entra_error(consented.token_response(http), 400, "invalid_request", 5000225)
+    devcloud.update_tenant(consented.tenant_id, blocked=False)
+    assert consented.token_response(http).status_code == 200
