@@ -17,7 +17,13 @@ def portal(live_server, settings, request):
     # The callback URL registered at devcloud must be this live server's.
     settings.PUBLIC_BASE_URL = live_server.url
     settings.MSP_NAME = "Contoso Managed Security"
-    return request.getfixturevalue("devcloud_settings")
+    app = request.getfixturevalue("devcloud_settings")
+    # As in the demo: browsers go to devcloud's plain-HTTP consent page (no CA to trust),
+    # while MSAL talks to its HTTPS side.
+    devcloud = request.getfixturevalue("devcloud")
+    assert devcloud.http_base_url, "devcloud serves plain HTTP for browsers"
+    settings.MICROSOFT_CONSENT_BASE_URL = devcloud.http_base_url
+    return app
 
 
 def test_staff_onboard_a_customer_through_the_consent_page(
@@ -43,7 +49,7 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     assert url in page.locator("#link-message").input_value()
 
     # The customer's Global Administrator, not signed in to the portal.
-    customer = browser.new_context(ignore_https_errors=True, viewport={"width": 390, "height": 844})
+    customer = browser.new_context(viewport={"width": 390, "height": 844})
     admin = customer.new_page()
     admin.set_default_timeout(15_000)
     admin.goto(url)
@@ -53,7 +59,7 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     assert admin.get_by_text("Incident.Read.All", exact=True).first.is_visible()
     admin.screenshot(path=str(artifacts_dir / "consent-landing.png"), full_page=True)
     admin.get_by_role("button", name="Continue to Microsoft").click()
-    admin.wait_for_url(f"{devcloud.base_url}/**")
+    admin.wait_for_url(f"{devcloud.http_base_url}/northwind.onmicrosoft.com/v2.0/adminconsent?**")
     admin.select_option("#account", value=f"{dc['tenant_id']}|admin")
     admin.get_by_role("button", name="Accept").click()
     admin.get_by_role("heading", name="Thank you: consent was granted").wait_for()
