@@ -44,6 +44,7 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     page.get_by_role("button", name="Create a consent link").click()
     page.get_by_role("heading", name="Send it to the customer's Global Administrator").wait_for()
     assert page.get_by_role("button", name="Copy link").is_visible()  # JS enhanced it
+    page.screenshot(path=str(artifacts_dir / "consent-link.png"), full_page=True)
     url = page.locator("#link-url").input_value()
     assert url.startswith(f"{live_server.url}/consent/")
     assert url in page.locator("#link-message").input_value()
@@ -81,3 +82,5 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     row = consent_card.get_by_role("row", name="Incident.Read.All")
     assert row.get_by_text("granted").is_visible()
     page.screenshot(path=str(artifacts_dir / "tenant-consented.png"), full_page=True)
+    page.get_by_role("link", name="Tenants").first.click()
+    page.screenshot(path=str(artifacts_dir / "tenants-list.png"), full_page=True)
