@@ -235,3 +235,19 @@ def test_an_unknown_tenant_is_tenant_not_found(portal, customer):
     flow.verify_access(tenant=customer)
     assert customer.consent_state == Tenant.ConsentState.FAILED
     assert customer.consent_error_class == "TenantNotFound"
+
+
+def test_a_blocked_tenant_is_classified_with_its_fix(
+    portal, devcloud, customer, customer_tenant, client, alice
+):
+    tid = customer_tenant["tenant_id"]
+    devcloud.set_consent(tid, portal["client_id"], state="consented")
+    devcloud.update_tenant(tid, blocked=True)
+    Tenant.objects.filter(pk=customer.pk).update(entra_tenant_id=tid, consent_state="consented")
+    customer.refresh_from_db()
+    flow.verify_access(tenant=customer)
+    assert customer.consent_state == Tenant.ConsentState.FAILED
+    assert customer.consent_error_class == "TenantBlocked"
+    client.force_login(alice)
+    page = client.get(f"/tenants/{customer.pk}/").content.decode()
+    assert "contact Microsoft support" in page
