@@ -215,6 +215,7 @@ def start_consent(*, link: ConsentLink) -> str:
         # Conditional, so two tabs opened at once end up with the same nonce.
         ConsentLink.objects.filter(pk=link.pk, state_nonce="").update(state_nonce=nonce)
         link.refresh_from_db(fields=["state_nonce"])
+    # Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
     # `organizations`, never `common`: personal accounts cannot give admin consent (§1.1).
     path_tenant = expected_tenant(link) or "organizations"
     query = urlencode(

@@ -317,6 +317,7 @@ def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None) ->
     entry.cache.deserialize(state)
     entry.http.reset()
     try:
+        # Reference: https://learn.microsoft.com/en-us/entra/msal/python/
         result = entry.app.acquire_token_for_client(scopes=[DEFENDER_SCOPE])
     except Exception as exc:
         raise _classify_exception(exc, entry.http) from exc
