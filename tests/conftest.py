@@ -23,6 +23,12 @@ def service_unavailable(what: str) -> None:
     pytest.skip(f"{what} unavailable")
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The cast's passwords are hashed per test; PBKDF2 would cost ~0.4 s each time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def redis_url() -> str:
     import redis

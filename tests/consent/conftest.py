@@ -6,12 +6,6 @@ from partner_portal.microsoft import tokens
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # The cast's passwords are hashed per test; PBKDF2 would cost ~0.4 s each time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def fresh_msal_apps():
     """Each test starts without this process's MSAL apps (they cache discovery and errors)."""
     tokens.forget_all()
