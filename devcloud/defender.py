@@ -73,8 +73,10 @@ def unverified_tid(app: DevCloudApp, req: Request) -> str | None:
     return tid if isinstance(tid, str) else None
 
 
-def authenticate(app: DevCloudApp, req: Request) -> dict | None:
-    """The verified claims of the Bearer token, or None (→ 401)."""
+def authenticate(
+    app: DevCloudApp, req: Request, audiences: tuple[str, ...] = AUDIENCES
+) -> dict | None:
+    """The verified claims of the Bearer token for one of `audiences`, or None (→ 401)."""
     auth = req.headers.get("Authorization") or ""
     if auth[:7].lower() != "bearer ":
         return None
@@ -86,8 +88,7 @@ def authenticate(app: DevCloudApp, req: Request) -> dict | None:
                 token,
                 app.pki.signing.private_key.public_key(),
                 algorithms=["RS256"],
-                audience=list(AUDIENCES),
-                options={"require": ["exp", "iat", "tid", "iss"]},
+                options={"require": ["exp", "iat", "tid", "iss", "aud"], "verify_aud": False},
                 leeway=0,
             )
         except jwt.PyJWTError:
@@ -98,6 +99,8 @@ def authenticate(app: DevCloudApp, req: Request) -> dict | None:
             app.token_cache.clear()
         app.token_cache[token] = claims
     elif claims["exp"] <= time.time():
+        return None
+    if claims["aud"] not in audiences:
         return None
     if app.store.resolve_tenant(claims["tid"]) is None:
         return None
