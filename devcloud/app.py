@@ -226,7 +226,7 @@ class DevCloudApp:
 <title>devcloud — not Microsoft</title></head><body style="font-family:system-ui,sans-serif">
 <h1>devcloud — not Microsoft</h1>
 <p>A local emulator of Microsoft Entra ID and the Microsoft 365 Defender incidents API, for
-development, tests and demos. Started {time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}.</p>
+development, tests and demos. Now {time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}.</p>
 <table border="1" cellpadding="4"><tr><th>Tenant</th><th>ID</th><th>Domain</th>
 <th>Incidents</th></tr>{rows}</table></body></html>"""
         return html_response(200, page)
