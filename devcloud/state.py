@@ -22,7 +22,8 @@ DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
 CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
 FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "list_incidents", "get_incident")
-FAULT_ENDPOINTS += ("update_incident", "*")
+FAULT_ENDPOINTS += ("update_incident", "graph_list_incidents", "graph_get_incident")
+FAULT_ENDPOINTS += ("graph_update_incident", "graph_add_comment", "*")
 MAX_LOG = 100_000  # entries kept; the counts are exact regardless
 
 
@@ -388,7 +389,7 @@ class Store:
             for incident_id in picked:
                 incident = tenant.incidents[incident_id]
                 gen.change(incident, self._bump(incident))
-                incident.json_cache = None
+                incident.invalidate()
             added = []
             for _ in range(new):
                 now = now_ticks()
@@ -413,9 +414,22 @@ class Store:
             incident = tenant.incidents[incident_id]
             data = incident.data
             when = self._bump(incident)
-            for key in ("status", "assignedTo", "classification", "determination"):
+            for key in (
+                "status",
+                "assignedTo",
+                "classification",
+                "determination",
+                "incidentName",
+                "severity",
+            ):
                 if key in changes:
                     data[key] = changes[key]
+            # Graph-only properties (description, summary, resolvingComment) live beside
+            # the Defender representation, which does not show them.
+            for key in ("description", "summary", "resolvingComment"):
+                if key in changes:
+                    incident.extra[key] = changes[key]
+            incident.extra["lastModifiedBy"] = author
             if "tags" in changes:
                 data["tags"] = list(changes["tags"])
             if changes.get("comment"):
@@ -428,7 +442,7 @@ class Store:
                 )
             incident.updated = when
             data["lastUpdateTime"] = format_ticks(when)
-            incident.json_cache = None
+            incident.invalidate()
             tenant.order = None
             return incident_json(incident)
 

@@ -44,8 +44,7 @@ class DevCloudServer:
 
 def start_devcloud(state_dir: Path, *extra: str) -> DevCloudServer:
     """Start devcloud as a subprocess and wait for its `devcloud ready` line."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "devcloud", "--port", "0", "--state-dir", str(state_dir), *extra],
         cwd=REPO,
