@@ -74,10 +74,17 @@ def celery_broker(redis_url, settings):
     settings.CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
     }
-    app.close()  # drop pooled connections to the old broker
+    _drop_connections(app)
     yield redis_url
     app.conf.broker_url = old
-    app.close()  # drop pooled connections to the old broker
+    _drop_connections(app)
+
+
+def _drop_connections(app) -> None:
+    """Forget the pools bound to the previous broker URL. Not app.close(): that also
+    deregisters the app, and shared tasks imported afterwards would never register. Not
+    force_close_all(): kombu keeps pools per URL globally and a closed one stays closed."""
+    app._after_fork()
 
 
 @pytest.fixture

@@ -11,19 +11,21 @@ from tests.conftest import service_unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-# Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
-# test itself (setup, assertions) are still synchronous and safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One browser per test module, so that the event loop (and the env var) end with it."""
     if not Path(CHROMIUM).exists():
         service_unavailable(f"Chromium at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in this thread; Django's ORM calls made by the
+    # test itself (setup, assertions) are still synchronous and safe. Only while browsers run:
+    # processes started by other tests must not inherit it.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -39,6 +41,7 @@ def browser():
         )
         yield browser
         browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture

@@ -298,6 +298,8 @@ class Command(BaseCommand):
             "VAR_DIR": str(settings.VAR_DIR),
             "PYTHONUNBUFFERED": "1",
         }
+        # devcloud's incidents evolve every minute: sync as often, unless told otherwise.
+        env.setdefault("SYNC_INTERVAL_MINUTES", "1")
         return env
 
     def _start_devcloud(
@@ -361,13 +363,17 @@ class Command(BaseCommand):
             f"Registered the demo app in devcloud (client ID {client_id}, "
             f"permission {permission}, a new client secret for this run)."
         )
-        return {
+        env = {
             "MICROSOFT_LOGIN_BASE_URL": info.get("login_base_url", info["base_url"]),
             "MICROSOFT_DEFENDER_BASE_URL": info.get("defender_base_url", info["base_url"]),
             "MICROSOFT_CA_BUNDLE": info["ca_file"],
             "MICROSOFT_CLIENT_ID": client_id,
             "MICROSOFT_CLIENT_SECRET": secret,
         }
+        if "http_base_url" in info:
+            # Browsers go to devcloud's consent page over plain HTTP: they don't trust its CA.
+            env["MICROSOFT_CONSENT_BASE_URL"] = info["http_base_url"]
+        return env
 
     def _register_app(self, registration: dict[str, Any]) -> str:
         """Register the app through devcloud's own client; "" on success, else the error."""
