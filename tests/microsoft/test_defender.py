@@ -249,7 +249,8 @@ def test_429_is_throttled_with_the_wait_microsoft_asks(headers, body, expected):
             {
                 "error": {
                     "code": "Forbidden",
-                    "message": "The application does not have any of the required application permissions (Incident.ReadWrite.All, Incident.Read.All)",
+                    "message": "The application does not have any of the required application "
+                    "permissions (Incident.ReadWrite.All, Incident.Read.All)",
                 }
             },
             errors.MissingPermissions,
