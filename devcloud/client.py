@@ -1,0 +1,141 @@
+"""A small Python client for devcloud's control API, for tests, the demo and benchmarks.
+
+dc = DevCloud("https://127.0.0.1:8443", "var/devcloud/ca.pem")
+tenant = dc.create_tenant(domain="contoso.onmicrosoft.com")
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+
+
+class DevCloudError(Exception):
+    """The control API refused a request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class DevCloud:
+    def __init__(self, base_url: str, ca_file: str, *, timeout: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.ca_file = str(ca_file)
+        self.timeout = timeout
+        self._http = self.session()
+
+    def session(self) -> requests.Session:
+        """A requests Session that trusts devcloud's CA (also what to give MSAL as
+        `http_client`). trust_env is off: REQUESTS_CA_BUNDLE would override `verify`."""
+        s = requests.Session()
+        s.trust_env = False
+        s.verify = self.ca_file
+        return s
+
+    def _call(self, method: str, path: str, body: dict | None = None, **params) -> Any:
+        resp = self._http.request(
+            method,
+            f"{self.base_url}/_devcloud{path}",
+            json=body,
+            params={k: v for k, v in params.items() if v is not None} or None,
+            timeout=self.timeout,
+        )
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("error", resp.text)
+            except ValueError:
+                message = resp.text
+            raise DevCloudError(resp.status_code, message)
+        return resp.json()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("GET", "/health")
+                return
+            except (requests.ConnectionError, requests.Timeout, DevCloudError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def reset(self, scenario: str | None = None) -> dict:
+        return self._call("POST", "/reset", {"scenario": scenario} if scenario else None)
+
+    # --- tenants and apps --------------------------------------------------------------
+    def create_tenant(self, **kw) -> dict:
+        return self._call("POST", "/tenants", kw)
+
+    def tenants(self) -> list[dict]:
+        return self._call("GET", "/tenants")
+
+    def create_app(self, **kw) -> dict:
+        return self._call("POST", "/apps", kw)
+
+    def app(self, client_id: str) -> dict:
+        return self._call("GET", f"/apps/{client_id}")
+
+    def expire_secrets(self, client_id: str) -> dict:
+        return self._call("POST", f"/apps/{client_id}/secrets/expire")
+
+    # --- consent -----------------------------------------------------------------------
+    def set_consent(
+        self, tid: str, client_id: str, *, state: str = "consented", roles: list | None = None
+    ) -> dict:
+        body: dict = {"state": state}
+        if roles is not None:
+            body["roles"] = roles
+        return self._call("PUT", f"/tenants/{tid}/apps/{client_id}", body)
+
+    def revoke_consent(self, tid: str, client_id: str) -> dict:
+        return self._call("DELETE", f"/tenants/{tid}/apps/{client_id}")
+
+    def consent(self, tid: str, client_id: str) -> dict:
+        return self._call("GET", f"/tenants/{tid}/apps/{client_id}")
+
+    # --- incidents ---------------------------------------------------------------------
+    def generate_incidents(
+        self, tid: str, count: int, seed: int | None = None, alerts_per_incident: int | None = None
+    ) -> dict:
+        body: dict = {"count": count}
+        if seed is not None:
+            body["seed"] = seed
+        if alerts_per_incident is not None:
+            body["alerts_per_incident"] = alerts_per_incident
+        return self._call("POST", f"/tenants/{tid}/incidents/generate", body)
+
+    def evolve(self, tid: str, changed: int = 5, new: int = 1, seed: int | None = None) -> dict:
+        body: dict = {"changed": changed, "new": new}
+        if seed is not None:
+            body["seed"] = seed
+        return self._call("POST", f"/tenants/{tid}/incidents/evolve", body)
+
+    def incidents(self, tid: str) -> list[dict]:
+        return self._call("GET", f"/tenants/{tid}/incidents")
+
+    # --- request log, faults, limits ---------------------------------------------------
+    def requests_log(self, tenant: str | None = None) -> dict:
+        return self._call("GET", "/requests", tenant=tenant)
+
+    def clear_requests(self) -> dict:
+        return self._call("DELETE", "/requests")
+
+    def add_fault(self, **kw) -> str:
+        return self._call("POST", "/faults", kw)["fault_id"]
+
+    def faults(self) -> list[dict]:
+        return self._call("GET", "/faults")
+
+    def clear_faults(self) -> dict:
+        return self._call("DELETE", "/faults")
+
+    def set_limits(self, **kw) -> dict:
+        return self._call("PUT", "/limits", kw)
+
+    def limits(self) -> dict:
+        return self._call("GET", "/limits")

@@ -1,0 +1,549 @@
+"""Everything devcloud knows, in memory, behind one lock: tenants, apps, consent, incidents,
+the request log, injected faults and rate-limit windows."""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from .generator import Generator, Incident
+from .pki import cert_thumbprints
+from .timefmt import TICKS_PER_SECOND, format_ticks, now_ticks, parse_ticks
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
+CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
+FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
+FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "list_incidents", "get_incident")
+FAULT_ENDPOINTS += ("update_incident", "*")
+MAX_LOG = 200_000
+
+
+class ControlError(Exception):
+    """A control-API request that cannot be done (HTTP status + message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def dumps(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def strip_nulls(obj):
+    """Real Defender responses leave out null fields."""
+    if isinstance(obj, dict):
+        return {k: strip_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [strip_nulls(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Secret:
+    value: str
+    expires_at: float | None  # epoch seconds; None = never
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
+
+
+@dataclass
+class App:
+    client_id: str
+    display_name: str
+    secrets: list[Secret]
+    certificates: list[dict]  # {"pem", "x5t", "x5t#S256", "public_key"}
+    redirect_uris: list[str]
+    required_permissions: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "client_id": self.client_id,
+            "display_name": self.display_name,
+            # Secret values are never echoed back: only a hint, as Entra shows.
+            "secrets": [
+                {
+                    "hint": s.value[:3],
+                    "expires_at": None
+                    if s.expires_at is None
+                    else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.expires_at)),
+                    "expired": s.expired(),
+                }
+                for s in self.secrets
+            ],
+            "certificates": [
+                {"x5t": c["x5t"], "x5t#S256": c["x5t#S256"]} for c in self.certificates
+            ],
+            "redirect_uris": list(self.redirect_uris),
+            "required_permissions": list(self.required_permissions),
+        }
+
+
+@dataclass
+class Consent:
+    state: str = "none"
+    roles: list[str] = field(default_factory=list)
+    sp_id: str = ""
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    domain: str
+    display_name: str
+    no_sp_error: str
+    seed: int
+    generator: Generator
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    next_id: int = 0
+    order: list[Incident] | None = None  # newest first; None = must re-sort
+
+    def as_dict(self) -> dict:
+        return {
+            "tenant_id": self.tenant_id,
+            "domain": self.domain,
+            "display_name": self.display_name,
+            "no_sp_error": self.no_sp_error,
+            "incident_count": len(self.incidents),
+        }
+
+    def sorted_incidents(self) -> list[Incident]:
+        if self.order is None:
+            self.order = sorted(
+                self.incidents.values(), key=lambda i: (i.updated, i.incident_id), reverse=True
+            )
+        return self.order
+
+
+@dataclass
+class Fault:
+    fault_id: str
+    endpoint: str
+    tenant: str | None
+    kind: str
+    status: int = 503
+    retry_after: int | None = None
+    rate: float = 1.0
+    count: int | None = None
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    hang_s: float = 30.0
+    after: int = 0
+    changed: int = 1
+    seen: int = 0
+    applied: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def incident_json(incident: Incident) -> bytes:
+    """The pre-serialized API form of one incident (cached until the incident changes)."""
+    if incident.json_cache is None:
+        incident.json_cache = dumps(strip_nulls(incident.data))
+    return incident.json_cache
+
+
+class Store:
+    def __init__(self, *, seed: int = 0) -> None:
+        self.lock = threading.RLock()
+        self.base_seed = seed
+        self.reset()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def reset(self) -> None:
+        with self.lock:
+            self.tenants: dict[str, Tenant] = {}
+            self.domains: dict[str, str] = {}
+            self.apps: dict[str, App] = {}
+            self.consents: dict[tuple[str, str], Consent] = {}
+            self.limits = dict(DEFAULT_LIMITS)
+            self.faults: list[Fault] = []
+            self.fault_rng = random.Random(self.base_seed)
+            self.windows: dict[tuple[str, str], collections.deque] = {}
+            self.log: collections.deque = collections.deque(maxlen=MAX_LOG)
+            self.log_total = 0
+
+    # --- tenants -------------------------------------------------------------------------
+    def resolve_tenant(self, name: str) -> Tenant | None:
+        """A tenant by GUID or by verified domain (case-insensitive)."""
+        with self.lock:
+            tenant = self.tenants.get(name.lower())
+            if tenant is None:
+                tid = self.domains.get(name.lower())
+                tenant = self.tenants.get(tid) if tid else None
+            return tenant
+
+    def create_tenant(
+        self,
+        *,
+        tenant_id: str | None = None,
+        domain: str | None = None,
+        display_name: str | None = None,
+        no_sp_error: str = "7000229",
+        seed: int | None = None,
+    ) -> Tenant:
+        tenant_id = (tenant_id or str(uuid.uuid4())).lower()
+        if not GUID.match(tenant_id):
+            raise ControlError(400, f"tenant_id {tenant_id!r} is not a GUID")
+        if str(no_sp_error) not in ("7000229", "700016"):
+            raise ControlError(400, "no_sp_error must be '7000229' or '700016'")
+        with self.lock:
+            if tenant_id in self.tenants:
+                raise ControlError(409, f"tenant {tenant_id} exists")
+            if not domain:
+                domain = f"devcloud{tenant_id[:8]}.onmicrosoft.com"
+            domain = domain.lower()
+            if domain in self.domains:
+                raise ControlError(409, f"domain {domain} is taken")
+            display_name = display_name or domain.split(".")[0].capitalize()
+            if seed is None:
+                seed = self.base_seed * 1_000_003 + int(tenant_id[:8], 16)
+            tenant = Tenant(
+                tenant_id=tenant_id,
+                domain=domain,
+                display_name=display_name,
+                no_sp_error=str(no_sp_error),
+                seed=seed,
+                generator=Generator(tenant_id=tenant_id, domain=domain, seed=seed),
+            )
+            tenant.next_id = tenant.generator.rng.randint(1000, 900_000)
+            self.tenants[tenant_id] = tenant
+            self.domains[domain] = tenant_id
+            return tenant
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.resolve_tenant(tenant_id)
+        if tenant is None:
+            raise ControlError(404, f"no tenant {tenant_id}")
+        return tenant
+
+    # --- apps ----------------------------------------------------------------------------
+    def create_app(
+        self,
+        *,
+        client_id: str | None = None,
+        display_name: str = "",
+        secrets: list | None = None,
+        certificates: list | None = None,
+        redirect_uris: list | None = None,
+        required_permissions: list | None = None,
+    ) -> App:
+        client_id = (client_id or str(uuid.uuid4())).lower()
+        parsed_secrets = []
+        for s in secrets or []:
+            if isinstance(s, str):
+                s = {"value": s}
+            expires = s.get("expires_at")
+            try:
+                at = None if not expires else parse_ticks(expires) / TICKS_PER_SECOND
+            except ValueError:
+                raise ControlError(400, f"expires_at {expires!r} is not ISO 8601") from None
+            parsed_secrets.append(Secret(str(s["value"]), at))
+        certs = []
+        for c in certificates or []:
+            pem = (c["pem"] if isinstance(c, dict) else c).encode()
+            try:
+                from cryptography import x509
+
+                cert = x509.load_pem_x509_certificate(pem)
+                x5t, x5t256 = cert_thumbprints(pem)
+            except ValueError as exc:
+                raise ControlError(400, f"bad certificate: {exc}") from None
+            certs.append({"x5t": x5t, "x5t#S256": x5t256, "public_key": cert.public_key()})
+        app = App(
+            client_id=client_id,
+            display_name=display_name or "devcloud app",
+            secrets=parsed_secrets,
+            certificates=certs,
+            redirect_uris=list(redirect_uris or []),
+            required_permissions=list(required_permissions or ["Incident.Read.All"]),
+        )
+        with self.lock:
+            self.apps[client_id] = app
+        return app
+
+    def app(self, client_id: str) -> App:
+        with self.lock:
+            app = self.apps.get(client_id.lower())
+        if app is None:
+            raise ControlError(404, f"no app {client_id}")
+        return app
+
+    def expire_secrets(self, client_id: str) -> App:
+        app = self.app(client_id)
+        with self.lock:
+            for s in app.secrets:
+                s.expires_at = time.time() - 1
+        return app
+
+    # --- consent -------------------------------------------------------------------------
+    def consent(self, tenant_id: str, client_id: str) -> Consent:
+        with self.lock:
+            return self.consents.setdefault((tenant_id, client_id.lower()), Consent())
+
+    def set_consent(
+        self, tenant_id: str, client_id: str, *, state: str, roles: list | None = None
+    ) -> Consent:
+        if state not in CONSENT_STATES:
+            raise ControlError(400, f"state must be one of {', '.join(CONSENT_STATES)}")
+        tenant = self.tenant(tenant_id)
+        app = self.app(client_id)
+        with self.lock:
+            consent = self.consent(tenant.tenant_id, app.client_id)
+            consent.state = state
+            if state == "consented":
+                consent.roles = list(app.required_permissions if roles is None else roles)
+            else:
+                consent.roles = []
+            if state == "none":
+                consent.sp_id = ""
+            elif not consent.sp_id:
+                consent.sp_id = str(uuid.uuid4())
+            return consent
+
+    def consent_dict(self, tenant_id: str, client_id: str) -> dict:
+        tenant = self.tenant(tenant_id)
+        app = self.app(client_id)
+        c = self.consent(tenant.tenant_id, app.client_id)
+        return {
+            "tenant_id": tenant.tenant_id,
+            "client_id": app.client_id,
+            "state": c.state,
+            "roles": list(c.roles),
+            "service_principal_id": c.sp_id or None,
+        }
+
+    # --- incidents -----------------------------------------------------------------------
+    def generate(
+        self,
+        tenant_id: str,
+        count: int,
+        *,
+        seed: int | None = None,
+        alerts_per_incident: int | None = None,
+        days: float = 30.0,
+    ) -> list[int]:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            gen = tenant.generator
+            if seed is not None:
+                gen.rng.seed(seed)
+            rng = gen.rng
+            now = now_ticks()
+            span = int(days * 86400 * TICKS_PER_SECOND)
+            created_list = sorted(now - rng.randint(0, span) for _ in range(count))
+            ids = []
+            for created in created_list:
+                tenant.next_id += rng.randint(1, 40)
+                room = min(3 * 86400 * TICKS_PER_SECOND, now - created)
+                updated = created + max(rng.randint(0, max(room, 0)), min(room, 10**6))
+                n = alerts_per_incident or rng.choice([1, 1, 1, 2, 2, 3, 4])
+                incident = gen.incident(tenant.next_id, created, updated, n)
+                if ids and rng.random() < 0.04:
+                    incident.data["status"] = "Redirected"
+                    incident.data["redirectIncidentId"] = rng.choice(ids)
+                tenant.incidents[incident.incident_id] = incident
+                ids.append(incident.incident_id)
+            tenant.order = None
+            return ids
+
+    def evolve(
+        self, tenant_id: str, *, changed: int = 5, new: int = 1, seed: int | None = None
+    ) -> dict:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            gen = tenant.generator
+            if seed is not None:
+                gen.rng.seed(seed)
+            candidates = sorted(tenant.incidents)
+            picked = gen.rng.sample(candidates, min(changed, len(candidates)))
+            for incident_id in picked:
+                incident = tenant.incidents[incident_id]
+                gen.change(incident, self._bump(incident))
+                incident.json_cache = None
+            added = []
+            for _ in range(new):
+                now = now_ticks()
+                tenant.next_id += gen.rng.randint(1, 40)
+                n = gen.rng.choice([1, 1, 2, 3])
+                incident = gen.incident(tenant.next_id, now - gen.rng.randint(1, 10**6), now, n)
+                tenant.incidents[incident.incident_id] = incident
+                added.append(incident.incident_id)
+            tenant.order = None
+            return {"changed": sorted(picked), "added": added}
+
+    @staticmethod
+    def _bump(incident: Incident) -> int:
+        # Microsoft's clock moves forward; keep every change strictly after the previous one.
+        return max(now_ticks(), incident.updated + 1)
+
+    def update_incident(
+        self, tenant: Tenant, incident_id: int, changes: dict, author: str
+    ) -> bytes:
+        """Apply a validated PATCH; returns the entity JSON."""
+        with self.lock:
+            incident = tenant.incidents[incident_id]
+            data = incident.data
+            when = self._bump(incident)
+            for key in ("status", "assignedTo", "classification", "determination"):
+                if key in changes:
+                    data[key] = changes[key]
+            if "tags" in changes:
+                data["tags"] = list(changes["tags"])
+            if changes.get("comment"):
+                data["comments"].append(
+                    {
+                        "comment": changes["comment"],
+                        "createdBy": author,
+                        "createdTime": format_ticks(when),
+                    }
+                )
+            incident.updated = when
+            data["lastUpdateTime"] = format_ticks(when)
+            incident.json_cache = None
+            tenant.order = None
+            return incident_json(incident)
+
+    def ground_truth(self, tenant_id: str) -> list[dict]:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            return [json.loads(incident_json(i)) for i in tenant.sorted_incidents()]
+
+    # --- limits --------------------------------------------------------------------------
+    def set_limits(self, **kw) -> dict:
+        with self.lock:
+            for key, value in kw.items():
+                if key not in DEFAULT_LIMITS:
+                    raise ControlError(400, f"unknown limit {key!r}")
+                if value is None:
+                    continue
+                if not isinstance(value, int) or value < 1:
+                    raise ControlError(400, f"{key} must be a positive integer")
+                self.limits[key] = value
+            return dict(self.limits)
+
+    def throttle(self, tenant_id: str, client_id: str) -> tuple[int, str] | None:
+        """Count one API call for (tenant, app); (retry_after, window) when over the limit.
+        A throttled call is not counted."""
+        now = time.monotonic()
+        with self.lock:
+            window = self.windows.setdefault((tenant_id, client_id), collections.deque())
+            while window and window[0] <= now - 3600:
+                window.popleft()
+            per_minute, per_hour = self.limits["per_minute"], self.limits["per_hour"]
+            if len(window) >= per_hour:
+                oldest = window[len(window) - per_hour]
+                return max(1, int(oldest + 3600 - now + 0.999)), "hour"
+            # The calls in the last minute are at the end of the deque.
+            for recent, stamp in enumerate(reversed(window), start=1):
+                if stamp <= now - 60:
+                    break
+                if recent >= per_minute:
+                    return max(1, int(stamp + 60 - now + 0.999)), "minute"
+            window.append(now)
+            return None
+
+    # --- request log ---------------------------------------------------------------------
+    def record(
+        self, *, method: str, path: str, endpoint: str, tenant: str | None, status: int
+    ) -> None:
+        entry = {
+            "time": format_ticks(now_ticks()),
+            "method": method,
+            "path": path,
+            "endpoint": endpoint,
+            "tenant": tenant,
+            "status": status,
+        }
+        with self.lock:
+            self.log.append(entry)
+            self.log_total += 1
+
+    def requests_log(self, tenant: str | None = None) -> dict:
+        with self.lock:
+            entries = list(self.log)
+        if tenant:
+            t = self.resolve_tenant(tenant)
+            wanted = t.tenant_id if t else tenant.lower()
+            entries = [e for e in entries if e["tenant"] == wanted]
+        by_endpoint: collections.Counter = collections.Counter()
+        by_status: collections.Counter = collections.Counter()
+        by_tenant: collections.Counter = collections.Counter()
+        for e in entries:
+            by_endpoint[e["endpoint"]] += 1
+            by_status[str(e["status"])] += 1
+            by_tenant[e["tenant"] or ""] += 1
+        return {
+            "total": len(entries),
+            "by_endpoint": dict(by_endpoint),
+            "by_status": dict(by_status),
+            "by_tenant": dict(by_tenant),
+            "entries": entries,
+        }
+
+    def clear_requests(self) -> None:
+        with self.lock:
+            self.log.clear()
+            self.log_total = 0
+
+    # --- faults --------------------------------------------------------------------------
+    def add_fault(self, **kw) -> Fault:
+        kind = kw.get("kind")
+        endpoint = kw.get("endpoint", "*")
+        if kind not in FAULT_KINDS:
+            raise ControlError(400, f"kind must be one of {', '.join(FAULT_KINDS)}")
+        if endpoint not in FAULT_ENDPOINTS:
+            raise ControlError(400, f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
+        allowed = set(Fault.__dataclass_fields__) - {"fault_id", "seen", "applied"}
+        unknown = set(kw) - allowed
+        if unknown:
+            raise ControlError(400, f"unknown fault fields: {', '.join(sorted(unknown))}")
+        rate = float(kw.get("rate", 1.0))
+        if not 0 <= rate <= 1:
+            raise ControlError(400, "rate must be between 0 and 1")
+        tenant = kw.get("tenant")
+        if tenant:
+            resolved = self.resolve_tenant(tenant)
+            tenant = resolved.tenant_id if resolved else tenant.lower()
+        fields = {k: v for k, v in kw.items() if v is not None}
+        fields |= {"tenant": tenant or None, "rate": rate, "endpoint": endpoint}
+        fault = Fault(fault_id=uuid.uuid4().hex[:12], **fields)
+        if kind == "status" and fault.status not in (400, 401, 403, 404, 429, 500, 502, 503, 504):
+            raise ControlError(400, "status must be an HTTP error status such as 429, 500, 503")
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults = []
+
+    def matching_faults(self, endpoint: str, tenant: str | None) -> list[Fault]:
+        """The faults that fire for this request (counts `after`, `count` and `rate`)."""
+        fired = []
+        with self.lock:
+            for f in self.faults:
+                if f.endpoint not in ("*", endpoint):
+                    continue
+                if f.tenant and f.tenant != tenant:
+                    continue
+                f.seen += 1
+                if f.seen <= f.after:
+                    continue
+                if f.count is not None and f.applied >= f.count:
+                    continue
+                if f.rate < 1 and self.fault_rng.random() >= f.rate:
+                    continue
+                f.applied += 1
+                fired.append(f)
+        return fired

@@ -1,0 +1,54 @@
+"""Time as Microsoft's services write it: UTC with up to 7 fractional digits (100 ns ticks).
+
+Times are kept as integer ticks (100 ns since the Unix epoch), so comparisons in `$filter`
+are exact at the 7th digit, as they are in .NET.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+TICKS_PER_SECOND = 10_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?"
+    r"(Z|[+-]\d{2}:\d{2})$"
+)
+
+
+def now_ticks() -> int:
+    return time.time_ns() // 100
+
+
+def format_ticks(ticks: int) -> str:
+    """`2020-09-06T14:46:57.0733333Z`; trailing zeros trimmed like .NET's `FFFFFFF`
+    (Microsoft's own example has `2020-09-06T14:46:57.29Z`)."""
+    seconds, frac = divmod(ticks, TICKS_PER_SECOND)
+    base = (_EPOCH + dt.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        return f"{base}.{frac:07d}".rstrip("0") + "Z"
+    return base + "Z"
+
+
+def parse_ticks(text: str) -> int:
+    """Parse an ISO 8601 date-time with an offset into ticks; ValueError when malformed."""
+    m = _ISO.match(text)
+    if not m:
+        raise ValueError(text)
+    year, month, day, hour, minute = (int(m.group(i)) for i in range(1, 6))
+    second = int(m.group(6) or 0)
+    frac = int((m.group(7) or "").ljust(7, "0"))
+    stamp = dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    zone = m.group(8)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        stamp -= sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return int((stamp - _EPOCH).total_seconds()) * TICKS_PER_SECOND + frac
+
+
+def entra_timestamp(when: float | None = None) -> str:
+    """`2016-01-09 02:02:12Z`: the format of Entra error bodies."""
+    when = time.time() if when is None else when
+    return dt.datetime.fromtimestamp(when, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
