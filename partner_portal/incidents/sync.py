@@ -250,6 +250,14 @@ def sync_tenant(
         run.error_message = "Another sync of this tenant is running."
         run.save()
         return run
+    # Runs still marked running lost their worker (SIGKILL, a machine gone): we hold the
+    # lease now, so they cannot be alive.
+    SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.RUNNING).exclude(pk=run.pk).update(
+        outcome=SyncOutcome.FAILED,
+        finished_at=now,
+        error_class="WorkerLost",
+        error_message="The worker running this sync stopped; a later run took over.",
+    )
     try:
         tenant.refresh_from_db()
         return _run(tenant=tenant, run=run, resume=resume or {}, progress=progress)
