@@ -110,7 +110,12 @@ class DevCloudApp:
                 )
         status = 0 if resp.action in ("reset", "hang") else resp.status
         self.store.record(
-            method=req.method, path=req.path, endpoint=endpoint, tenant=tenant, status=status
+            method=req.method,
+            path=req.path,
+            endpoint=endpoint,
+            tenant=tenant,
+            status=status,
+            note=req.note,
         )
         return resp
 
@@ -118,10 +123,10 @@ class DevCloudApp:
         method = req.method
         if kind == "incidents":
             ok = method == "GET"
-            return ("list_incidents" if ok else None), defender.unverified_tid(req)
+            return ("list_incidents" if ok else None), defender.unverified_tid(self, req)
         if kind == "incident":
             endpoint = {"GET": "get_incident", "PATCH": "update_incident"}.get(method)
-            return endpoint, defender.unverified_tid(req)
+            return endpoint, defender.unverified_tid(self, req)
         seg = unquote(params["tenant"])
         tenant = self.store.resolve_tenant(seg)
         tid = tenant.tenant_id if tenant else seg.lower()

@@ -119,8 +119,9 @@ class DevCloud:
         return self._call("GET", f"/tenants/{tid}/incidents")
 
     # --- request log, faults, limits ---------------------------------------------------
-    def requests_log(self, tenant: str | None = None) -> dict:
-        return self._call("GET", "/requests", tenant=tenant)
+    def requests_log(self, tenant: str | None = None, *, entries: bool = True) -> dict:
+        """Counts (exact) and entries (the last 100 000) of the requests devcloud served."""
+        return self._call("GET", "/requests", tenant=tenant, entries=None if entries else "false")
 
     def clear_requests(self) -> dict:
         return self._call("DELETE", "/requests")

@@ -178,7 +178,8 @@ def _evolve(app, req, tid):
 
 
 def _requests_log(app, req):
-    return 200, app.store.requests_log(req.q("tenant"))
+    entries = (req.q("entries") or "true").lower() not in ("0", "false", "no")
+    return 200, app.store.requests_log(req.q("tenant"), entries=entries)
 
 
 def _clear_requests(app, req):

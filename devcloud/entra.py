@@ -503,9 +503,13 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
                 "The request body must contain the following parameter: 'client_assertion_type'.",
             )
         _check_assertion(app, req, app_reg, assertion, tenant_seg, tenant)
+        header = jwt.get_unverified_header(assertion)
+        thumb = "x5t#S256" if "x5t#S256" in header else "x5t"
+        req.note = f"client_assertion {header.get('alg')} {thumb}"
         acr = "2"
     elif secret:
         _check_secret(app_reg, secret)
+        req.note = "client_secret"
         acr = "1"
     else:
         raise EntraError(

@@ -434,7 +434,9 @@ class Generator:
             "lastUpdatedTime": format_ticks(when + rng.randint(1, 9) * 10**6),
             "resolvedTime": None,
             "firstActivity": format_ticks(first),
-            "lastActivity": format_ticks(first + rng.randint(0, 1800) * TICKS_PER_SECOND),
+            "lastActivity": format_ticks(
+                min(when, first + rng.randint(0, 1800) * TICKS_PER_SECOND)
+            ),
             "title": t["title"].format(**fmt),
             "description": t["description"].format(**fmt),
             "category": t["category"],
@@ -531,6 +533,7 @@ class Generator:
         for alert in data["alerts"]:
             alert["status"] = "Resolved"
             alert["resolvedTime"] = format_ticks(when)
+            alert["lastUpdatedTime"] = format_ticks(when)
             alert["classification"] = data["classification"]
             alert["determination"] = data["determination"]
 

@@ -80,7 +80,12 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        self.wfile.write(data + resp.body if self.command != "HEAD" else data)
+        if len(resp.body) < 16384:
+            self.wfile.write(data + resp.body)
+        else:
+            # Big bodies go out as they are: no copy to glue the head on.
+            self.wfile.write(data)
+            self.wfile.write(resp.body)
 
     def _abort(self) -> None:
         """Close the TCP connection with a reset (no TLS close_notify, no response)."""
@@ -104,6 +109,10 @@ class Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address) -> None:
         # The TLS handshake runs here, in the connection's own thread, so a slow client
         # cannot stall accept().
+        # Without TCP_NODELAY the tail of each response waits for the peer's delayed ACK
+        # (Nagle): ~40 ms per request on keep-alive connections.
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is not None:
             request.settimeout(30)
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import random
 import re
 import threading
@@ -22,7 +23,7 @@ CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
 FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "list_incidents", "get_incident")
 FAULT_ENDPOINTS += ("update_incident", "*")
-MAX_LOG = 200_000
+MAX_LOG = 100_000  # entries kept; the counts are exact regardless
 
 
 class ControlError(Exception):
@@ -171,7 +172,7 @@ class Store:
             self.fault_rng = random.Random(self.base_seed)
             self.windows: dict[tuple[str, str], collections.deque] = {}
             self.log: collections.deque = collections.deque(maxlen=MAX_LOG)
-            self.log_total = 0
+            self.log_counts: dict = {}
 
     # --- tenants -------------------------------------------------------------------------
     def resolve_tenant(self, name: str) -> Tenant | None:
@@ -437,25 +438,34 @@ class Store:
         A throttled call is not counted."""
         now = time.monotonic()
         with self.lock:
-            window = self.windows.setdefault((tenant_id, client_id), collections.deque())
-            while window and window[0] <= now - 3600:
-                window.popleft()
+            minute, hour = self.windows.setdefault(
+                (tenant_id, client_id), (collections.deque(), collections.deque())
+            )
+            while minute and minute[0] <= now - 60:
+                minute.popleft()
+            while hour and hour[0] <= now - 3600:
+                hour.popleft()
             per_minute, per_hour = self.limits["per_minute"], self.limits["per_hour"]
-            if len(window) >= per_hour:
-                oldest = window[len(window) - per_hour]
-                return max(1, int(oldest + 3600 - now + 0.999)), "hour"
-            # The calls in the last minute are at the end of the deque.
-            for recent, stamp in enumerate(reversed(window), start=1):
-                if stamp <= now - 60:
-                    break
-                if recent >= per_minute:
-                    return max(1, int(stamp + 60 - now + 0.999)), "minute"
-            window.append(now)
+            if len(hour) >= per_hour:
+                oldest = hour[len(hour) - per_hour]
+                return max(1, math.ceil(oldest + 3600 - now)), "hour"
+            if len(minute) >= per_minute:
+                oldest = minute[len(minute) - per_minute]
+                return max(1, math.ceil(oldest + 60 - now)), "minute"
+            minute.append(now)
+            hour.append(now)
             return None
 
     # --- request log ---------------------------------------------------------------------
     def record(
-        self, *, method: str, path: str, endpoint: str, tenant: str | None, status: int
+        self,
+        *,
+        method: str,
+        path: str,
+        endpoint: str,
+        tenant: str | None,
+        status: int,
+        note: str | None = None,
     ) -> None:
         entry = {
             "time": format_ticks(now_ticks()),
@@ -465,36 +475,46 @@ class Store:
             "tenant": tenant,
             "status": status,
         }
+        if note:
+            entry["note"] = note
         with self.lock:
             self.log.append(entry)
-            self.log_total += 1
+            # Counts are kept apart from the (bounded) entries, so they stay exact.
+            for key in (None, tenant or ""):
+                counts = self.log_counts.setdefault(
+                    key,
+                    {
+                        "total": 0,
+                        "by_endpoint": collections.Counter(),
+                        "by_status": collections.Counter(),
+                        "by_tenant": collections.Counter(),
+                    },
+                )
+                counts["total"] += 1
+                counts["by_endpoint"][endpoint] += 1
+                counts["by_status"][str(status)] += 1
+                counts["by_tenant"][tenant or ""] += 1
 
-    def requests_log(self, tenant: str | None = None) -> dict:
-        with self.lock:
-            entries = list(self.log)
+    def requests_log(self, tenant: str | None = None, *, entries: bool = True) -> dict:
+        key = None
         if tenant:
             t = self.resolve_tenant(tenant)
-            wanted = t.tenant_id if t else tenant.lower()
-            entries = [e for e in entries if e["tenant"] == wanted]
-        by_endpoint: collections.Counter = collections.Counter()
-        by_status: collections.Counter = collections.Counter()
-        by_tenant: collections.Counter = collections.Counter()
-        for e in entries:
-            by_endpoint[e["endpoint"]] += 1
-            by_status[str(e["status"])] += 1
-            by_tenant[e["tenant"] or ""] += 1
-        return {
-            "total": len(entries),
-            "by_endpoint": dict(by_endpoint),
-            "by_status": dict(by_status),
-            "by_tenant": dict(by_tenant),
-            "entries": entries,
-        }
+            key = t.tenant_id if t else tenant.lower()
+        with self.lock:
+            counts = self.log_counts.get(key)
+            listed = [e for e in self.log if key is None or e["tenant"] == key] if entries else []
+            return {
+                "total": counts["total"] if counts else 0,
+                "by_endpoint": dict(counts["by_endpoint"]) if counts else {},
+                "by_status": dict(counts["by_status"]) if counts else {},
+                "by_tenant": dict(counts["by_tenant"]) if counts else {},
+                "entries": listed,
+            }
 
     def clear_requests(self) -> None:
         with self.lock:
             self.log.clear()
-            self.log_total = 0
+            self.log_counts = {}
 
     # --- faults --------------------------------------------------------------------------
     def add_fault(self, **kw) -> Fault:

@@ -19,6 +19,8 @@ class Request:
     host: str
     query: dict[str, list[str]] = field(default_factory=dict)
     _form: dict[str, list[str]] | None = None
+    # What a handler wants the request log to show (e.g. the client authentication used).
+    note: str | None = None
 
     def __post_init__(self) -> None:
         self.query = parse_qs(self.raw_query, keep_blank_values=True)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 
-pytest_plugins = ["tests.workers"]
+pytest_plugins = ["tests.workers", "tests.devcloud_fixture"]
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
