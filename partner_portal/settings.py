@@ -316,6 +316,11 @@ if MICROSOFT_LOGIN_BASE_URL:
     MICROSOFT_LOGIN_BASE_URL = env_base_url("MICROSOFT_LOGIN_BASE_URL", "")
 if MICROSOFT_DEFENDER_BASE_URL:
     MICROSOFT_DEFENDER_BASE_URL = env_base_url("MICROSOFT_DEFENDER_BASE_URL", "")
+# Where browsers are sent for admin consent (default: the login base URL). Only the demo sets
+# it, to send browsers to devcloud's plain-HTTP port; tokens always use the login base URL.
+MICROSOFT_CONSENT_BASE_URL = env.str("MICROSOFT_CONSENT_BASE_URL", default="")
+if MICROSOFT_CONSENT_BASE_URL:
+    MICROSOFT_CONSENT_BASE_URL = env_base_url("MICROSOFT_CONSENT_BASE_URL", "")
 # A CA bundle to trust instead of the system's (devcloud's CA). Applied with trust_env off,
 # because REQUESTS_CA_BUNDLE in the environment would silently override it.
 MICROSOFT_CA_BUNDLE = env_path("MICROSOFT_CA_BUNDLE")

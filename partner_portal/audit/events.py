@@ -26,3 +26,8 @@ def record(
         ip_address=ip_address,
         data=data,
     )
+
+
+def client_ip(request: Any) -> str | None:
+    """The address a request came from, for the audit log."""
+    return request.META.get("REMOTE_ADDR") or None

@@ -27,6 +27,13 @@ class Outcome(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class LinkStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    USED = "used", "Used"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
 class ConsentLink(models.Model):
     """An admin-consent link sent to a customer's Global Administrator.
 
@@ -36,6 +43,7 @@ class ConsentLink(models.Model):
     """
 
     Outcome = Outcome
+    Status = LinkStatus
 
     token = models.CharField(max_length=64, unique=True, default=new_link_token, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="consent_links")
@@ -85,3 +93,28 @@ class ConsentLink(models.Model):
     @property
     def is_usable(self) -> bool:
         return self.completed_at is None and self.revoked_at is None and not self.is_expired
+
+    @property
+    def status(self) -> str:
+        if self.completed_at is not None:
+            return LinkStatus.USED
+        if self.revoked_at is not None:
+            return LinkStatus.REVOKED
+        if self.is_expired:
+            return LinkStatus.EXPIRED
+        return LinkStatus.ACTIVE
+
+    def get_status_display(self) -> str:
+        return LinkStatus(self.status).label
+
+    @classmethod
+    def status_condition(cls, status: str) -> Q:
+        """The filter for one `LinkStatus` value (the same rules as `status`)."""
+        now = timezone.now()
+        if status == LinkStatus.USED:
+            return Q(completed_at__isnull=False)
+        if status == LinkStatus.REVOKED:
+            return Q(completed_at__isnull=True, revoked_at__isnull=False)
+        if status == LinkStatus.EXPIRED:
+            return Q(completed_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now)
+        return Q(completed_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)

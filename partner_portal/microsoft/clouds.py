@@ -8,6 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFENDER_RESOURCE = "https://api.security.microsoft.com"
+# Application permissions on the Defender API: singular "Incident" (§0.1).
+DEFENDER_READ_ROLE = "Incident.Read.All"
+DEFENDER_READWRITE_ROLE = "Incident.ReadWrite.All"
+
+
+def defender_roles(*, updates: bool) -> list[str]:
+    """The role the portal needs: ReadWrite when it updates incidents, else Read."""
+    return [DEFENDER_READWRITE_ROLE if updates else DEFENDER_READ_ROLE]
 
 
 @dataclass(frozen=True)

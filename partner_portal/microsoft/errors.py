@@ -7,6 +7,8 @@ and nothing retries it until someone acts.
 
 from __future__ import annotations
 
+import re
+
 
 class MicrosoftError(Exception):
     """Base class. `message` is safe to show staff (never contains a secret or a token)."""
@@ -95,9 +97,17 @@ class MissingPermissions(MicrosoftError):
         "link so the customer's Global Administrator grants it."
     )
 
-    def __init__(self, message: str = "", *, missing: list[str] | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        missing: list[str] | None = None,
+        granted: list[str] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.missing = missing or []
+        self.granted = granted or []
 
 
 class Forbidden(MicrosoftError):
@@ -107,6 +117,47 @@ class Forbidden(MicrosoftError):
     fix = (
         "Run 'Check access' on the tenant page; if permissions were removed, "
         "send a new consent link."
+    )
+
+
+class TokenMismatch(MicrosoftError):
+    """The token's `tid`, `aud`, expiry or signature is not what we asked for."""
+
+    title = "The token Microsoft issued does not match this tenant"
+    fix = (
+        "Check the tenant ID and cloud on this page, then run 'Check access' again. If the "
+        "customer consented from another tenant, send them a new consent link."
+    )
+
+
+class TenantBlocked(MicrosoftError):
+    """AADSTS5000225: Microsoft blocked the tenant (usually for inactivity)."""
+
+    title = "The customer's tenant is blocked"
+    fix = (
+        "Microsoft has blocked this tenant, usually after a long period of inactivity. "
+        "The customer must contact Microsoft support to reactivate it."
+    )
+
+
+class BlockedByPolicy(MicrosoftError):
+    """AADSTS53003: a Conditional Access policy for workload identities blocks the app."""
+
+    title = "A Conditional Access policy blocks the portal's app"
+    fix = (
+        "Ask the customer's administrator to exclude the portal's app from their Conditional "
+        "Access policies for workload identities (Entra admin centre → Protection → "
+        "Conditional Access)."
+    )
+
+
+class AppNotMultiTenant(MicrosoftError):
+    """AADSTS50194: the app registration is single-tenant."""
+
+    title = "The portal's app registration is not multitenant"
+    fix = (
+        "On the app registration (Entra admin centre → App registrations → Authentication), "
+        "set 'Supported account types' to accounts in any organizational directory."
     )
 
 
@@ -127,9 +178,14 @@ AADSTS_ERRORS: dict[int, type[MicrosoftError]] = {
     7000218: CredentialInvalid,
     700027: CredentialInvalid,
     50012: CredentialInvalid,
+    50013: CredentialInvalid,
+    500133: CredentialInvalid,
     90002: TenantNotFound,
     500011: ResourceNotProvisioned,
     7000112: AppDisabled,
+    5000225: TenantBlocked,
+    53003: BlockedByPolicy,
+    50194: AppNotMultiTenant,
 }
 
 ALL_ERRORS: dict[str, type[MicrosoftError]] = {
@@ -145,6 +201,10 @@ ALL_ERRORS: dict[str, type[MicrosoftError]] = {
         AppDisabled,
         MissingPermissions,
         Forbidden,
+        TokenMismatch,
+        TenantBlocked,
+        BlockedByPolicy,
+        AppNotMultiTenant,
         BadResponse,
     )
 }
@@ -155,16 +215,38 @@ def describe(kind: str) -> type[MicrosoftError]:
     return ALL_ERRORS.get(kind, MicrosoftError)
 
 
-def from_token_error(body: dict, *, status: int | None = None) -> MicrosoftError:
+def from_token_error(
+    body: dict, *, status: int | None = None, retry_after: int | None = None
+) -> MicrosoftError:
     """Classify an Entra error body: {"error", "error_description", "error_codes", ...}."""
-    codes = body.get("error_codes") or []
+    codes = _codes(body.get("error_codes"))
     description = str(body.get("error_description") or body.get("error") or "")
     # Keep the first line: the AADSTS sentence, without trace and correlation IDs.
-    message = description.splitlines()[0] if description else "Token request failed"
-    for code in codes:
-        cls = AADSTS_ERRORS.get(int(code))
+    message = description.splitlines()[0][:500] if description else "Token request failed"
+    if not codes:
+        # Some bodies carry the number only in the text ("AADSTS700016: ...").
+        codes = [int(n) for n in re.findall(r"AADSTS(\d{4,7})", description)[:1]]
+    code = str(codes[0]) if codes else ""
+    if status == 429:
+        return Throttled(message, retry_after=retry_after or 60, code=code, status=status)
+    for number in codes:
+        cls = AADSTS_ERRORS.get(number)
         if cls:
-            return cls(message, code=str(code), status=status)
-    if status is not None and (status >= 500 or status == 429):
-        return Transient(message, code=str(codes[0]) if codes else "", status=status)
-    return MicrosoftError(message, code=str(codes[0]) if codes else "", status=status)
+            return cls(message, code=str(number), status=status)
+    if status is not None and status >= 500:
+        return Transient(message, code=code, status=status)
+    if body.get("error") == "temporarily_unavailable":
+        return Transient(message, code=code, status=status)
+    return MicrosoftError(message, code=code, status=status)
+
+
+def _codes(raw: object) -> list[int]:
+    if not isinstance(raw, list):
+        return []
+    codes = []
+    for item in raw:
+        try:
+            codes.append(int(item))
+        except (TypeError, ValueError):
+            continue
+    return codes

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 
@@ -22,6 +22,48 @@ class ConsentState(models.TextChoices):
     REVOKED = "revoked", "Revoked"
 
 
+class Health(models.TextChoices):
+    """How a tenant is doing, at a glance; `attention` sorts first."""
+
+    ATTENTION = "attention", "Needs attention"
+    WAITING = "waiting", "Waiting for consent"
+    OK = "ok", "Healthy"
+    DISABLED = "disabled", "Disabled"
+
+
+ATTENTION_STATES = (
+    ConsentState.FAILED,
+    ConsentState.MISSING_PERMISSIONS,
+    ConsentState.REVOKED,
+)
+WAITING_STATES = (ConsentState.NOT_CONSENTED, ConsentState.PENDING)
+
+
+def health_condition(health: str) -> Q:
+    """The filter for one `Health` value (the same rules as `Tenant.health`)."""
+    attention = Q(consent_state__in=ATTENTION_STATES) | Q(last_sync_outcome="failed")
+    if health == Health.DISABLED:
+        return Q(is_active=False)
+    if health == Health.ATTENTION:
+        return Q(is_active=True) & attention
+    if health == Health.WAITING:
+        return Q(is_active=True, consent_state__in=WAITING_STATES) & ~attention
+    return Q(is_active=True) & ~attention & ~Q(consent_state__in=WAITING_STATES)
+
+
+def with_health_rank(tenants: QuerySet[Tenant]) -> QuerySet[Tenant]:
+    """Annotate `health_rank` (0 = needs attention … 3 = disabled) for sorting."""
+    return tenants.annotate(
+        health_rank=Case(
+            When(health_condition(Health.ATTENTION), then=Value(0)),
+            When(health_condition(Health.WAITING), then=Value(1)),
+            When(health_condition(Health.OK), then=Value(2)),
+            default=Value(3),
+            output_field=IntegerField(),
+        )
+    )
+
+
 class Tenant(models.Model):
     """A customer's Microsoft 365 tenant that the MSP looks after.
 
@@ -32,6 +74,7 @@ class Tenant(models.Model):
 
     Cloud = Cloud
     ConsentState = ConsentState
+    Health = Health
 
     display_name = models.CharField(max_length=200)
     entra_tenant_id = models.UUIDField(
@@ -103,3 +146,42 @@ class Tenant(models.Model):
     @property
     def lease_held(self) -> bool:
         return self.sync_lease_until is not None and self.sync_lease_until > timezone.now()
+
+    @property
+    def health(self) -> str:
+        if not self.is_active:
+            return Health.DISABLED
+        if self.consent_state in ATTENTION_STATES or self.last_sync_outcome == "failed":
+            return Health.ATTENTION
+        if self.consent_state in WAITING_STATES:
+            return Health.WAITING
+        return Health.OK
+
+    def get_health_display(self) -> str:
+        return Health(self.health).label
+
+    def record_access_check(
+        self,
+        *,
+        state: str,
+        roles: list[str] | None = None,
+        error_class: str = "",
+        error_message: str = "",
+    ) -> None:
+        """Store the outcome of an access check (token + claims) on this tenant."""
+        self.consent_state = state
+        if roles is not None:
+            self.granted_roles = roles
+        self.consent_error_class = error_class
+        self.consent_error_message = error_message
+        self.consent_checked_at = timezone.now()
+        self.save(
+            update_fields=[
+                "consent_state",
+                "granted_roles",
+                "consent_error_class",
+                "consent_error_message",
+                "consent_checked_at",
+                "updated_at",
+            ]
+        )

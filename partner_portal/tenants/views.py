@@ -1,9 +1,140 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from __future__ import annotations
 
-from partner_portal.tenants.access import visible_tenants
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from partner_portal.audit.events import client_ip
+from partner_portal.audit.models import AuditEvent
+from partner_portal.microsoft import errors
+from partner_portal.microsoft.claims import missing_roles
+from partner_portal.microsoft.clouds import defender_roles
+from partner_portal.tenants import changes
+from partner_portal.tenants.access import get_tenant_for_user, visible_tenants
+from partner_portal.tenants.forms import TenantFilterForm, TenantForm
+from partner_portal.tenants.models import Tenant, health_condition, with_health_rank
+
+PAGE_SIZE = 25
 
 
 def tenant_list(request: HttpRequest) -> HttpResponse:
-    tenants = visible_tenants(request.user)
-    return render(request, "tenants/list.html", {"tenants": tenants})
+    form = TenantFilterForm(request.GET or None)
+    tenants = with_health_rank(visible_tenants(request.user))
+    if form.is_valid():
+        q = form.cleaned_data["q"].strip()
+        if q:
+            tenants = tenants.filter(
+                Q(display_name__icontains=q)
+                | Q(primary_domain__icontains=q)
+                | Q(entra_tenant_id__icontains=q.replace("-", ""))
+            )
+        if form.cleaned_data["consent_state"]:
+            tenants = tenants.filter(consent_state=form.cleaned_data["consent_state"])
+        if form.cleaned_data["health"]:
+            tenants = tenants.filter(health_condition(form.cleaned_data["health"]))
+    tenants = tenants.order_by("health_rank", "display_name", "pk").prefetch_related("groups")
+    page = Paginator(tenants, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "tenants/list.html",
+        {"form": form, "page": page, "query": query.urlencode()},
+    )
+
+
+def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    required = defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
+    missing = missing_roles(tenant.granted_roles, required)
+    sync_runs = list(tenant.sync_runs.all()[:10])
+    context = {
+        "tenant": tenant,
+        "required": [{"name": r, "granted": r not in missing} for r in required],
+        "extra_roles": [r for r in tenant.granted_roles if r not in required],
+        "consent_error": _describe(tenant.consent_error_class),
+        "sync_error": _describe(tenant.last_sync_error_class),
+        "last_run": sync_runs[0] if sync_runs else None,
+        "sync_runs": sync_runs,
+        "next_sync": _next_sync(tenant),
+        "links": tenant.consent_links.select_related("created_by")[:20],
+        "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],
+    }
+    return render(request, "tenants/detail.html", context)
+
+
+def _describe(kind: str) -> type[errors.MicrosoftError] | None:
+    return errors.describe(kind) if kind else None
+
+
+def _next_sync(tenant: Tenant) -> dict[str, object]:
+    """When beat's fan-out will next pick this tenant up, or why it will not."""
+    if not tenant.is_active:
+        return {"reason": "The tenant is disabled."}
+    if not tenant.sync_enabled:
+        return {"reason": "Sync is turned off for this tenant."}
+    if tenant.consent_state != Tenant.ConsentState.CONSENTED:
+        return {"reason": "Not until consent is confirmed."}
+    from django_celery_beat.models import PeriodicTask
+
+    interval = timedelta(minutes=settings.SYNC_INTERVAL_MINUTES)
+    task = PeriodicTask.objects.filter(name="sync-all-tenants", enabled=True).first()
+    last = task.last_run_at if task else None
+    at = last + interval if last else None
+    if at is not None and at < timezone.now():
+        at = None
+    return {"at": at, "interval": settings.SYNC_INTERVAL_MINUTES}
+
+
+def tenant_create(request: HttpRequest) -> HttpResponse:
+    form = TenantForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        tenant = changes.create_tenant(form=form, actor=request.user, ip_address=client_ip(request))
+        messages.success(request, f"{tenant.display_name} was added. Now send a consent link.")
+        return redirect("tenants:detail", tenant_id=tenant.pk)
+    return render(request, "tenants/form.html", {"form": form})
+
+
+def tenant_edit(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    form = TenantForm(request.POST or None, instance=tenant, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        changes.update_tenant(form=form, actor=request.user, ip_address=client_ip(request))
+        messages.success(request, "Changes saved.")
+        return redirect("tenants:detail", tenant_id=tenant.pk)
+    return render(request, "tenants/form.html", {"form": form, "tenant": tenant})
+
+
+@require_POST
+def tenant_toggle(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    enable = not tenant.is_active
+    changes.set_enabled(
+        tenant=tenant, enabled=enable, actor=request.user, ip_address=client_ip(request)
+    )
+    if enable:
+        messages.success(request, f"{tenant.display_name} is enabled.")
+    else:
+        messages.warning(request, f"{tenant.display_name} is disabled: it will not be synced.")
+    return redirect("tenants:detail", tenant_id=tenant.pk)
+
+
+@require_POST
+def tenant_check_access(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    if tenant.entra_tenant_id is None:
+        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
+    else:
+        # The one place tenants reach into consent: the check is consent's workflow.
+        from partner_portal.consent.tasks import verify_tenant_access
+
+        verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
+        messages.info(request, "Access check started; refresh this page in a moment.")
+    return redirect("tenants:detail", tenant_id=tenant.pk)

@@ -1,0 +1,556 @@
+"""The admin-consent workflow, as plain functions: views and tasks call these, tests too.
+
+Link → landing page → `start_consent` (signed state, redirect to Microsoft) → Microsoft's
+redirect → `handle_callback` (state checked, outcome recorded, single use) → the verification
+task → `verify_access` (a real token whose `tid` and `roles` prove the consent).
+
+Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from partner_portal.audit.events import record
+from partner_portal.consent.models import ConsentLink
+from partner_portal.microsoft import errors, tokens
+from partner_portal.microsoft.claims import granted_roles
+from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
+from partner_portal.tenants.models import Tenant
+
+STATE_SALT = "partner_portal.consent.state"
+CALLBACK_PATH = "/consent/callback/"
+# Microsoft's parameters are short; anything longer is not from Microsoft.
+MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
+MAX_OTHER_PARAM_LENGTH = 2048
+MAX_QUERY_LENGTH = 8192
+_PRINTABLE = re.compile(r"^[\x20-\x7e\r\n\t\u00a0-\uffff]*$")
+_AADSTS = re.compile(r"AADSTS(\d{4,7})")
+
+
+@dataclass(frozen=True)
+class Permission:
+    name: str
+    allows: str
+    used_for: str
+
+
+PERMISSIONS = {
+    "Incident.Read.All": Permission(
+        "Incident.Read.All",
+        "Read all Microsoft 365 Defender incidents and their alerts in your organisation.",
+        "We copy your incidents and alerts to our monitoring portal so our security team can "
+        "watch them and respond. We cannot change anything in your tenant.",
+    ),
+    "Incident.ReadWrite.All": Permission(
+        "Incident.ReadWrite.All",
+        "Read and update all Microsoft 365 Defender incidents in your organisation "
+        "(status, assignment, classification, tags and comments).",
+        "We copy your incidents and alerts to our monitoring portal, and our security team "
+        "updates the incidents they work on (for example, marks them resolved) so you see "
+        "their progress in the Microsoft Defender portal.",
+    ),
+}
+
+
+def required_roles() -> list[str]:
+    """The application permission the portal needs on the Defender API (singular names)."""
+    return defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
+
+
+def required_permissions() -> list[Permission]:
+    return [PERMISSIONS[name] for name in required_roles()]
+
+
+def is_guid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+# --- Links ---------------------------------------------------------------------------------
+
+
+def public_url(link: ConsentLink) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/consent/{link.token}/"
+
+
+def create_link(
+    *,
+    tenant: Tenant,
+    created_by: Any,
+    expected_tenant: str = "",
+    ip_address: str | None = None,
+) -> ConsentLink:
+    link = ConsentLink.objects.create(
+        tenant=tenant,
+        created_by=created_by,
+        expected_tenant=expected_tenant.strip().lower(),
+    )
+    record(
+        "consent.link_created",
+        actor=created_by,
+        tenant=tenant,
+        target=f"consentlink:{link.pk}",
+        ip_address=ip_address,
+        expected_tenant=link.expected_tenant,
+        expires_at=link.expires_at.isoformat(),
+    )
+    return link
+
+
+def revoke_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None) -> bool:
+    """Revoke an unused link; False when it was already used or revoked."""
+    now = timezone.now()
+    changed = ConsentLink.objects.filter(pk=link.pk, completed_at=None, revoked_at=None).update(
+        revoked_at=now
+    )
+    if changed:
+        link.revoked_at = now
+        record(
+            "consent.link_revoked",
+            actor=actor,
+            tenant=link.tenant,
+            target=f"consentlink:{link.pk}",
+            ip_address=ip_address,
+        )
+    return bool(changed)
+
+
+def record_open(*, link: ConsentLink, ip_address: str | None = None) -> None:
+    """Count a visit of the landing page (F() so concurrent visits all count)."""
+    now = timezone.now()
+    ConsentLink.objects.filter(pk=link.pk).update(
+        opened_count=F("opened_count") + 1,
+        first_opened_at=Coalesce(F("first_opened_at"), now),
+        last_opened_at=now,
+    )
+    record(
+        "consent.link_opened",
+        tenant=link.tenant,
+        target=f"consentlink:{link.pk}",
+        ip_address=ip_address,
+    )
+
+
+# --- State and the redirect to Microsoft ----------------------------------------------------
+
+
+class StateRejected(Exception):
+    """The callback's `state` does not belong to a usable link."""
+
+    def __init__(self, reason: str, link: ConsentLink | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.link = link
+
+
+def sign_state(link: ConsentLink) -> str:
+    return signing.dumps({"l": link.pk, "n": link.state_nonce}, salt=STATE_SALT)
+
+
+def verify_state(raw: str) -> ConsentLink:
+    """The link a `state` was signed for, or StateRejected(reason) saying why not."""
+    if not raw:
+        raise StateRejected("missing")
+    try:
+        data = signing.loads(raw, salt=STATE_SALT, max_age=settings.CONSENT_STATE_MAX_AGE_SECONDS)
+    except signing.SignatureExpired:
+        raise StateRejected("expired") from None
+    except signing.BadSignature:
+        raise StateRejected("forged") from None
+    if not isinstance(data, dict) or not isinstance(data.get("l"), int):
+        raise StateRejected("forged")
+    link = ConsentLink.objects.select_related("tenant").filter(pk=data["l"]).first()
+    if link is None:
+        raise StateRejected("unknown_link")
+    nonce = data.get("n")
+    if not link.state_nonce or not isinstance(nonce, str):
+        raise StateRejected("forged", link)
+    if not secrets.compare_digest(nonce, link.state_nonce):
+        raise StateRejected("forged", link)
+    if link.completed_at is not None:
+        raise StateRejected("replayed", link)
+    if link.revoked_at is not None:
+        raise StateRejected("revoked", link)
+    if link.is_expired:
+        raise StateRejected("link_expired", link)
+    return link
+
+
+def consent_base_url(tenant: Tenant) -> str:
+    """Where browsers go for consent: MICROSOFT_CONSENT_BASE_URL, else the cloud's login host."""
+    if settings.MICROSOFT_CONSENT_BASE_URL:
+        return settings.MICROSOFT_CONSENT_BASE_URL.rstrip("/")
+    return get_cloud(tenant.cloud, login_base_url=settings.MICROSOFT_LOGIN_BASE_URL).login_base_url
+
+
+def expected_tenant(link: ConsentLink) -> str:
+    """The tenant the customer must consent with: the link's, else the tenant's known ID."""
+    if link.expected_tenant:
+        return link.expected_tenant
+    if link.tenant.entra_tenant_id:
+        return str(link.tenant.entra_tenant_id)
+    return ""
+
+
+def start_consent(*, link: ConsentLink) -> str:
+    """The admin-consent URL at Microsoft for this link (the nonce is made on first use)."""
+    if not link.state_nonce:
+        nonce = secrets.token_urlsafe(24)
+        # Conditional, so two tabs opened at once end up with the same nonce.
+        ConsentLink.objects.filter(pk=link.pk, state_nonce="").update(state_nonce=nonce)
+        link.refresh_from_db(fields=["state_nonce"])
+    # `organizations`, never `common`: personal accounts cannot give admin consent (§1.1).
+    path_tenant = expected_tenant(link) or "organizations"
+    query = urlencode(
+        {
+            "client_id": settings.MICROSOFT_CLIENT_ID,
+            "redirect_uri": settings.PUBLIC_BASE_URL + CALLBACK_PATH,
+            "scope": f"{DEFENDER_RESOURCE}/.default",
+            "state": sign_state(link),
+        }
+    )
+    return f"{consent_base_url(link.tenant)}/{path_tenant}/v2.0/adminconsent?{query}"
+
+
+# --- The callback ----------------------------------------------------------------------------
+
+
+@dataclass
+class CallbackResult:
+    """What the customer's administrator sees after Microsoft sends them back."""
+
+    kind: str  # granted | tenant_mismatch | denied | error | rejected
+    status: int
+    title: str
+    message: str
+    next_steps: list[str] = field(default_factory=list)
+    link: ConsentLink | None = None
+    can_retry: bool = False
+
+
+def _rejected(
+    reason: str,
+    *,
+    link: ConsentLink | None = None,
+    ip_address: str | None = None,
+    detail: str = "",
+) -> CallbackResult:
+    record(
+        "consent.callback_rejected",
+        tenant=link.tenant if link else None,
+        target=f"consentlink:{link.pk}" if link else "",
+        ip_address=ip_address,
+        reason=reason,
+        detail=detail[:200],
+    )
+    msp = settings.MSP_NAME
+    if reason == "replayed":
+        return CallbackResult(
+            "rejected",
+            400,
+            "This consent link has already been used",
+            "This page was already completed; nothing more happened now.",
+            [f"If you are unsure whether access was granted, ask {msp}."],
+            link,
+        )
+    if reason in ("revoked", "link_expired"):
+        return CallbackResult(
+            "rejected",
+            400,
+            "This consent link is no longer valid",
+            "The link was revoked or expired before Microsoft sent you back. Nothing was recorded.",
+            [f"Ask {msp} for a new consent link."],
+            link,
+        )
+    if reason == "expired":
+        return CallbackResult(
+            "rejected",
+            400,
+            "This consent request took too long",
+            "More time passed at Microsoft than we allow, so we could not accept the answer.",
+            ["Open the consent link you received again and continue to Microsoft."],
+            link,
+        )
+    return CallbackResult(
+        "rejected",
+        400,
+        "We could not accept this request",
+        "This page was reached without a valid consent request, or the request was changed "
+        "on the way. Nothing was recorded.",
+        [f"Open the consent link {msp} sent you and continue from there."],
+        link,
+    )
+
+
+def _param(params: Mapping[str, Any], name: str) -> str:
+    value = params.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _malformed(params: Mapping[str, Any], query_length: int) -> str:
+    """Why the parameters cannot come from Microsoft ('' when they look sane)."""
+    if query_length > MAX_QUERY_LENGTH:
+        return "query too long"
+    getlist = getattr(params, "getlist", None)
+    for name in params:
+        values = getlist(name) if getlist else [params[name]]
+        if len(values) > 1 and name in MAX_PARAM_LENGTH:
+            return f"{name} repeated"
+        for value in values:
+            limit = MAX_PARAM_LENGTH.get(name, MAX_OTHER_PARAM_LENGTH)
+            if not isinstance(value, str) or len(value) > limit:
+                return f"{name} too long"
+            if not _PRINTABLE.match(value):
+                return f"{name} has control characters"
+    return ""
+
+
+def handle_callback(
+    *, params: Mapping[str, Any], query_length: int = 0, ip_address: str | None = None
+) -> CallbackResult:
+    """Microsoft's redirect after the admin-consent page: check state, record the outcome.
+
+    1. Parameters that cannot come from Microsoft, or a state that is missing, forged,
+       replayed, expired or for an unusable link → rejected (400), audited, nothing changed.
+    2. `error` is checked first: error redirects also carry admin_consent=True (§1.3).
+    3. Success: the link completes once (conditional UPDATE). The returned tenant ID is
+       recorded but not trusted: it is attached only if it is the expected one and free,
+       and the tenant is `consented` only after a token with that `tid` and the role.
+    """
+    problem = _malformed(params, query_length)
+    if problem:
+        return _rejected("malformed", ip_address=ip_address, detail=problem)
+    try:
+        link = verify_state(_param(params, "state"))
+    except StateRejected as exc:
+        return _rejected(exc.reason, link=exc.link, ip_address=ip_address)
+
+    error = _param(params, "error")
+    if error:
+        return _record_error(link, params, ip_address=ip_address)
+
+    returned = _param(params, "tenant").strip().lower()
+    if _param(params, "admin_consent").lower() != "true" or not is_guid(returned):
+        return _rejected("malformed", link=link, ip_address=ip_address, detail="no outcome")
+    return _record_success(link, returned, ip_address=ip_address)
+
+
+def _record_error(
+    link: ConsentLink, params: Mapping[str, Any], *, ip_address: str | None
+) -> CallbackResult:
+    error = _param(params, "error")
+    description = _param(params, "error_description")
+    match = _AADSTS.search(description)
+    code = f"AADSTS{match.group(1)}" if match else ""
+    cancelled = error == "access_denied" and (
+        code in ("", "AADSTS65004") or _param(params, "error_subcode") == "cancel"
+    )
+    outcome = ConsentLink.Outcome.DENIED if cancelled else ConsentLink.Outcome.ERROR
+    first_line = description.splitlines()[0] if description else ""
+    # The link stays usable: the administrator may have clicked Cancel by mistake, or signed
+    # in with the wrong account, and can simply try again.
+    ConsentLink.objects.filter(pk=link.pk, completed_at=None).update(
+        outcome=outcome,
+        error_code=(code or error)[:128],
+        error_description=first_line[:1000],
+    )
+    record(
+        "consent.link_declined",
+        tenant=link.tenant,
+        target=f"consentlink:{link.pk}",
+        ip_address=ip_address,
+        outcome=outcome,
+        error=error,
+        code=code,
+    )
+    return _error_page(outcome, error, code, link)
+
+
+def _error_page(outcome: str, error: str, code: str, link: ConsentLink) -> CallbackResult:
+    msp = settings.MSP_NAME
+    again = "Open the consent link again and sign in with a Global Administrator account."
+    if outcome == ConsentLink.Outcome.DENIED:
+        return CallbackResult(
+            "denied",
+            200,
+            "You cancelled: nothing was granted",
+            f"No permissions were given to {msp}.",
+            [
+                "If that was a mistake, open the consent link again and choose Accept.",
+                f"If you have questions about what {msp} needs, contact them first.",
+            ],
+            link,
+            can_retry=True,
+        )
+    if code == "AADSTS50020":
+        message = "You signed in with an account from a different organisation."
+        steps = [f"{again} The account must belong to {link.tenant.display_name}."]
+    elif code in ("AADSTS90094", "AADSTS90008", "AADSTS65001", "AADSTS90099"):
+        message = "The account you used is not allowed to grant consent for your organisation."
+        steps = [
+            "Ask a Global Administrator (or a Privileged Role Administrator) to open the "
+            "consent link."
+        ]
+    else:
+        message = "Microsoft reported a problem and nothing was granted."
+        steps = [again, f"If it happens again, send {msp} this code: {code or error}."]
+    return CallbackResult("error", 200, "Consent did not complete", message, steps, link, True)
+
+
+def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None) -> CallbackResult:
+    tenant = link.tenant
+    expected = expected_tenant(link)
+    mismatch = ""
+    if is_guid(expected) and expected != returned:
+        mismatch = "expected another tenant"
+    elif Tenant.objects.filter(entra_tenant_id=returned).exclude(pk=tenant.pk).exists():
+        mismatch = "tenant belongs to another customer"
+    now = timezone.now()
+    with transaction.atomic():
+        outcome = ConsentLink.Outcome.TENANT_MISMATCH if mismatch else ConsentLink.Outcome.GRANTED
+        completed = ConsentLink.objects.filter(
+            pk=link.pk, completed_at=None, revoked_at=None
+        ).update(
+            completed_at=now,
+            outcome=outcome,
+            returned_tenant_id=returned,
+            error_code="",
+            error_description="",
+        )
+        if completed != 1:
+            # Two callbacks raced for the same link: the other one won.
+            return _rejected("replayed", link=link, ip_address=ip_address)
+        if not mismatch:
+            try:
+                with transaction.atomic():
+                    Tenant.objects.filter(pk=tenant.pk).update(
+                        entra_tenant_id=returned,
+                        consent_state=Tenant.ConsentState.PENDING,
+                        consent_error_class="",
+                        consent_error_message="",
+                        updated_at=now,
+                    )
+            except IntegrityError:
+                # Another tenant took this ID between our check and the update.
+                mismatch = "tenant belongs to another customer"
+                outcome = ConsentLink.Outcome.TENANT_MISMATCH
+                ConsentLink.objects.filter(pk=link.pk).update(outcome=outcome)
+        record(
+            "consent.link_completed",
+            tenant=tenant,
+            target=f"consentlink:{link.pk}",
+            ip_address=ip_address,
+            outcome=outcome,
+            returned_tenant_id=returned,
+            reason=mismatch,
+        )
+        if not mismatch:
+            from partner_portal.consent.tasks import verify_tenant_access
+
+            verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
+    link.refresh_from_db()
+    msp = settings.MSP_NAME
+    if mismatch:
+        return CallbackResult(
+            "tenant_mismatch",
+            200,
+            "Consent was given for a different organisation",
+            f"You signed in to a Microsoft 365 organisation that {msp} did not expect for "
+            f"{tenant.display_name}, so nothing was connected.",
+            [
+                f"Contact {msp}: they will check which organisation is right and send a new link.",
+                "The consent you just gave still exists in the organisation you signed in "
+                "to; its administrators can remove the app under Enterprise applications.",
+            ],
+            link,
+        )
+    return CallbackResult(
+        "granted",
+        200,
+        "Thank you: consent was granted",
+        f"{msp} now confirms the access with Microsoft; this usually takes a minute.",
+        ["You can close this window. Nothing else is needed from you."],
+        link,
+    )
+
+
+# --- Verification ------------------------------------------------------------------------------
+
+
+def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
+    """Get a token for the tenant, check its claims, and store what is really granted.
+
+    With `final=False`, an error worth retrying (Transient; ConsentRequired while the
+    tenant is `pending`, as Entra may still answer 700016/7000229 for a few minutes right
+    after consent) is noted on the tenant and re-raised for the task to retry.
+    """
+    if tenant.entra_tenant_id is None:
+        tenant.record_access_check(
+            state=Tenant.ConsentState.NOT_CONSENTED,
+            error_class="ConsentRequired",
+            error_message="The tenant ID is not known yet: send a consent link first.",
+        )
+        _audit_check(tenant, outcome="not_consented")
+        return tenant
+    tid = str(tenant.entra_tenant_id)
+    # A fresh MSAL app: the previous one may replay a pre-consent 400 for 60 s (§5.5).
+    tokens.forget_tenant(tenant_id=tid, cloud=tenant.cloud)
+    try:
+        token = tokens.get_access_token(tenant_id=tid, cloud=tenant.cloud)
+        claims = tokens.check_token(
+            token, tenant_id=tid, cloud=tenant.cloud, required_roles=required_roles()
+        )
+    except errors.MissingPermissions as exc:
+        tenant.record_access_check(
+            state=Tenant.ConsentState.MISSING_PERMISSIONS,
+            roles=exc.granted,
+            error_class=exc.kind,
+            error_message=exc.message,
+        )
+    except errors.MicrosoftError as exc:
+        pending = tenant.consent_state == Tenant.ConsentState.PENDING
+        retryable = not exc.permanent or (isinstance(exc, errors.ConsentRequired) and pending)
+        if retryable and not final:
+            # Keep the state; say what we are waiting for, and let the task retry.
+            Tenant.objects.filter(pk=tenant.pk).update(
+                consent_error_class=exc.kind,
+                consent_error_message=exc.message,
+                consent_checked_at=timezone.now(),
+            )
+            raise
+        # A passing outage does not undo an earlier consent; the error is still shown.
+        failed = exc.permanent or pending
+        state = Tenant.ConsentState.FAILED if failed else tenant.consent_state
+        tenant.record_access_check(state=state, error_class=exc.kind, error_message=exc.message)
+    else:
+        tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=granted_roles(claims))
+    _audit_check(tenant, outcome=tenant.consent_state)
+    return tenant
+
+
+def _audit_check(tenant: Tenant, *, outcome: str) -> None:
+    record(
+        "tenant.access_checked",
+        tenant=tenant,
+        target=f"tenant:{tenant.pk}",
+        outcome=outcome,
+        roles=tenant.granted_roles,
+        error=tenant.consent_error_class,
+        message=tenant.consent_error_message[:300],
+    )

@@ -1,0 +1,370 @@
+"""The MSAL token broker: app-only tokens for the Defender API, per customer tenant.
+
+1. One `msal.ConfidentialClientApplication` per (cloud, tenant) per process: its constructor
+   fetches the tenant's OpenID configuration, so building one per call would double the
+   requests (§5.3 of microsoft-protocols.md).
+2. The token cache is an `msal.SerializableTokenCache` kept in Django's cache (Redis in
+   production), Fernet-encrypted, one entry per (client id, cloud, tenant), so every worker on
+   every machine reuses a token another one obtained. A short lock makes concurrent misses
+   wait for the first request instead of all asking Entra.
+3. Errors come out classified (`partner_portal.microsoft.errors`), never as MSAL dicts.
+
+Tokens never reach a log, a model field or a page.
+
+Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-client-creds-grant-flow
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from msal.exceptions import MsalServiceError
+
+from partner_portal.microsoft import claims, errors
+from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, get_cloud
+from partner_portal.microsoft.http import TimeoutSession, new_session
+
+DEFENDER_SCOPE = f"{DEFENDER_RESOURCE}/.default"
+# MSAL treats a cached token with less than 5 minutes left as expired (§5.4).
+_MSAL_EXPIRY_MARGIN = 300
+_CACHE_PREFIX = "msal-token-cache:"
+_LOCK_WAIT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the broker needs from settings, read in one place (`config()`)."""
+
+    client_id: str
+    client_secret: str
+    certificate_pem: str
+    private_key_pem: str
+    login_base_url: str
+    ca_bundle: str
+    timeout: float
+    cache_key: str
+
+    @property
+    def credential_fingerprint(self) -> str:
+        """Tells apps built with different credentials apart, without keeping the secret."""
+        material = f"{self.client_secret}\0{self.private_key_pem}".encode()
+        return hashlib.sha256(material).hexdigest()[:16]
+
+
+def config() -> Config:
+    """The broker's settings. The only place in `microsoft/` that reads Django settings."""
+    from django.conf import settings
+
+    cert = key = ""
+    if settings.MICROSOFT_CERTIFICATE_PATH and settings.MICROSOFT_PRIVATE_KEY_PATH:
+        cert = Path(settings.MICROSOFT_CERTIFICATE_PATH).read_text()
+        key = Path(settings.MICROSOFT_PRIVATE_KEY_PATH).read_text()
+    return Config(
+        client_id=settings.MICROSOFT_CLIENT_ID,
+        client_secret=settings.MICROSOFT_CLIENT_SECRET,
+        certificate_pem=cert,
+        private_key_pem=key,
+        login_base_url=settings.MICROSOFT_LOGIN_BASE_URL,
+        ca_bundle=settings.MICROSOFT_CA_BUNDLE,
+        timeout=float(settings.MICROSOFT_HTTP_TIMEOUT),
+        cache_key=settings.TOKEN_CACHE_KEY or settings.SECRET_KEY,
+    )
+
+
+def login_base_url(cloud: str, cfg: Config | None = None) -> str:
+    cfg = cfg or config()
+    return get_cloud(cloud, login_base_url=cfg.login_base_url).login_base_url
+
+
+def is_microsoft_login(base_url: str) -> bool:
+    host = urlsplit(base_url).hostname or ""
+    return host.endswith((".microsoftonline.com", ".microsoftonline.us", ".chinacloudapi.cn"))
+
+
+# --- Per-process application objects ------------------------------------------------------
+
+
+class _RecordingClient:
+    """MSAL's `http_client`: our session (CA bundle, timeouts, trust_env off) + the last status.
+
+    MSAL hands a 429 back as a plain error dict, without its Retry-After header; we keep
+    the header here (per thread, apps are shared by a worker's threads) to classify it.
+    """
+
+    def __init__(self, session: TimeoutSession) -> None:
+        self.session = session
+        self.local = threading.local()
+
+    def reset(self) -> None:
+        self.local.status = None
+        self.local.retry_after = None
+
+    def _remember(self, response: requests.Response) -> requests.Response:
+        self.local.status = response.status_code
+        raw = response.headers.get("Retry-After", "")
+        self.local.retry_after = int(raw) if raw.isdigit() else None
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._remember(self.session.get(url, **kwargs))
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._remember(self.session.post(url, **kwargs))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+@dataclass
+class _Entry:
+    app: msal.ConfidentialClientApplication
+    cache: msal.SerializableTokenCache
+    http: _RecordingClient
+    # One token call at a time per app: the cache is reloaded into the app before each call.
+    lock: threading.Lock
+
+
+_apps: dict[tuple[str, ...], _Entry] = {}
+_apps_lock = threading.Lock()
+
+
+def _app_key(cfg: Config, cloud: str, tenant_id: str) -> tuple[str, ...]:
+    return (
+        cloud,
+        tenant_id.lower(),
+        cfg.client_id,
+        login_base_url(cloud, cfg),
+        cfg.credential_fingerprint,
+    )
+
+
+def _credential(cfg: Config) -> str | dict[str, str]:
+    if cfg.private_key_pem and cfg.certificate_pem:
+        # With the public certificate MSAL signs with PS256 and sends x5t#S256 (§3).
+        return {"private_key": cfg.private_key_pem, "public_certificate": cfg.certificate_pem}
+    if cfg.client_secret:
+        return cfg.client_secret
+    raise errors.CredentialInvalid(
+        "No credential is configured: set MICROSOFT_CLIENT_SECRET or the certificate settings."
+    )
+
+
+def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
+    key = _app_key(cfg, cloud, tenant_id)
+    with _apps_lock:
+        entry = _apps.get(key)
+        if entry is not None:
+            return entry
+    # Build outside the lock: the constructor does network I/O (tenant discovery).
+    base = login_base_url(cloud, cfg)
+    http = _RecordingClient(new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle))
+    cache = msal.SerializableTokenCache()
+    http.reset()
+    try:
+        app = msal.ConfidentialClientApplication(
+            cfg.client_id,
+            client_credential=_credential(cfg),
+            authority=f"{base}/{tenant_id}",
+            http_client=http,
+            token_cache=cache,
+            # Instance discovery asks login.microsoftonline.com about the host: right for
+            # Microsoft's hosts, a failing network call for devcloud (§0.5).
+            instance_discovery=None if is_microsoft_login(base) else False,
+        )
+    except ValueError as exc:
+        http.close()
+        # MSAL raises ValueError when discovery answers 4xx: an unknown tenant (AADSTS90002).
+        raise errors.TenantNotFound(
+            f"Tenant {tenant_id} was not found at {base}.", code="90002"
+        ) from exc
+    except Exception as exc:
+        http.close()
+        raise _classify_exception(exc, http) from exc
+    entry = _Entry(app=app, cache=cache, http=http, lock=threading.Lock())
+    with _apps_lock:
+        # Another thread may have built one meanwhile: keep the first, drop ours.
+        existing = _apps.setdefault(key, entry)
+    if existing is not entry:
+        http.close()
+    return existing
+
+
+def forget_tenant(*, tenant_id: str, cloud: str = "commercial") -> None:
+    """Drop this process's app for the tenant; the next call builds a fresh one.
+
+    Needed right after a consent: MSAL replays a token-endpoint 400 from its own HTTP cache
+    for 60 s (§5.5), so the old app would keep answering "no consent" without asking.
+    """
+    with _apps_lock:
+        stale = [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]
+        entries = [_apps.pop(k) for k in stale]
+    for entry in entries:
+        entry.http.close()
+
+
+def forget_all() -> None:
+    """Drop every per-process app (tests, and after the credentials change)."""
+    with _apps_lock:
+        entries = list(_apps.values())
+        _apps.clear()
+    for entry in entries:
+        entry.http.close()
+
+
+# --- The shared, encrypted token cache -----------------------------------------------------
+
+
+def _fernet(cfg: Config) -> Fernet:
+    # HKDF turns any secret (TOKEN_CACHE_KEY, or SECRET_KEY) into a 32-byte Fernet key, with
+    # a purpose-specific `info` so the key is never the same as one used elsewhere.
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"partner-portal token cache v1"
+    ).derive(cfg.cache_key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _cache_name(cfg: Config, cloud: str, tenant_id: str) -> str:
+    raw = f"{cfg.client_id}|{cloud}|{tenant_id.lower()}|{login_base_url(cloud, cfg)}"
+    return _CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _load(cfg: Config, name: str) -> str | None:
+    from django.core.cache import cache
+
+    blob = cache.get(name)
+    if not blob:
+        return None
+    try:
+        return _fernet(cfg).decrypt(blob).decode()
+    except (InvalidToken, TypeError, ValueError):
+        # A rotated key or a foreign value: an empty cache is always safe.
+        return None
+
+
+def _save(cfg: Config, name: str, state: str, ttl: int) -> None:
+    from django.core.cache import cache
+
+    if ttl > 0:
+        cache.set(name, _fernet(cfg).encrypt(state.encode()), timeout=ttl)
+
+
+def _token_ttl(state: str) -> int:
+    """Seconds until the latest access token in `state` expires (0 when there is none)."""
+    try:
+        entries = json.loads(state).get("AccessToken", {}).values()
+        expires = max(int(e["expires_on"]) for e in entries)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return 0
+    return max(0, expires - int(time.time()))
+
+
+def _has_fresh_token(state: str | None) -> bool:
+    return bool(state) and _token_ttl(state) > _MSAL_EXPIRY_MARGIN + 5
+
+
+# --- The public API --------------------------------------------------------------------------
+
+
+def get_access_token(*, tenant_id: str, cloud: str = "commercial") -> str:
+    """An app-only access token for the Defender API in `tenant_id`.
+
+    Raises a classified `errors.MicrosoftError`: ConsentRequired, CredentialInvalid,
+    TenantNotFound, Throttled (with retry_after), Transient, ...
+    """
+    cfg = config()
+    entry = _get_entry(cfg, cloud, tenant_id)
+    name = _cache_name(cfg, cloud, tenant_id)
+    state = _load(cfg, name)
+    if not _has_fresh_token(state):
+        # A miss. Only one process asks Entra; the others wait for its result (bounded).
+        from django.core.cache import cache
+
+        lock = f"{name}:lock"
+        if cache.add(lock, "1", timeout=int(cfg.timeout) + 10):
+            try:
+                state = _load(cfg, name)  # it may have arrived while we took the lock
+                return _acquire(cfg, entry, name, state)
+            finally:
+                cache.delete(lock)
+        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        while time.monotonic() < deadline and cache.get(lock) is not None:
+            time.sleep(0.05)
+        state = _load(cfg, name)
+    return _acquire(cfg, entry, name, state)
+
+
+def _acquire(cfg: Config, entry: _Entry, name: str, state: str | None) -> str:
+    with entry.lock:
+        return _acquire_locked(cfg, entry, name, state)
+
+
+def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None) -> str:
+    entry.cache.deserialize(state)
+    entry.http.reset()
+    try:
+        result = entry.app.acquire_token_for_client(scopes=[DEFENDER_SCOPE])
+    except Exception as exc:
+        raise _classify_exception(exc, entry.http) from exc
+    if not isinstance(result, dict):
+        raise errors.BadResponse("The token endpoint returned nothing usable.")
+    if "access_token" not in result:
+        status = getattr(entry.http.local, "status", None)
+        retry_after = getattr(entry.http.local, "retry_after", None)
+        raise errors.from_token_error(result, status=status, retry_after=retry_after)
+    if entry.cache.has_state_changed:
+        new_state = entry.cache.serialize()
+        _save(cfg, name, new_state, _token_ttl(new_state))
+    return str(result["access_token"])
+
+
+def _classify_exception(exc: Exception, http: _RecordingClient) -> errors.MicrosoftError:
+    if isinstance(exc, errors.MicrosoftError):
+        return exc
+    status = getattr(http.local, "status", None)
+    if isinstance(exc, requests.Timeout):
+        return errors.Transient("Microsoft's sign-in service did not answer in time.")
+    if isinstance(exc, requests.exceptions.SSLError):
+        # Not transient: a wrong CA bundle or host does not fix itself.
+        return errors.BadResponse(f"TLS verification failed: {type(exc).__name__}.")
+    if isinstance(exc, requests.ConnectionError):
+        return errors.Transient("Could not connect to Microsoft's sign-in service.")
+    if isinstance(exc, MsalServiceError) or (status and status >= 500):
+        return errors.Transient(
+            f"Microsoft's sign-in service answered HTTP {status or 'error'}.", status=status
+        )
+    if isinstance(exc, ValueError):
+        # json.JSONDecodeError: a body that is not JSON.
+        return errors.BadResponse(
+            "Microsoft's sign-in service answered something that is not JSON.", status=status
+        )
+    return errors.MicrosoftError(f"Token request failed: {type(exc).__name__}.", status=status)
+
+
+def check_token(token: str, *, tenant_id: str, cloud: str, required_roles: list[str]) -> dict:
+    """`claims.check_token` with this deployment's keys: signatures checked only off-Microsoft."""
+    cfg = config()
+    base = login_base_url(cloud, cfg)
+    verify = not is_microsoft_login(base)
+    return claims.check_token(
+        token,
+        tenant_id=tenant_id,
+        resource=DEFENDER_RESOURCE,
+        required_roles=required_roles,
+        verify_signature=verify,
+        openid_configuration_url=f"{base}/{tenant_id}/v2.0/.well-known/openid-configuration",
+        ca_bundle=cfg.ca_bundle,
+        timeout=cfg.timeout,
+    )

@@ -1,0 +1,57 @@
+from django.contrib import admin
+
+from partner_portal.tenants.models import Tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = [
+        "display_name",
+        "primary_domain",
+        "entra_tenant_id",
+        "cloud",
+        "consent_state",
+        "is_active",
+        "sync_enabled",
+        "last_sync_at",
+        "last_sync_outcome",
+        "sync_lease_until",
+    ]
+    list_filter = ["consent_state", "cloud", "is_active", "sync_enabled", "last_sync_outcome"]
+    search_fields = ["display_name", "primary_domain", "entra_tenant_id"]
+    filter_horizontal = ["groups"]
+    readonly_fields = ["created_at", "updated_at", "consent_checked_at", "last_sync_at"]
+    fieldsets = [
+        (None, {"fields": ["display_name", "primary_domain", "entra_tenant_id", "cloud"]}),
+        ("Access", {"fields": ["groups", "is_active", "notes"]}),
+        (
+            "Consent",
+            {
+                "fields": [
+                    "consent_state",
+                    "granted_roles",
+                    "consent_error_class",
+                    "consent_error_message",
+                    "consent_checked_at",
+                ]
+            },
+        ),
+        (
+            "Sync",
+            {
+                "description": (
+                    "The lease is held by a running sync; clear it only if no sync is running."
+                ),
+                "fields": [
+                    "sync_enabled",
+                    "incidents_watermark",
+                    "sync_lease_until",
+                    "last_sync_at",
+                    "last_sync_outcome",
+                    "last_sync_error_class",
+                    "last_sync_error_message",
+                ],
+            },
+        ),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]

@@ -1,0 +1,74 @@
+"""Staff changes to tenants, each recorded in the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from partner_portal.audit.events import record
+from partner_portal.tenants.forms import TenantForm
+from partner_portal.tenants.models import Tenant
+
+AUDITED_FIELDS = ("display_name", "primary_domain", "entra_tenant_id", "cloud", "sync_enabled")
+
+
+@transaction.atomic
+def create_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None) -> Tenant:
+    tenant = form.save()
+    record(
+        "tenant.created",
+        actor=actor,
+        tenant=tenant,
+        target=f"tenant:{tenant.pk}",
+        ip_address=ip_address,
+        display_name=tenant.display_name,
+        groups=sorted(g.name for g in tenant.groups.all()),
+    )
+    return tenant
+
+
+@transaction.atomic
+def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None) -> Tenant:
+    before = Tenant.objects.get(pk=form.instance.pk)
+    groups_before = sorted(g.name for g in before.groups.all())
+    tenant = form.save()
+    changes = {
+        name: [str(getattr(before, name)), str(getattr(tenant, name))]
+        for name in AUDITED_FIELDS
+        if getattr(before, name) != getattr(tenant, name)
+    }
+    groups_after = sorted(g.name for g in tenant.groups.all())
+    if groups_after != groups_before:
+        changes["groups"] = [groups_before, groups_after]
+    if form.has_changed():
+        record(
+            "tenant.changed",
+            actor=actor,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=ip_address,
+            changes=changes,
+            notes_changed="notes" in form.changed_data,
+        )
+    return tenant
+
+
+def set_enabled(
+    *, tenant: Tenant, enabled: bool, actor: Any, ip_address: str | None = None
+) -> bool:
+    """Enable or disable a tenant; False when it already was."""
+    changed = Tenant.objects.filter(pk=tenant.pk, is_active=not enabled).update(
+        is_active=enabled, updated_at=timezone.now()
+    )
+    if changed:
+        tenant.is_active = enabled
+        record(
+            "tenant.enabled" if enabled else "tenant.disabled",
+            actor=actor,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=ip_address,
+        )
+    return bool(changed)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from partner_portal.microsoft import tokens
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The cast's passwords are hashed per test; PBKDF2 would cost ~0.4 s each time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_msal_apps():
+    """Each test starts without this process's MSAL apps (they cache discovery and errors)."""
+    tokens.forget_all()
+    yield
+    tokens.forget_all()
+
+
+@pytest.fixture
+def customer(team_a):
+    """A tenant alice sees, not consented yet (tenant_a from the cast is already consented)."""
+    from tests.factories import TenantFactory
+
+    return TenantFactory(display_name="Northwind", groups=[team_a])
+
+
+@pytest.fixture
+def link(customer, alice):
+    from partner_portal.consent import flow
+
+    return flow.create_link(tenant=customer, created_by=alice)
+
+
+@pytest.fixture
+def consent_settings(settings):
+    settings.MICROSOFT_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+    settings.PUBLIC_BASE_URL = "https://portal.example"
+    settings.MICROSOFT_LOGIN_BASE_URL = ""
+    settings.MICROSOFT_CONSENT_BASE_URL = ""
+    settings.MSP_NAME = "Contoso Managed Security"
+    return settings

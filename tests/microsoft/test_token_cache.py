@@ -1,0 +1,116 @@
+"""The shared token cache: encrypted at rest, keyed per tenant, expiring with the token."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import responses
+from django.core.cache import cache
+
+from partner_portal.microsoft import tokens
+
+BASE = "https://login.example.test"
+TENANT = str(uuid.uuid4())
+TOKEN_URL = f"{BASE}/{TENANT}/oauth2/v2.0/token"
+ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJzZWNyZXQiOiJ5ZXMifQ."
+
+
+@pytest.fixture
+def login(settings):
+    settings.MICROSOFT_LOGIN_BASE_URL = BASE
+    settings.MICROSOFT_CLIENT_ID = str(uuid.uuid4())
+    settings.MICROSOFT_CLIENT_SECRET = "s3cret-value"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(
+            f"{BASE}/{TENANT}/v2.0/.well-known/openid-configuration",
+            json={
+                "authorization_endpoint": f"{BASE}/{TENANT}/oauth2/v2.0/authorize",
+                "token_endpoint": TOKEN_URL,
+                "issuer": f"{BASE}/{TENANT}/v2.0",
+            },
+        )
+        mock.post(
+            TOKEN_URL,
+            json={"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN},
+        )
+        yield mock
+
+
+def stored_blob() -> bytes:
+    return cache.get(tokens._cache_name(tokens.config(), "commercial", TENANT))
+
+
+def token_calls(mock) -> int:
+    return sum(1 for c in mock.calls if c.request.url == TOKEN_URL)
+
+
+def test_the_second_call_is_served_from_the_cache(login):
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert token_calls(login) == 1
+
+
+def test_a_new_process_reuses_the_token_another_one_cached(login):
+    tokens.get_access_token(tenant_id=TENANT)
+    tokens.forget_all()  # what another process looks like: no app, only the shared cache
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert token_calls(login) == 1
+
+
+def test_the_cache_holds_no_token_or_secret_in_clear_text(login):
+    tokens.get_access_token(tenant_id=TENANT)
+    blob = stored_blob()
+    assert blob
+    assert ACCESS_TOKEN.encode() not in blob
+    assert b"s3cret" not in blob and b"AccessToken" not in blob
+
+
+def test_another_key_cannot_read_the_cache_and_falls_back_to_a_new_token(login, settings):
+    tokens.get_access_token(tenant_id=TENANT)
+    settings.TOKEN_CACHE_KEY = "a-rotated-key"
+    tokens.forget_all()
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert token_calls(login) == 2
+
+
+def test_the_cache_entry_expires_with_the_token():
+    now = int(time.time())
+    state = json.dumps({"AccessToken": {"a": {"expires_on": str(now + 1000)}}})
+    assert 995 <= tokens._token_ttl(state) <= 1000
+    assert tokens._token_ttl(json.dumps({"AccessToken": {}})) == 0
+    assert tokens._token_ttl("not json") == 0
+
+
+def test_the_key_is_derived_from_token_cache_key_or_secret_key(settings):
+    settings.TOKEN_CACHE_KEY = ""
+    from_secret = tokens._fernet(tokens.config()).encrypt(b"x")
+    settings.TOKEN_CACHE_KEY = "separate"
+    with pytest.raises(Exception):  # noqa: B017 - InvalidToken: another key
+        tokens._fernet(tokens.config()).decrypt(from_secret)
+
+
+def test_the_cache_is_keyed_per_tenant_and_client(settings):
+    cfg = tokens.config()
+    other = str(uuid.uuid4())
+    assert tokens._cache_name(cfg, "commercial", TENANT) != tokens._cache_name(
+        cfg, "commercial", other
+    )
+    settings.MICROSOFT_CLIENT_ID = "another-client"
+    assert tokens._cache_name(tokens.config(), "commercial", TENANT) != tokens._cache_name(
+        cfg, "commercial", TENANT
+    )
+
+
+def test_one_app_object_per_tenant_is_kept_per_process(login):
+    tokens.get_access_token(tenant_id=TENANT)
+    tokens.get_access_token(tenant_id=TENANT)
+    discoveries = [c for c in login.calls if "openid-configuration" in c.request.url]
+    assert len(discoveries) == 1
+    tokens.forget_tenant(tenant_id=TENANT)
+    tokens.get_access_token(tenant_id=TENANT)
+    discoveries = [c for c in login.calls if "openid-configuration" in c.request.url]
+    assert len(discoveries) == 2

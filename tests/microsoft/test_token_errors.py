@@ -1,0 +1,110 @@
+"""How the broker classifies what the token endpoint answers (tiny `responses` tests).
+
+The behaviour against a real Entra-shaped server is in test_tokens.py (devcloud).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+import responses
+
+from partner_portal.microsoft import errors, tokens
+
+BASE = "https://login.example.test"
+TENANT = str(uuid.uuid4())
+TOKEN_URL = f"{BASE}/{TENANT}/oauth2/v2.0/token"
+
+
+@pytest.fixture
+def fake_login(settings):
+    settings.MICROSOFT_LOGIN_BASE_URL = BASE
+    settings.MICROSOFT_CLIENT_ID = str(uuid.uuid4())
+    settings.MICROSOFT_CLIENT_SECRET = "s3cret-value"
+    settings.MICROSOFT_CA_BUNDLE = ""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(
+            f"{BASE}/{TENANT}/v2.0/.well-known/openid-configuration",
+            json={
+                "authorization_endpoint": f"{BASE}/{TENANT}/oauth2/v2.0/authorize",
+                "token_endpoint": TOKEN_URL,
+                "issuer": f"{BASE}/{TENANT}/v2.0",
+            },
+        )
+        yield mock
+
+
+def token_error(code: int, error: str) -> dict:
+    return {"error": error, "error_description": f"AADSTS{code}: no.", "error_codes": [code]}
+
+
+def test_a_429_becomes_throttled_with_microsofts_retry_after(fake_login):
+    fake_login.post(
+        TOKEN_URL,
+        status=429,
+        json={"error": "temporarily_unavailable"},
+        headers={"Retry-After": "7"},
+    )
+    with pytest.raises(errors.Throttled) as info:
+        tokens.get_access_token(tenant_id=TENANT)
+    assert info.value.retry_after == 7
+
+
+def test_a_5xx_is_transient(fake_login):
+    fake_login.post(TOKEN_URL, status=503, body="Service Unavailable")
+    with pytest.raises(errors.Transient) as info:
+        tokens.get_access_token(tenant_id=TENANT)
+    assert not isinstance(info.value, errors.Throttled)
+
+
+def test_a_timeout_is_transient(fake_login):
+    fake_login.post(TOKEN_URL, body=requests.ReadTimeout("slow"))
+    with pytest.raises(errors.Transient, match="in time"):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_a_refused_connection_is_transient(fake_login):
+    fake_login.post(TOKEN_URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(errors.Transient, match="connect"):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_a_body_that_is_not_json_is_a_bad_response(fake_login):
+    fake_login.post(TOKEN_URL, status=200, body="<html>proxy login</html>")
+    with pytest.raises(errors.BadResponse):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_an_invalid_secret_is_a_credential_error(fake_login):
+    fake_login.post(TOKEN_URL, status=401, json=token_error(7000215, "invalid_client"))
+    with pytest.raises(errors.CredentialInvalid):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_an_unknown_tenant_at_discovery_is_tenant_not_found(fake_login):
+    other = str(uuid.uuid4())
+    fake_login.get(
+        f"{BASE}/{other}/v2.0/.well-known/openid-configuration",
+        status=400,
+        json=token_error(90002, "invalid_tenant"),
+    )
+    with pytest.raises(errors.TenantNotFound):
+        tokens.get_access_token(tenant_id=other)
+
+
+def test_no_credential_configured_is_a_credential_error(fake_login, settings):
+    settings.MICROSOFT_CLIENT_SECRET = ""
+    with pytest.raises(errors.CredentialInvalid, match="No credential"):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_the_secret_goes_in_the_body_and_never_in_the_error(fake_login):
+    fake_login.post(TOKEN_URL, status=401, json=token_error(7000215, "invalid_client"))
+    with pytest.raises(errors.CredentialInvalid) as info:
+        tokens.get_access_token(tenant_id=TENANT)
+    sent = fake_login.calls[-1].request.body
+    assert "client_secret=s3cret-value" in sent
+    assert "s3cret-value" not in str(info.value)
