@@ -182,20 +182,37 @@ def store_page(
     return created, len(ids) - created
 
 
-def take_lease(*, tenant: Tenant, now: datetime) -> datetime | None:
-    """The lease's expiry when we got it, None when another run holds the tenant."""
+def take_lease(*, tenant: Tenant, now: datetime, held: datetime | None = None) -> datetime | None:
+    """The lease's expiry when we got it, None when another run holds the tenant.
+
+    `held` is the expiry of a lease this run already holds (kept over a retry's countdown,
+    see `pause`): taking it again is allowed, to nobody else until it expires.
+    """
     until = now + timedelta(seconds=lease_seconds())
-    taken = (
-        Tenant.objects.filter(pk=tenant.pk)
-        .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
-        .update(sync_lease_until=until)
-    )
+    free = Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
+    if held is not None:
+        free |= Q(sync_lease_until=held)
+    taken = Tenant.objects.filter(pk=tenant.pk).filter(free).update(sync_lease_until=until)
     return until if taken == 1 else None
 
 
-def release_lease(*, tenant: Tenant, until: datetime) -> None:
+def release_lease(*, tenant_id: int, until: datetime | None) -> None:
     # Only our own lease: if ours expired and another run took the tenant, leave theirs.
-    Tenant.objects.filter(pk=tenant.pk, sync_lease_until=until).update(sync_lease_until=None)
+    if until is not None:
+        Tenant.objects.filter(pk=tenant_id, sync_lease_until=until).update(sync_lease_until=None)
+
+
+def pause(*, tenant_id: int, resume: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Keep an interrupted run's lease over its retry countdown (plus a normal lease, so
+    that it expires on its own if the retry never comes), so that no scheduled run starts
+    over from the watermark meanwhile and spends the same call budget. Returns the cursor
+    to retry with."""
+    held = _parse(resume.get("lease"))
+    if held is None:
+        return resume
+    until = timezone.now() + timedelta(seconds=seconds + lease_seconds())
+    kept = Tenant.objects.filter(pk=tenant_id, sync_lease_until=held).update(sync_lease_until=until)
+    return {**resume, "lease": _iso(until) if kept else None}
 
 
 def _token_provider(tenant: Tenant) -> defender.TokenProvider:
@@ -242,8 +259,9 @@ def sync_tenant(
     set, for the caller to retry later with `resume=exc.resume`.
     """
     now = timezone.now()
+    resume = resume or {}
     run = _run_for(tenant=tenant, full=full, task_id=task_id, resume=resume, now=now)
-    lease = take_lease(tenant=tenant, now=now)
+    lease = take_lease(tenant=tenant, now=now, held=_parse(resume.get("lease")))
     if lease is None:
         run.outcome = SyncOutcome.SKIPPED
         run.finished_at = timezone.now()
@@ -258,11 +276,20 @@ def sync_tenant(
         error_class="WorkerLost",
         error_message="The worker running this sync stopped; a later run took over.",
     )
+    keep_lease = False
     try:
         tenant.refresh_from_db()
-        return _run(tenant=tenant, run=run, resume=resume or {}, progress=progress)
+        return _run(tenant=tenant, run=run, resume=resume, progress=progress)
+    except errors.Transient as exc:
+        cursor = getattr(exc, "resume", None)
+        if cursor is not None:
+            # The caller retries from the cursor: it keeps the lease meanwhile (`pause`).
+            cursor["lease"] = _iso(lease)
+            keep_lease = True
+        raise
     finally:
-        release_lease(tenant=tenant, until=lease)
+        if not keep_lease:
+            release_lease(tenant_id=tenant.pk, until=lease)
 
 
 def _run_for(
@@ -417,16 +444,19 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
     Tenant.objects.filter(pk=tenant.pk).update(**fields)
 
 
-def give_up(*, run_id: int, exc: errors.MicrosoftError) -> None:
-    """A transient error that outlasted every retry: the run failed (the next scheduled
-    run starts again from the committed watermark)."""
-    run = SyncRun.objects.select_related("tenant").filter(pk=run_id).first()
+def give_up(*, resume: dict[str, Any], exc: errors.MicrosoftError) -> None:
+    """A transient error that outlasted every retry: the run failed and lets go of the
+    tenant (the next scheduled run starts again from the committed watermark)."""
+    run = SyncRun.objects.select_related("tenant").filter(pk=resume.get("run_id")).first()
     if run is not None:
         _finish(tenant=run.tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        release_lease(tenant_id=run.tenant_id, until=_parse(resume.get("lease")))
 
 
 def sync_due_tenants() -> list[int]:
-    """The ids of tenants the scheduled sync should run for (enabled and consented)."""
+    """The ids of tenants the scheduled sync should run for: enabled and consented, and not
+    held by a run (running, or waiting out a retry's countdown)."""
+    now = timezone.now()
     return list(
         Tenant.objects.filter(
             is_active=True,
@@ -434,6 +464,7 @@ def sync_due_tenants() -> list[int]:
             entra_tenant_id__isnull=False,
             consent_state=ConsentState.CONSENTED,
         )
+        .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
         .order_by("pk")
         .values_list("pk", flat=True)
     )

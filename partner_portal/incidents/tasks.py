@@ -47,7 +47,6 @@ def sync_tenant(
     except errors.Transient as exc:
         cursor = dict(getattr(exc, "resume", None) or {})
         previous = resume or {}
-        run_id = getattr(exc, "sync_run_id", None)
         if isinstance(exc, errors.Throttled):
             # Wait exactly as long as Microsoft (or our call budget) asks; never sleep here.
             waits = previous.get("throttled", 0) + 1
@@ -61,10 +60,10 @@ def sync_tenant(
             over = failures > settings.SYNC_MAX_RETRIES
             cursor.update(failures=failures, throttled=previous.get("throttled", 0))
         if over:
-            if run_id:
-                sync.give_up(run_id=run_id, exc=exc)
+            sync.give_up(resume=cursor, exc=exc)
             logger.warning("Sync of tenant %s gave up after retries: %s", tenant_id, exc)
             return "failed"
+        cursor = sync.pause(tenant_id=tenant_id, resume=cursor, seconds=countdown)
         logger.info("Sync of tenant %s retries in %.1fs: %s", tenant_id, countdown, exc)
         raise self.retry(
             kwargs={"tenant_id": tenant_id, "full": full, "resume": cursor},

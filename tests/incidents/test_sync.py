@@ -214,4 +214,39 @@ def test_sync_due_tenants_lists_enabled_consented_tenants_only(db):
     ConsentedTenantFactory(is_active=False)
     ConsentedTenantFactory(consent_state=Tenant.ConsentState.REVOKED)
     TenantFactory()
+    ConsentedTenantFactory(sync_lease_until=timezone.now() + timedelta(minutes=1))
     assert sync.sync_due_tenants() == [due.pk]
+
+
+def test_an_interrupted_run_keeps_the_tenant_until_its_retry(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=250)
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="status", status=429, count=1, after=1
+    )
+    with pytest.raises(errors.Throttled) as info:
+        sync.sync_tenant(tenant=tenant)
+    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=30)
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until > timezone.now() + timedelta(seconds=30)
+    # Beat leaves it alone, and a run started meanwhile skips instead of starting over...
+    assert tenant.pk not in sync.sync_due_tenants()
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SKIPPED
+    # ...while the retry itself takes it back and finishes from its cursor.
+    run = sync.sync_tenant(tenant=tenant, resume=resume)
+    assert (run.outcome, run.pages, run.throttled_waits) == (SyncOutcome.SUCCESS, 3, 1)
+    assert devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"] == 4
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until is None
+
+
+def test_giving_up_lets_go_of_the_tenant(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), kind="status", status=500)
+    with pytest.raises(errors.Transient) as info:
+        sync.sync_tenant(tenant=tenant)
+    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=5)
+    sync.give_up(resume=resume, exc=info.value)
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until is None
+    assert tenant.last_sync_outcome == SyncOutcome.FAILED
+    assert tenant.pk in sync.sync_due_tenants()

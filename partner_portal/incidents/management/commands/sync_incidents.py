@@ -74,10 +74,12 @@ class Command(BaseCommand):
                 else:
                     failures += 1
                     if failures > settings.SYNC_MAX_RETRIES:
-                        sync.give_up(run_id=exc.sync_run_id, exc=exc)  # type: ignore[attr-defined]
+                        sync.give_up(resume=resume or {}, exc=exc)
                         run = SyncRun.objects.get(pk=exc.sync_run_id)  # type: ignore[attr-defined]
                         break
                     wait = settings.SYNC_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1)
+                if resume:
+                    resume = sync.pause(tenant_id=tenant.pk, resume=resume, seconds=wait)
                 self.stdout.write(("\n" if live else "") + f"{tenant}: {exc}; again in {wait:.0f}s")
                 time.sleep(wait)
         if live:
