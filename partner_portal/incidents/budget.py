@@ -82,11 +82,3 @@ def _give_back(keys: list[str]) -> None:
     for key in keys:
         with contextlib.suppress(ValueError):
             cache.decr(key)
-
-
-def used(*, tenant_id: str, app_id: str, period_name: str = "minute") -> int:
-    """Calls counted in the current window (for tests and the admin)."""
-    period = next(p for p in periods() if p.name == period_name)
-    current = int(time.time() // period.bucket_seconds)
-    keys = [_key(tenant_id, app_id, period, b) for b in range(current - SPAN + 1, current + 1)]
-    return sum(int(v or 0) for v in cache.get_many(keys).values())
