@@ -271,9 +271,10 @@ def _request(
 ) -> Any:
     """One API call → the decoded JSON body (None for an allowed 404). Raises classified
     errors; the token provider's own errors pass through unchanged."""
+    # The token first: when it fails (consent revoked…) no budget unit is spent on it.
+    token = token_provider()
     if before_call is not None:
         before_call()
-    token = token_provider()
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
     try:
         response = session.request(method, url, params=params, json=body, headers=headers)

@@ -195,6 +195,8 @@ def test_permanent_errors_are_recorded_with_the_consent_state_they_imply(
     devcloud.set_consent(tid(tenant), devcloud_settings["client_id"], **consent)
     run = sync.sync_tenant(tenant=tenant)
     assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, error_class)
+    log = devcloud.requests_log(tid(tenant))["by_endpoint"]
+    assert run.api_calls == log.get("list_incidents", 0)
     tenant.refresh_from_db()
     assert tenant.consent_state == state
     assert tenant.last_sync_error_class == error_class
