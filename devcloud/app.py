@@ -8,7 +8,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-from . import consent, control, defender, entra
+from . import consent, control, defender, entra, graph
 from .pki import Pki
 from .state import Store
 from .web import Request, Response, html_response, json_response
@@ -26,7 +26,16 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(rf"^/{TENANT}/oauth2/authorize$"), "consent"),
     (re.compile(r"^/api/incidents/?$", re.IGNORECASE), "incidents"),
     (re.compile(r"^/api/incidents/(?P<id>[^/]+)$", re.IGNORECASE), "incident"),
+    (re.compile(r"^/v1\.0/security/incidents/?$"), "graph_incidents"),
+    (re.compile(r"^/v1\.0/security/incidents/(?P<id>[^/]+)$"), "graph_incident"),
+    (re.compile(r"^/v1\.0/security/incidents/(?P<id>[^/]+)/comments$"), "graph_comments"),
 ]
+GRAPH_ENDPOINTS = {
+    ("graph_incidents", "GET"): "graph_list_incidents",
+    ("graph_incident", "GET"): "graph_get_incident",
+    ("graph_incident", "PATCH"): "graph_update_incident",
+    ("graph_comments", "POST"): "graph_add_comment",
+}
 
 
 class DevCloudApp:
@@ -80,7 +89,7 @@ class DevCloudApp:
             return json_response(
                 405,
                 {"error": {"code": "MethodNotAllowed", "message": f"{req.method} not allowed"}},
-                [("Allow", "GET, PATCH" if kind == "incident" else "GET")],
+                [("Allow", "GET, PATCH" if kind in ("incident", "graph_incident") else "GET")],
             )
         faults = self.store.matching_faults(endpoint, tenant)
         terminal = None
@@ -127,6 +136,8 @@ class DevCloudApp:
         if kind == "incident":
             endpoint = {"GET": "get_incident", "PATCH": "update_incident"}.get(method)
             return endpoint, defender.unverified_tid(self, req)
+        if kind.startswith("graph_"):
+            return GRAPH_ENDPOINTS.get((kind, method)), defender.unverified_tid(self, req)
         seg = unquote(params["tenant"])
         tenant = self.store.resolve_tenant(seg)
         tid = tenant.tenant_id if tenant else seg.lower()
@@ -154,6 +165,14 @@ class DevCloudApp:
             return consent.admin_consent(self, req, tenant, variant)
         if kind == "incidents":
             return defender.list_incidents(self, req)
+        if kind == "graph_incidents":
+            return graph.list_incidents(self, req)
+        if kind == "graph_comments":
+            return graph.add_comment(self, req, params["id"])
+        if kind == "graph_incident":
+            if req.method == "PATCH":
+                return graph.update_incident(self, req, params["id"])
+            return graph.get_incident(self, req, params["id"])
         if req.method == "PATCH":
             return defender.update_incident(self, req, params["id"])
         return defender.get_incident(self, req, params["id"])
@@ -178,6 +197,9 @@ class DevCloudApp:
                 status, error, 90033, "A transient error has occurred. Please try again."
             )
             return entra.error_response(req, exc, extra)
+        if endpoint.startswith("graph_"):
+            code = "TooManyRequests" if status == 429 else f"devcloudFault{status}"
+            return graph.graph_error(req, status, code, "devcloud fault", extra)
         if status == 429:
             return defender.too_many(retry_after or 1, self.store.limits["per_minute"], "minute")
         code = {
@@ -204,7 +226,7 @@ class DevCloudApp:
 <title>devcloud — not Microsoft</title></head><body style="font-family:system-ui,sans-serif">
 <h1>devcloud — not Microsoft</h1>
 <p>A local emulator of Microsoft Entra ID and the Microsoft 365 Defender incidents API, for
-development, tests and demos. Started {time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}.</p>
+development, tests and demos. Now {time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())}.</p>
 <table border="1" cellpadding="4"><tr><th>Tenant</th><th>ID</th><th>Domain</th>
 <th>Incidents</th></tr>{rows}</table></body></html>"""
         return html_response(200, page)

@@ -22,9 +22,18 @@ class DevCloudError(Exception):
 
 
 class DevCloud:
-    def __init__(self, base_url: str, ca_file: str, *, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        ca_file: str,
+        *,
+        timeout: float = 30,
+        http_base_url: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.ca_file = str(ca_file)
+        # The plain-HTTP twin when devcloud runs with --http-port (consent page in browsers).
+        self.http_base_url = http_base_url.rstrip("/") if http_base_url else None
         self.timeout = timeout
         self._http = self.session()
 
@@ -70,6 +79,10 @@ class DevCloud:
     # --- tenants and apps --------------------------------------------------------------
     def create_tenant(self, **kw) -> dict:
         return self._call("POST", "/tenants", kw)
+
+    def update_tenant(self, tid: str, **kw) -> dict:
+        """Change display_name, no_sp_error or blocked (AADSTS5000225) of a tenant."""
+        return self._call("PATCH", f"/tenants/{tid}", kw)
 
     def tenants(self) -> list[dict]:
         return self._call("GET", "/tenants")

@@ -38,6 +38,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", r"/tenants", "tenants"),
     ("POST", r"/tenants", "create_tenant"),
     ("GET", r"/tenants/(?P<tid>[^/]+)", "get_tenant"),
+    ("PATCH", r"/tenants/(?P<tid>[^/]+)", "update_tenant"),
     ("GET", r"/apps", "apps"),
     ("POST", r"/apps", "create_app"),
     ("GET", r"/apps/(?P<cid>[^/]+)", "get_app"),
@@ -101,12 +102,19 @@ def _tenants(app, req):
 
 
 def _create_tenant(app, req):
-    data = _pick(_body(req), "tenant_id", "domain", "display_name", "no_sp_error", "seed")
+    data = _pick(
+        _body(req), "tenant_id", "domain", "display_name", "no_sp_error", "seed", "blocked"
+    )
     return 201, app.store.create_tenant(**data).as_dict()
 
 
 def _get_tenant(app, req, tid):
     return 200, app.store.tenant(tid).as_dict()
+
+
+def _update_tenant(app, req, tid):
+    data = _pick(_body(req), "display_name", "no_sp_error", "blocked")
+    return 200, app.store.update_tenant(tid, **data).as_dict()
 
 
 def _apps(app, req):

@@ -73,8 +73,10 @@ def unverified_tid(app: DevCloudApp, req: Request) -> str | None:
     return tid if isinstance(tid, str) else None
 
 
-def authenticate(app: DevCloudApp, req: Request) -> dict | None:
-    """The verified claims of the Bearer token, or None (→ 401)."""
+def authenticate(
+    app: DevCloudApp, req: Request, audiences: tuple[str, ...] = AUDIENCES
+) -> dict | None:
+    """The verified claims of the Bearer token for one of `audiences`, or None (→ 401)."""
     auth = req.headers.get("Authorization") or ""
     if auth[:7].lower() != "bearer ":
         return None
@@ -86,8 +88,7 @@ def authenticate(app: DevCloudApp, req: Request) -> dict | None:
                 token,
                 app.pki.signing.private_key.public_key(),
                 algorithms=["RS256"],
-                audience=list(AUDIENCES),
-                options={"require": ["exp", "iat", "tid", "iss"]},
+                options={"require": ["exp", "iat", "tid", "iss", "aud"], "verify_aud": False},
                 leeway=0,
             )
         except jwt.PyJWTError:
@@ -98,6 +99,8 @@ def authenticate(app: DevCloudApp, req: Request) -> dict | None:
             app.token_cache.clear()
         app.token_cache[token] = claims
     elif claims["exp"] <= time.time():
+        return None
+    if claims["aud"] not in audiences:
         return None
     if app.store.resolve_tenant(claims["tid"]) is None:
         return None
@@ -158,10 +161,35 @@ def _string_literal(raw: str) -> str | None:
     )
 
 
-def parse_filter(text: str) -> list:
+def _updated(incident):
+    return incident.updated
+
+
+def _created(incident):
+    return incident.created
+
+
+def _field(name: str):
+    return lambda incident: incident.data.get(name)
+
+
+# Defender documents exactly these filterable properties (§6.3).
+DEFENDER_FILTERS: dict = {
+    "lastUpdateTime": ("time", _updated, None),
+    "createdTime": ("time", _created, None),
+    "status": ("enum", _field("status"), FILTER_STATUSES),
+    "assignedTo": ("string", _field("assignedTo"), None),
+}
+
+
+def parse_filter(text: str, spec: dict | None = None) -> list:
     """`$filter` as Defender documents it: lastUpdateTime / createdTime (unquoted date-times
     with up to 7 fractional digits) with eq/ge/gt/le/lt, `status eq '…'`,
-    `assignedTo eq '…'`, joined by `and`. Anything else is an ODataError."""
+    `assignedTo eq '…'`, joined by `and`. Anything else is an ODataError.
+
+    `spec` maps property → (kind, getter, allowed enum values); predicates are
+    (getter, op, value)."""
+    spec = DEFENDER_FILTERS if spec is None else spec
     if re.search(r"[()]|\s(or|not)\s", text):
         raise ODataError(f"The query specified in the URI is not valid. '{text}' is not supported.")
     predicates = []
@@ -170,7 +198,13 @@ def parse_filter(text: str) -> list:
         if not m:
             raise ODataError(f"Syntax error at '{clause}'.")
         prop, op, raw = m.groups()
-        if prop in ("lastUpdateTime", "createdTime"):
+        if prop not in spec:
+            raise ODataError(
+                f"Could not find a property named '{prop}' that can be filtered on. Supported: "
+                f"{', '.join(spec)}."
+            )
+        kind, getter, allowed = spec[prop]
+        if kind == "time":
             if op == "ne":
                 raise ODataError(f"Operator '{op}' is not supported for {prop}.")
             if not _DATETIME.match(raw):
@@ -182,39 +216,22 @@ def parse_filter(text: str) -> list:
                 value = parse_ticks(raw)
             except ValueError:
                 raise ODataError(f"The DateTimeOffset text '{raw}' is not valid.") from None
-            attr = "updated" if prop == "lastUpdateTime" else "created"
-            predicates.append((attr, OPS[op], value))
-        elif prop == "status":
-            if op != "eq":
-                raise ODataError(f"Operator '{op}' is not supported for status.")
-            value = _string_literal(raw)
-            match = next((s for s in FILTER_STATUSES if value and s.lower() == value.lower()), None)
+            predicates.append((getter, OPS[op], value))
+            continue
+        if op != "eq":
+            raise ODataError(f"Operator '{op}' is not supported for {prop}.")
+        value = _string_literal(raw)
+        if kind == "enum":
+            match = next((s for s in allowed if value and s.lower() == value.lower()), None)
             if match is None:
                 raise ODataError(f"The string '{value}' is not a valid enumeration type constant.")
-            predicates.append(("status", OPS["eq"], match))
-        elif prop == "assignedTo":
-            if op != "eq":
-                raise ODataError(f"Operator '{op}' is not supported for assignedTo.")
-            predicates.append(("assignedTo", OPS["eq"], _string_literal(raw)))
-        else:
-            raise ODataError(
-                f"Could not find a property named '{prop}' that can be filtered on. Supported: "
-                "lastUpdateTime, createdTime, status, assignedTo."
-            )
+            value = match
+        predicates.append((getter, OPS["eq"], value))
     return predicates
 
 
-def _matches(incident, predicates) -> bool:
-    for attr, op, value in predicates:
-        if attr == "updated":
-            actual = incident.updated
-        elif attr == "created":
-            actual = incident.created
-        else:
-            actual = incident.data.get(attr)
-        if not op(actual, value):
-            return False
-    return True
+def matches(incident, predicates) -> bool:
+    return all(op(getter(incident), value) for getter, op, value in predicates)
 
 
 def _int_option(req: Request, name: str, default: int) -> int:
@@ -250,7 +267,7 @@ def list_incidents(app: DevCloudApp, req: Request) -> Response:
     with app.store.lock:
         ordered = tenant.sorted_incidents()
         if predicates:
-            ordered = [i for i in ordered if _matches(i, predicates)]
+            ordered = [i for i in ordered if matches(i, predicates)]
         page = ordered[skip : skip + top]
         more = skip + top < len(ordered) and top > 0
         items = []

@@ -464,6 +464,15 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
     tenant = resolve(app, tenant_seg)
     if tenant is None:
         raise tenant_not_found(unquote(tenant_seg), error="invalid_request")
+    if tenant.blocked:
+        # Status and error class are UNCONFIRMED (§2.4); the code and text are real.
+        raise EntraError(
+            400,
+            "invalid_request",
+            5000225,
+            "This tenant has been blocked due to inactivity. To learn more about tenant "
+            "lifecycle policies, see https://aka.ms/TenantLifecycle",
+        )
     client_id, secret = _client_auth(req)
     if not client_id:
         raise _missing("client_id")

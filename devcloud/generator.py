@@ -288,6 +288,13 @@ class Incident:
     updated: int
     data: dict
     json_cache: bytes | None = field(default=None, repr=False)
+    graph_cache: dict = field(default_factory=dict, repr=False)
+    extra: dict = field(default_factory=dict)  # Graph-only: description, summary, …
+
+    def invalidate(self) -> None:
+        """Forget the pre-serialized forms after a change."""
+        self.json_cache = None
+        self.graph_cache.clear()
 
 
 class Generator:

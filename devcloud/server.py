@@ -28,11 +28,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         app: DevCloudApp = self.server.app  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.send_error(413)
-            return
-        body = self.rfile.read(length) if length else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = self._read_chunked()
+            if body is None:
+                self.send_error(413)
+                return
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                self.send_error(413)
+                return
+            body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         host = self.headers.get("Host") or f"{app.host}:{self.server.server_address[1]}"
         req = Request(
@@ -56,6 +62,20 @@ class Handler(BaseHTTPRequestHandler):
                 [("Content-Type", "application/json; charset=utf-8")],
             )
         self._send(resp, app)
+
+    def _read_chunked(self) -> bytes | None:
+        chunks, total = [], 0
+        while True:
+            size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1000).strip():  # trailers
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY:
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(10)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 

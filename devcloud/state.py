@@ -22,7 +22,8 @@ DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
 CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
 FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "list_incidents", "get_incident")
-FAULT_ENDPOINTS += ("update_incident", "*")
+FAULT_ENDPOINTS += ("update_incident", "graph_list_incidents", "graph_get_incident")
+FAULT_ENDPOINTS += ("graph_update_incident", "graph_add_comment", "*")
 MAX_LOG = 100_000  # entries kept; the counts are exact regardless
 
 
@@ -104,6 +105,7 @@ class Tenant:
     no_sp_error: str
     seed: int
     generator: Generator
+    blocked: bool = False
     incidents: dict[int, Incident] = field(default_factory=dict)
     next_id: int = 0
     order: list[Incident] | None = None  # newest first; None = must re-sort
@@ -114,6 +116,7 @@ class Tenant:
             "domain": self.domain,
             "display_name": self.display_name,
             "no_sp_error": self.no_sp_error,
+            "blocked": self.blocked,
             "incident_count": len(self.incidents),
         }
 
@@ -192,6 +195,7 @@ class Store:
         display_name: str | None = None,
         no_sp_error: str = "7000229",
         seed: int | None = None,
+        blocked: bool = False,
     ) -> Tenant:
         tenant_id = (tenant_id or str(uuid.uuid4())).lower()
         if not GUID.match(tenant_id):
@@ -214,6 +218,7 @@ class Store:
                 domain=domain,
                 display_name=display_name,
                 no_sp_error=str(no_sp_error),
+                blocked=bool(blocked),
                 seed=seed,
                 generator=Generator(tenant_id=tenant_id, domain=domain, seed=seed),
             )
@@ -221,6 +226,19 @@ class Store:
             self.tenants[tenant_id] = tenant
             self.domains[domain] = tenant_id
             return tenant
+
+    def update_tenant(self, tenant_id: str, **changes) -> Tenant:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            if "display_name" in changes:
+                tenant.display_name = str(changes["display_name"])
+            if "no_sp_error" in changes:
+                if str(changes["no_sp_error"]) not in ("7000229", "700016"):
+                    raise ControlError(400, "no_sp_error must be '7000229' or '700016'")
+                tenant.no_sp_error = str(changes["no_sp_error"])
+            if "blocked" in changes:
+                tenant.blocked = bool(changes["blocked"])
+        return tenant
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.resolve_tenant(tenant_id)
@@ -371,7 +389,7 @@ class Store:
             for incident_id in picked:
                 incident = tenant.incidents[incident_id]
                 gen.change(incident, self._bump(incident))
-                incident.json_cache = None
+                incident.invalidate()
             added = []
             for _ in range(new):
                 now = now_ticks()
@@ -396,9 +414,22 @@ class Store:
             incident = tenant.incidents[incident_id]
             data = incident.data
             when = self._bump(incident)
-            for key in ("status", "assignedTo", "classification", "determination"):
+            for key in (
+                "status",
+                "assignedTo",
+                "classification",
+                "determination",
+                "incidentName",
+                "severity",
+            ):
                 if key in changes:
                     data[key] = changes[key]
+            # Graph-only properties (description, summary, resolvingComment) live beside
+            # the Defender representation, which does not show them.
+            for key in ("description", "summary", "resolvingComment"):
+                if key in changes:
+                    incident.extra[key] = changes[key]
+            incident.extra["lastModifiedBy"] = author
             if "tags" in changes:
                 data["tags"] = list(changes["tags"])
             if changes.get("comment"):
@@ -411,7 +442,7 @@ class Store:
                 )
             incident.updated = when
             data["lastUpdateTime"] = format_ticks(when)
-            incident.json_cache = None
+            incident.invalidate()
             tenant.order = None
             return incident_json(incident)
 

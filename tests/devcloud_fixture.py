@@ -2,10 +2,11 @@
 
 Register with `pytest_plugins = ["tests.devcloud_fixture"]` in tests/conftest.py.
 
-- `devcloud_server` (session): starts `python -m devcloud --port 0` over HTTPS, waits for
+- `devcloud_server` (session): starts `python -m devcloud --port 0 --http-port 0`, waits for
   `devcloud ready` (failure is a test error, never a skip), stops it with SIGTERM at the end.
 - `devcloud` (function): the control-API client, after a reset (tenants, apps, faults, log,
-  limits all back to empty/defaults).
+  limits all back to empty/defaults). `.base_url` is HTTPS; `.http_base_url` serves the same
+  app over plain HTTP (for the consent page in a browser).
 - `devcloud_settings` (function): points the MICROSOFT_* settings at devcloud and registers
   a fresh app (client id + secret) whose redirect URI is the portal's consent callback.
 """
@@ -37,12 +38,13 @@ class DevCloudServer:
     client: DevCloud
     process: subprocess.Popen
     output: list[str]
+    # Plain-HTTP twin (same app) for browsers that must not see a certificate warning.
+    http_base_url: str | None = None
 
 
 def start_devcloud(state_dir: Path, *extra: str) -> DevCloudServer:
     """Start devcloud as a subprocess and wait for its `devcloud ready` line."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "devcloud", "--port", "0", "--state-dir", str(state_dir), *extra],
         cwd=REPO,
@@ -72,9 +74,11 @@ def start_devcloud(state_dir: Path, *extra: str) -> DevCloudServer:
     if not ready.wait(START_TIMEOUT) or "base_url" not in facts or process.poll() is not None:
         process.kill()
         pytest.fail("devcloud did not start:\n" + "\n".join(output[-40:]), pytrace=False)
-    client = DevCloud(facts["base_url"], facts["ca_file"])
+    client = DevCloud(facts["base_url"], facts["ca_file"], http_base_url=facts.get("http_base_url"))
     client.wait_ready(10)
-    return DevCloudServer(facts["base_url"], facts["ca_file"], client, process, output)
+    return DevCloudServer(
+        facts["base_url"], facts["ca_file"], client, process, output, facts.get("http_base_url")
+    )
 
 
 def stop_devcloud(server: DevCloudServer) -> None:
@@ -88,7 +92,7 @@ def stop_devcloud(server: DevCloudServer) -> None:
 
 @pytest.fixture(scope="session")
 def devcloud_server(tmp_path_factory):
-    server = start_devcloud(tmp_path_factory.mktemp("devcloud"))
+    server = start_devcloud(tmp_path_factory.mktemp("devcloud"), "--http-port", "0")
     yield server
     stop_devcloud(server)
 

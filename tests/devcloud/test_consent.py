@@ -169,3 +169,17 @@ def test_a_tenant_specific_page_offers_only_that_tenant(devcloud, http, setup):
     assert setup.tenant_id in page and other["tenant_id"] not in page
     resp = http.post(url, data={"account": f"{other['tenant_id']}|admin", "action": "accept"})
     assert resp.status_code == 400 and "AADSTS50020" in resp.text
+
+
+def test_the_session_server_also_serves_the_consent_page_over_http(devcloud, setup):
+    import requests
+
+    assert devcloud.http_base_url.startswith("http://127.0.0.1:")
+    plain = requests.Session()
+    plain.trust_env = False
+    url = consent_url(setup, "organizations/v2.0/adminconsent", scope=DEFENDER_SCOPE)
+    url = url.replace(setup.base_url, devcloud.http_base_url)
+    resp = plain.post(
+        url, data={"account": f"{setup.tenant_id}|admin", "action": "accept"}, allow_redirects=False
+    )
+    assert dict(location_query(resp)[1])["tenant"] == setup.tenant_id

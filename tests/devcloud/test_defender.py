@@ -308,3 +308,21 @@ def test_the_hourly_limit_applies_too(devcloud, consented, http):
     resp = http.get(url, headers=headers)
     assert "per 01:00:00" in resp.json()["error"]["message"]
     assert int(resp.headers["Retry-After"]) > 60
+
+
+def test_a_chunked_patch_body_is_read(devcloud, consented, http):
+    devcloud.generate_incidents(consented.tenant_id, 2, seed=1)
+    devcloud.set_consent(consented.tenant_id, consented.client_id, roles=["Incident.ReadWrite.All"])
+    token = consented.token(http)
+    incident_id = devcloud.incidents(consented.tenant_id)[0]["incidentId"]
+    url = f"{consented.base_url}/api/incidents/{incident_id}"
+    body = (part for part in [b'{"assignedTo": ', b'"secop1@contoso.com"}'])
+    resp = http.patch(
+        url,
+        data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["assignedTo"] == "secop1@contoso.com"
+    # The connection is still usable afterwards (keep-alive not desynchronised).
+    assert http.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200

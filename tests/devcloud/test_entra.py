@@ -403,3 +403,10 @@ def test_the_v1_token_endpoint_takes_a_resource(consented, http):
     assert body["expires_in"] == "3599"
     assert body["resource"] == "https://api.security.microsoft.com"
     assert int(body["expires_on"]) - int(body["not_before"]) == 3599
+
+
+def test_a_blocked_tenant_is_aadsts5000225(devcloud, consented, http):
+    devcloud.update_tenant(consented.tenant_id, blocked=True)
+    assert_entra_error(consented.token_response(http), 400, "invalid_request", 5000225)
+    devcloud.update_tenant(consented.tenant_id, blocked=False)
+    assert consented.token_response(http).status_code == 200
