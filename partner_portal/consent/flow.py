@@ -215,6 +215,7 @@ def start_consent(*, link: ConsentLink) -> str:
         # Conditional, so two tabs opened at once end up with the same nonce.
         ConsentLink.objects.filter(pk=link.pk, state_nonce="").update(state_nonce=nonce)
         link.refresh_from_db(fields=["state_nonce"])
+    # Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
     # `organizations`, never `common`: personal accounts cannot give admin consent (§1.1).
     path_tenant = expected_tenant(link) or "organizations"
     query = urlencode(
@@ -425,7 +426,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
     with transaction.atomic():
         outcome = ConsentLink.Outcome.TENANT_MISMATCH if mismatch else ConsentLink.Outcome.GRANTED
         completed = ConsentLink.objects.filter(
-            pk=link.pk, completed_at=None, revoked_at=None
+            pk=link.pk, completed_at=None, revoked_at=None, expires_at__gt=now
         ).update(
             completed_at=now,
             outcome=outcome,
@@ -434,7 +435,8 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             error_description="",
         )
         if completed != 1:
-            # Two callbacks raced for the same link: the other one won.
+            # Two callbacks raced for the same link and the other one won (or the link was
+            # revoked or expired a moment ago).
             return _rejected("replayed", link=link, ip_address=ip_address)
         if not mismatch:
             try:
@@ -461,6 +463,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             reason=mismatch,
         )
         if not mismatch:
+            # Imported here: the tasks module imports this one.
             from partner_portal.consent.tasks import verify_tenant_access
 
             verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)

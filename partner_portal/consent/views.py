@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -61,11 +62,11 @@ def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
 def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
     link = _get_link_for_user(request, link_id)
     url = flow.public_url(link)
-    message = render(
-        request,
+    message = render_to_string(
         "consent/_message.txt",
         {"link": link, "url": url, "permissions": flow.required_permissions()},
-    ).content.decode()
+        request=request,
+    )
     return render(
         request,
         "consent/detail.html",

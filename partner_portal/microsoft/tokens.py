@@ -186,10 +186,12 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
         )
     except ValueError as exc:
         http.close()
-        # MSAL raises ValueError when discovery answers 4xx: an unknown tenant (AADSTS90002).
-        raise errors.TenantNotFound(
-            f"Tenant {tenant_id} was not found at {base}.", code="90002"
-        ) from exc
+        if "Unable to get authority configuration" in str(exc):
+            # MSAL's answer to a 4xx from tenant discovery: an unknown tenant (AADSTS90002).
+            raise errors.TenantNotFound(
+                f"Tenant {tenant_id} was not found at {base}.", code="90002"
+            ) from exc
+        raise _classify_exception(exc, http) from exc
     except Exception as exc:
         http.close()
         raise _classify_exception(exc, http) from exc
@@ -315,6 +317,7 @@ def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None) ->
     entry.cache.deserialize(state)
     entry.http.reset()
     try:
+        # Reference: https://learn.microsoft.com/en-us/entra/msal/python/
         result = entry.app.acquire_token_for_client(scopes=[DEFENDER_SCOPE])
     except Exception as exc:
         raise _classify_exception(exc, entry.http) from exc
@@ -345,11 +348,13 @@ def _classify_exception(exc: Exception, http: _RecordingClient) -> errors.Micros
         return errors.Transient(
             f"Microsoft's sign-in service answered HTTP {status or 'error'}.", status=status
         )
-    if isinstance(exc, ValueError):
-        # json.JSONDecodeError: a body that is not JSON.
+    if isinstance(exc, json.JSONDecodeError):
         return errors.BadResponse(
             "Microsoft's sign-in service answered something that is not JSON.", status=status
         )
+    if isinstance(exc, ValueError):
+        # MSAL refuses the authority itself, e.g. a login base URL that is not https.
+        return errors.MicrosoftError(f"MSAL refused the configuration: {exc}"[:500])
     return errors.MicrosoftError(f"Token request failed: {type(exc).__name__}.", status=status)
 
 

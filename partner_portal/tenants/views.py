@@ -33,7 +33,7 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
             tenants = tenants.filter(
                 Q(display_name__icontains=q)
                 | Q(primary_domain__icontains=q)
-                | Q(entra_tenant_id__icontains=q.replace("-", ""))
+                | Q(entra_tenant_id__icontains=q)
             )
         if form.cleaned_data["consent_state"]:
             tenants = tenants.filter(consent_state=form.cleaned_data["consent_state"])

@@ -232,3 +232,17 @@ def test_the_callback_needs_no_sign_in_and_is_not_cached(client, link, consent_s
     response = callback(client, error="access_denied", state=start_state(client, link))
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
+
+
+def test_consenting_again_for_the_same_tenant_rechecks_it(
+    client, customer, alice, consent_settings, django_capture_on_commit_callbacks
+):
+    Tenant.objects.filter(pk=customer.pk).update(
+        entra_tenant_id=TENANT_ID, consent_state=Tenant.ConsentState.MISSING_PERMISSIONS
+    )
+    link = flow.create_link(tenant=customer, created_by=alice)
+    with django_capture_on_commit_callbacks() as enqueued:
+        callback(client, admin_consent="True", tenant=TENANT_ID, state=start_state(client, link))
+    customer.refresh_from_db()
+    assert customer.consent_state == Tenant.ConsentState.PENDING
+    assert len(enqueued) == 1

@@ -108,3 +108,10 @@ def test_the_secret_goes_in_the_body_and_never_in_the_error(fake_login):
     sent = fake_login.calls[-1].request.body
     assert "client_secret=s3cret-value" in sent
     assert "s3cret-value" not in str(info.value)
+
+
+def test_a_login_url_that_is_not_https_is_a_configuration_error(fake_login, settings):
+    settings.MICROSOFT_LOGIN_BASE_URL = "http://login.example.test"
+    with pytest.raises(errors.MicrosoftError, match="https") as info:
+        tokens.get_access_token(tenant_id=TENANT)
+    assert type(info.value) is errors.MicrosoftError

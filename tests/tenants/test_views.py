@@ -269,3 +269,15 @@ def test_the_audit_log_is_read_only_in_the_admin(admin_client, tenant_a):
     assert admin_client.get("/admin/audit/auditevent/add/").status_code == 403
     response = admin_client.post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"})
     assert response.status_code == 403
+
+
+def test_a_pending_tenant_says_the_portal_is_still_confirming(alice_client, tenant_a):
+    Tenant.objects.filter(pk=tenant_a.pk).update(
+        consent_state=Tenant.ConsentState.PENDING,
+        consent_error_class="ConsentRequired",
+        consent_error_message="AADSTS7000229: missing service principal",
+    )
+    page = alice_client.get(f"/tenants/{tenant_a.pk}/").content.decode()
+    assert "keeps trying for about 10 minutes" in page
+    assert "AADSTS7000229: missing service principal" in page
+    assert "Create a new consent link and send it" not in page

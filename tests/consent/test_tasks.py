@@ -1,0 +1,84 @@
+"""The verification task: its retry schedule, and a real worker doing it end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from partner_portal.consent import tasks
+from partner_portal.microsoft import errors
+from partner_portal.tenants.models import Tenant
+from tests.consent.devcloud_helpers import consent
+from tests.factories import TenantFactory
+from tests.workers import wait_until
+
+
+def test_the_backoff_waits_about_ten_minutes_in_total():
+    assert 540 <= sum(tasks.BACKOFF_SECONDS) <= 660
+    assert list(tasks.BACKOFF_SECONDS) == sorted(tasks.BACKOFF_SECONDS)
+
+
+def test_a_throttled_attempt_waits_as_long_as_microsoft_asks():
+    assert tasks.retry_countdown(errors.Throttled(retry_after=42), 0) == 42
+    assert tasks.retry_countdown(errors.Throttled(retry_after=99999), 0) == 3600
+
+
+def test_other_retries_follow_the_schedule():
+    assert tasks.retry_countdown(errors.ConsentRequired(), 0) == tasks.BACKOFF_SECONDS[0]
+    assert tasks.retry_countdown(errors.Transient(), 99) == tasks.BACKOFF_SECONDS[-1]
+
+
+def test_the_task_is_acks_late_with_time_limits():
+    task = tasks.verify_tenant_access
+    assert task.acks_late is True
+    assert task.soft_time_limit < task.time_limit <= 300
+
+
+@pytest.mark.integration
+def test_a_real_worker_confirms_the_consent_end_to_end(
+    client, devcloud, devcloud_settings, start_worker, team_a, alice, settings
+):
+    from partner_portal.consent import flow
+
+    start_worker(concurrency=1)
+    dc = devcloud.create_tenant(display_name="Northwind")
+    tenant = TenantFactory(display_name="Northwind", groups=[team_a])
+    link = flow.create_link(tenant=tenant, created_by=alice)
+    http = devcloud.session()
+    page = consent(
+        client, http, link, tid=dc["tenant_id"], public_base_url=settings.PUBLIC_BASE_URL
+    )
+    assert page.status_code == 200
+    # The callback committed and enqueued the task on Redis; the worker picks it up.
+    wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).consent_state == Tenant.ConsentState.CONSENTED,
+        timeout=60,
+        what="the worker to confirm the consent",
+    )
+    tenant.refresh_from_db()
+    assert tenant.granted_roles == ["Incident.Read.All"]
+    assert str(tenant.entra_tenant_id) == dc["tenant_id"]
+
+
+@pytest.mark.integration
+def test_a_worker_retries_until_the_consent_propagates(
+    devcloud, devcloud_settings, start_worker, team_a
+):
+    start_worker(concurrency=1)
+    dc = devcloud.create_tenant()
+    tenant = TenantFactory(
+        groups=[team_a], entra_tenant_id=dc["tenant_id"], consent_state=Tenant.ConsentState.PENDING
+    )
+    tasks.verify_tenant_access.delay(tenant_id=tenant.pk)
+    # First attempt: Entra does not know the app in the tenant yet (AADSTS7000229).
+    wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).consent_error_class == "ConsentRequired",
+        timeout=30,
+        what="the first attempt",
+    )
+    assert Tenant.objects.get(pk=tenant.pk).consent_state == Tenant.ConsentState.PENDING
+    devcloud.set_consent(dc["tenant_id"], devcloud_settings["client_id"], state="consented")
+    wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).consent_state == Tenant.ConsentState.CONSENTED,
+        timeout=60,
+        what="the retry to succeed",
+    )

@@ -1,0 +1,167 @@
+"""The token broker and claim checks against devcloud: real MSAL, real TLS, real Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jwt
+import pytest
+
+from partner_portal.microsoft import errors, tokens
+from tests.workers import wait_until
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@pytest.fixture
+def portal(devcloud_settings, redis_url, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    return devcloud_settings
+
+
+@pytest.fixture
+def tid(devcloud, portal) -> str:
+    tenant = devcloud.create_tenant(display_name="Northwind")
+    devcloud.set_consent(tenant["tenant_id"], portal["client_id"], state="consented")
+    return tenant["tenant_id"]
+
+
+def token_requests(devcloud, tid: str) -> int:
+    return devcloud.requests_log(tenant=tid)["by_endpoint"].get("token", 0)
+
+
+def test_a_token_is_fetched_once_then_served_from_the_shared_cache(devcloud, tid):
+    first = tokens.get_access_token(tenant_id=tid)
+    tokens.forget_all()  # as if another process asked
+    assert tokens.get_access_token(tenant_id=tid) == first
+    assert token_requests(devcloud, tid) == 1
+
+
+def test_devcloud_tokens_pass_the_checks_with_their_signature_verified(tid):
+    token = tokens.get_access_token(tenant_id=tid)
+    claims = tokens.check_token(
+        token, tenant_id=tid, cloud="commercial", required_roles=["Incident.Read.All"]
+    )
+    assert claims["tid"] == tid and claims["roles"] == ["Incident.Read.All"]
+    assert claims["aud"].rstrip("/") == "https://api.security.microsoft.com"
+
+
+def test_a_tampered_token_fails_the_signature_check(tid):
+    token = tokens.get_access_token(tenant_id=tid)
+    header, payload, signature = token.split(".")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["roles"] = ["Incident.ReadWrite.All"]
+    forged_payload = jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()
+    with pytest.raises(errors.TokenMismatch, match="signature"):
+        tokens.check_token(
+            f"{header}.{forged_payload}.{signature}",
+            tenant_id=tid,
+            cloud="commercial",
+            required_roles=["Incident.Read.All"],
+        )
+
+
+def test_a_token_for_another_tenant_is_refused(devcloud, portal, tid):
+    other = devcloud.create_tenant()["tenant_id"]
+    devcloud.set_consent(other, portal["client_id"], state="consented")
+    token = tokens.get_access_token(tenant_id=other)
+    with pytest.raises(errors.TokenMismatch, match="issued for tenant"):
+        tokens.check_token(token, tenant_id=tid, cloud="commercial", required_roles=[])
+
+
+def test_the_ca_bundle_is_used_even_with_requests_ca_bundle_in_the_environment(tid, monkeypatch):
+    # This machine sets REQUESTS_CA_BUNDLE to the system bundle, which lacks devcloud's CA.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert tokens.get_access_token(tenant_id=tid)
+
+
+def test_without_devclouds_ca_tls_verification_fails_and_is_not_retried(tid, settings):
+    settings.MICROSOFT_CA_BUNDLE = ""
+    with pytest.raises(errors.BadResponse, match="TLS"):
+        tokens.get_access_token(tenant_id=tid)
+
+
+def test_a_5xx_from_the_token_endpoint_is_transient(devcloud, tid):
+    devcloud.add_fault(endpoint="token", kind="status", status=503)
+    with pytest.raises(errors.Transient):
+        tokens.get_access_token(tenant_id=tid)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import hashlib, pathlib, sys, time
+    import django
+    django.setup()
+    from partner_portal.microsoft import tokens
+    go = pathlib.Path(sys.argv[1])
+    # Build the MSAL app now (its discovery request), so both processes race for the token.
+    tokens._get_entry(tokens.config(), "commercial", sys.argv[2])
+    while not go.exists():
+        time.sleep(0.005)
+    token = tokens.get_access_token(tenant_id=sys.argv[2])
+    print(hashlib.sha256(token.encode()).hexdigest(), flush=True)
+    """
+)
+
+
+def test_two_processes_sharing_the_cache_make_exactly_one_token_request(
+    devcloud, tid, settings, redis_url, tmp_path
+):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "partner_portal.settings",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "REDIS_URL": redis_url,
+        "MICROSOFT_CLIENT_ID": settings.MICROSOFT_CLIENT_ID,
+        "MICROSOFT_CLIENT_SECRET": settings.MICROSOFT_CLIENT_SECRET,
+        "MICROSOFT_LOGIN_BASE_URL": settings.MICROSOFT_LOGIN_BASE_URL,
+        "MICROSOFT_CA_BUNDLE": settings.MICROSOFT_CA_BUNDLE,
+        "VAR_DIR": str(tmp_path / "var"),
+    }
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(go), tid],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    # Both processes have built their MSAL app (one discovery each) before they race.
+    wait_until(
+        lambda: (
+            devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) >= 2
+            or any(p.poll() is not None for p in procs)
+        ),
+        timeout=60,
+        what="both processes to start",
+    )
+    # A slow token endpoint: without the lock both processes would miss and both ask.
+    devcloud.add_fault(endpoint="token", kind="latency", latency_ms=700)
+    go.touch()
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    digests = {out.strip() for out, _ in outputs}
+    assert len(digests) == 1  # the same token
+    assert token_requests(devcloud, tid) == 1
+    # And the cache holds nothing readable: a token hash is not in any Redis value.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    token_hash = digests.pop()
+    for key in client.keys("*"):
+        value = client.get(key) if client.type(key) == b"string" else b""
+        assert hashlib.sha256(value or b"").hexdigest() != token_hash
+        assert b"eyJ" not in (value or b"")
