@@ -216,6 +216,15 @@ else:
 
 SYNC_TASK_SOFT_TIME_LIMIT = env_int("SYNC_TASK_SOFT_TIME_LIMIT", 15 * 60, minimum=10)
 SYNC_TASK_TIME_LIMIT = SYNC_TASK_SOFT_TIME_LIMIT + 60
+# How long a sync run holds its tenant: must outlive the hard time limit, so that a live
+# run never loses it; after a crash it expires on its own (tests shorten it).
+SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", SYNC_TASK_TIME_LIMIT + 60, minimum=1)
+# Transient errors (5xx, timeouts…): retries with exponential backoff from this base, plus
+# jitter. Throttling (429 / our call budget) waits exactly as long as asked, up to
+# SYNC_MAX_THROTTLED_RETRIES times.
+SYNC_MAX_RETRIES = env_int("SYNC_MAX_RETRIES", 5)
+SYNC_RETRY_BACKOFF_SECONDS = env_int("SYNC_RETRY_BACKOFF_SECONDS", 10, minimum=1)
+SYNC_MAX_THROTTLED_RETRIES = env_int("SYNC_MAX_THROTTLED_RETRIES", 100)
 
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from partner_portal.incidents.models import Alert, Incident, SyncRun
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Synced data belongs to Microsoft: the admin shows it, the sync writes it."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class AlertInline(admin.TabularInline):
+    model = Alert
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = ["microsoft_id", "title", "severity", "status", "category", "service_source"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "microsoft_id",
+        "name",
+        "tenant",
+        "severity",
+        "status",
+        "alert_count",
+        "last_update_time",
+    ]
+    list_filter = ["severity", "status", "classification", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["=microsoft_id", "search_text"]
+    date_hierarchy = "last_update_time"
+    show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
+    inlines = [AlertInline]
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "tenant",
+        "started_at",
+        "outcome",
+        "full",
+        "pages",
+        "api_calls",
+        "created_count",
+        "updated_count",
+        "throttled_waits",
+        "error_class",
+    ]
+    list_filter = ["outcome", "full", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["tenant__display_name", "error_message", "task_id"]
+    date_hierarchy = "started_at"

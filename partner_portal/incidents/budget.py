@@ -1,0 +1,84 @@
+"""The Defender API call budget per (tenant, app), shared by every worker through the cache.
+
+Microsoft allows 50 calls a minute and 1,500 an hour per tenant and app, counted over a
+*sliding* window. Plain per-minute buckets would let 2 × 50 calls through around a minute
+boundary, so each period is cut into 12 small buckets and a call is allowed only while the
+calls of the last 14 buckets (a little more than the period: clocks and network delays
+differ between us and Microsoft) stay within the limit. Counters are `cache.add` +
+`cache.incr`, atomic on Redis; a refused call hands its unit back.
+
+Reference: https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents (limits)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from partner_portal.microsoft.errors import Throttled
+
+SLICES = 12  # buckets per period
+SPAN = 14  # buckets summed: the period plus 2 buckets of margin
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    seconds: int
+    limit: int
+
+    @property
+    def bucket_seconds(self) -> float:
+        return self.seconds / SLICES
+
+
+def periods() -> list[Period]:
+    return [
+        Period("minute", 60, settings.DEFENDER_CALLS_PER_MINUTE),
+        Period("hour", 3600, settings.DEFENDER_CALLS_PER_HOUR),
+    ]
+
+
+def _key(tenant_id: str, app_id: str, period: Period, bucket: int) -> str:
+    return f"defender-budget:{tenant_id}:{app_id}:{period.name}:{bucket}"
+
+
+def take(*, tenant_id: str, app_id: str, now: float | None = None) -> None:
+    """Take one call from the budget, or raise Throttled(retry_after=seconds until the
+    oldest counted bucket leaves the window)."""
+    now = time.time() if now is None else now
+    taken: list[str] = []
+    for period in periods():
+        current = int(now // period.bucket_seconds)
+        key = _key(tenant_id, app_id, period, current)
+        # add() creates the bucket once; incr() is atomic whoever gets there first.
+        cache.add(key, 0, timeout=int(period.seconds * 2))
+        try:
+            cache.incr(key)
+        except ValueError:  # evicted between add and incr
+            cache.add(key, 1, timeout=int(period.seconds * 2))
+        taken.append(key)
+        buckets = range(current - SPAN + 1, current + 1)
+        counts = cache.get_many([_key(tenant_id, app_id, period, b) for b in buckets])
+        values = [int(counts.get(_key(tenant_id, app_id, period, b)) or 0) for b in buckets]
+        if sum(values) > period.limit:
+            _give_back(taken)
+            oldest = next(b for b, v in zip(buckets, values, strict=True) if v)
+            leaves_at = (oldest + SPAN) * period.bucket_seconds
+            retry_after = max(1, math.ceil(leaves_at - now))
+            raise Throttled(
+                f"Call budget of {period.limit} per {period.name} used up for this tenant",
+                retry_after=retry_after,
+                code="budget",
+            )
+
+
+def _give_back(keys: list[str]) -> None:
+    for key in keys:
+        with contextlib.suppress(ValueError):
+            cache.decr(key)

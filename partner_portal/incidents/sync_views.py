@@ -1,0 +1,37 @@
+"""The tenant page's sync controls: "Sync now" (POST) and the live status partial (GET)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from partner_portal.incidents import tasks
+from partner_portal.tenants.access import get_tenant_for_user
+
+
+@require_POST
+def sync_now(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    if not tenant.is_syncable:
+        messages.error(
+            request,
+            f"{tenant} cannot be synced: it must be enabled, with sync on and consent granted.",
+        )
+    else:
+        full = request.POST.get("full") == "1"
+        tasks.sync_tenant.delay_on_commit(tenant_id=tenant.pk, full=full)
+        messages.success(
+            request, f"{'Full sync' if full else 'Sync'} of {tenant} requested: it starts shortly."
+        )
+    return redirect("tenants:detail", tenant_id=tenant.pk)
+
+
+def sync_status(request: HttpRequest, tenant_id: int) -> HttpResponse:
+    """The status partial alone, for htmx to poll while a run is going on."""
+    # Look up first: a stranger gets 404 whatever the method, never a 405 that confirms.
+    tenant = get_tenant_for_user(request.user, tenant_id)
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    return render(request, "incidents/_tenant_sync_status.html", {"tenant": tenant})

@@ -1,0 +1,59 @@
+"""Template tags for the sync status on the tenant page."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django import template
+from django.conf import settings
+from django.utils import timezone
+
+from partner_portal.incidents.models import SyncOutcome, SyncRun
+from partner_portal.microsoft import errors
+from partner_portal.tenants.models import Tenant
+
+register = template.Library()
+
+FAN_OUT_TASK = "partner_portal.incidents.tasks.sync_all_tenants"
+# A run that must be resumed is still "in progress" for the page: keep polling.
+LIVE = (SyncOutcome.RUNNING, SyncOutcome.THROTTLED, SyncOutcome.RETRYING)
+
+
+@register.simple_tag
+def sync_state(tenant: Tenant) -> dict[str, Any]:
+    """The latest run (live or finished), the last finished one, the error's title and fix,
+    and the next scheduled run."""
+    latest = SyncRun.objects.filter(tenant=tenant).exclude(outcome=SyncOutcome.SKIPPED).first()
+    live = latest if latest is not None and latest.outcome in LIVE else None
+    finished = (
+        latest
+        if live is None
+        else SyncRun.objects.filter(tenant=tenant)
+        .exclude(outcome__in=[*LIVE, SyncOutcome.SKIPPED])
+        .first()
+    )
+    error_class = tenant.last_sync_error_class
+    return {
+        "live": live,
+        "finished": finished,
+        "error": errors.describe(error_class) if error_class else None,
+        "next_run": next_scheduled_run(),
+        "interval_minutes": settings.SYNC_INTERVAL_MINUTES,
+    }
+
+
+def next_scheduled_run() -> datetime | None:
+    """When beat next fans out (django-celery-beat's PeriodicTask), None if unknown."""
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.filter(task=FAN_OUT_TASK, enabled=True).first()
+    if task is None:
+        return None
+    now = timezone.now()
+    last = task.last_run_at or task.date_changed or now
+    try:
+        remaining: timedelta = task.schedule.remaining_estimate(last)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return max(now, now + remaining)

@@ -1,0 +1,427 @@
+"""Microsoft 365 Defender incidents API: list (OData filter + paging), get one, update one.
+
+Plain Python, no Django: callers pass the base URL, a token provider and a session. Every
+answer is parsed into dataclasses; nobody else sees a `requests.Response`. Parsing is
+tolerant: missing, extra and null fields are fine, and enum-like values (whose spellings
+vary across Microsoft's docs and API versions) are kept as the raw strings received. Graph's
+`security/incidents` field names are accepted too (protocols §7.9), as they cost one `or`.
+
+Reference: https://learn.microsoft.com/en-us/defender-xdr/api-incident
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from partner_portal.microsoft import errors
+
+PAGE_SIZE = 100  # the documented maximum of $top
+DEFAULT_RETRY_AFTER = 60
+_RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
+_PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
+
+TokenProvider = Callable[[], str]
+# Called before every API request; raises (e.g. Throttled) to refuse it. The call budget.
+BeforeCall = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class AlertData:
+    alert_id: str
+    title: str = ""
+    description: str = ""
+    severity: str = ""
+    category: str = ""
+    status: str = ""
+    detection_source: str = ""
+    service_source: str = ""
+    mitre_techniques: list[str] = field(default_factory=list)
+    first_activity: datetime | None = None
+    last_activity: datetime | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IncidentData:
+    incident_id: int
+    last_update_time: datetime
+    created_time: datetime
+    name: str = ""
+    severity: str = ""
+    status: str = ""
+    classification: str = ""
+    determination: str = ""
+    assigned_to: str = ""
+    tags: list[str] = field(default_factory=list)
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    redirect_incident_id: int | None = None
+    incident_uri: str = ""
+    alerts: list[AlertData] = field(default_factory=list)
+    # The incident as received, without `alerts` (each AlertData keeps its own raw).
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the incident list. `number` counts from 1; `api_calls` made for it."""
+
+    number: int
+    incidents: list[IncidentData]
+    api_calls: int
+    # Where the next page is (a nextLink URL, or the $skip to use); None on the last page.
+    next_url: str | None
+    next_skip: int | None
+
+    @property
+    def is_last(self) -> bool:
+        return self.next_url is None and self.next_skip is None
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 with up to 7 fractional digits (.NET ticks) → an aware UTC datetime.
+
+    Python keeps microseconds, so the 7th digit is dropped (rounded down): a watermark made
+    from it can only be earlier than Microsoft's, never later.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    match = re.match(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$", text)
+    if match and match.group(2) and len(match.group(2)) > 7:
+        text = match.group(1) + match.group(2)[:7] + match.group(3)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """The OData literal: `2020-06-03T18:04:29.463333Z` (UTC, unquoted in $filter)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _first(data: dict[str, Any], *names: str) -> Any:
+    """The first of `names` present and not null (Defender name first, then Graph's)."""
+    for name in names:
+        value = data.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def parse_alert(data: dict[str, Any]) -> AlertData:
+    alert_id = _text(_first(data, "alertId", "id"))
+    if not alert_id:
+        raise errors.BadResponse("An alert without alertId")
+    devices = _list(data.get("devices"))
+    entities = _list(data.get("entities"))
+    if not devices and not entities and data.get("evidence"):
+        # Graph puts devices, users, files… into one polymorphic `evidence` list.
+        entities = _list(data.get("evidence"))
+    return AlertData(
+        alert_id=alert_id,
+        title=_text(data.get("title")),
+        description=_text(data.get("description")),
+        severity=_text(data.get("severity")),
+        category=_text(data.get("category")),
+        status=_text(data.get("status")),
+        detection_source=_text(data.get("detectionSource")),
+        service_source=_text(data.get("serviceSource")),
+        mitre_techniques=[_text(t) for t in _list(data.get("mitreTechniques"))],
+        first_activity=parse_time(_first(data, "firstActivity", "firstActivityDateTime")),
+        last_activity=parse_time(_first(data, "lastActivity", "lastActivityDateTime")),
+        devices=[d for d in devices if isinstance(d, dict)],
+        entities=[e for e in entities if isinstance(e, dict)],
+        raw=data,
+    )
+
+
+def parse_incident(data: Any) -> IncidentData:
+    """One incident object (Defender or Graph shape). BadResponse when it lacks an ID or a
+    last-update time: without them it can be neither stored nor watermarked."""
+    if not isinstance(data, dict):
+        raise errors.BadResponse("An incident that is not a JSON object")
+    incident_id = _int(_first(data, "incidentId", "id"))
+    updated = parse_time(_first(data, "lastUpdateTime", "lastUpdateDateTime"))
+    if incident_id is None or updated is None:
+        raise errors.BadResponse("An incident without incidentId or lastUpdateTime")
+    created = parse_time(_first(data, "createdTime", "createdDateTime")) or updated
+    tags = _list(data.get("tags")) or _list(data.get("customTags"))
+    alerts = [parse_alert(a) for a in _list(data.get("alerts")) if isinstance(a, dict)]
+    return IncidentData(
+        incident_id=incident_id,
+        last_update_time=updated,
+        created_time=created,
+        name=_text(_first(data, "incidentName", "displayName")),
+        severity=_text(data.get("severity")),
+        status=_text(data.get("status")),
+        classification=_text(data.get("classification")),
+        determination=_text(data.get("determination")),
+        assigned_to=_text(data.get("assignedTo")),
+        tags=[_text(t) for t in tags],
+        comments=[c for c in _list(data.get("comments")) if isinstance(c, dict)],
+        redirect_incident_id=_int(data.get("redirectIncidentId")),
+        incident_uri=_text(_first(data, "incidentUri", "incidentWebUrl")),
+        alerts=alerts,
+        raw={k: v for k, v in data.items() if k != "alerts"},
+    )
+
+
+def parse_list(body: Any) -> tuple[list[IncidentData], str | None]:
+    """A list response → (incidents, @odata.nextLink or None)."""
+    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
+        raise errors.BadResponse("The incident list has no 'value' array")
+    next_link = body.get("@odata.nextLink")
+    return [parse_incident(i) for i in body["value"]], next_link if next_link else None
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def retry_after_seconds(response: requests.Response) -> int:
+    """Retry-After header (seconds), else the body's "…again in 8 seconds.", else 60."""
+    header = response.headers.get("Retry-After", "").strip()
+    if header.isdigit():
+        return max(1, int(header))
+    match = _RETRY_IN.search(response.text or "")
+    if match:
+        return max(1, int(match.group(1)))
+    return DEFAULT_RETRY_AFTER
+
+
+def _error_detail(response: requests.Response) -> tuple[str, str]:
+    """(code, message) from `{"error": {"code", "message"}}`, tolerating anything else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", (response.text or "")[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return _text(error.get("code")), _text(error.get("message"))[:500]
+    return "", ""
+
+
+def classify(response: requests.Response) -> errors.MicrosoftError:
+    """The error for a non-2xx answer of the Defender API.
+
+    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-error-codes
+    """
+    status = response.status_code
+    code, message = _error_detail(response)
+    text = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+    if status == 429:
+        return errors.Throttled(
+            text, retry_after=retry_after_seconds(response), code=code, status=status
+        )
+    if status >= 500:
+        return errors.Transient(text, code=code, status=status)
+    if status in (401, 403):
+        if status == 403 and any(w.lower() in message.lower() for w in _PERMISSION_WORDS):
+            return errors.MissingPermissions(text, code=code, status=status)
+        return errors.Forbidden(text, code=code, status=status)
+    return errors.BadResponse(text, code=code, status=status)
+
+
+def _request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    token_provider: TokenProvider,
+    before_call: BeforeCall | None,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+    allow_404: bool = False,
+) -> Any:
+    """One API call → the decoded JSON body (None for an allowed 404). Raises classified
+    errors; the token provider's own errors pass through unchanged."""
+    # The token first: when it fails (consent revoked…) no budget unit is spent on it.
+    token = token_provider()
+    if before_call is not None:
+        before_call()
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:
+        response = session.request(method, url, params=params, json=body, headers=headers)
+        if response.status_code == 404 and allow_404:
+            return None
+        if response.status_code >= 400:
+            raise classify(response)
+        # Reading .json() after the body: a connection cut mid-body surfaces here.
+        return response.json()
+    except requests.Timeout as exc:
+        raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
+    except requests.ConnectionError as exc:
+        raise errors.Transient(f"Connection failed: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError…
+        raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
+    except ValueError as exc:  # truncated or malformed JSON: worth another try
+        raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
+
+
+def _odata_params(params: dict[str, str]) -> str:
+    # `requests` would encode the `$` and the spaces; Microsoft's own example keeps `$` and
+    # uses `+`. Either works on the real API; keep `$` literal and encode the rest.
+    return "&".join(f"{k}={quote(v, safe=':-.')}" for k, v in params.items())
+
+
+def iter_incident_pages(
+    *,
+    base_url: str,
+    token_provider: TokenProvider,
+    session: requests.Session,
+    since: datetime | None = None,
+    start_url: str | None = None,
+    start_skip: int = 0,
+    first_page_number: int = 1,
+    before_call: BeforeCall | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Iterator[Page]:
+    """Page through `GET /api/incidents` (newest first), `lastUpdateTime ge since`.
+
+    Follows `@odata.nextLink` when present; otherwise pages with `$skip` until a page is
+    shorter than `$top`. `start_url` / `start_skip` resume a listing where a previous,
+    interrupted one stopped (the cursor of the last Page it yielded).
+
+    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents
+    """
+    base = f"{base_url.rstrip('/')}/api/incidents"
+    params = {"$top": str(page_size)}
+    if since is not None:
+        # Unquoted datetime literal, as in Microsoft's own SIEM example.
+        params["$filter"] = f"lastUpdateTime ge {format_time(since)}"
+    url: str | None = start_url
+    skip = start_skip
+    number = first_page_number
+    while True:
+        if url:
+            body = _request(
+                session, "GET", url, token_provider=token_provider, before_call=before_call
+            )
+        else:
+            query = {**params, **({"$skip": str(skip)} if skip else {})}
+            body = _request(
+                session,
+                "GET",
+                f"{base}?{_odata_params(query)}",
+                token_provider=token_provider,
+                before_call=before_call,
+            )
+        incidents, next_link = parse_list(body)
+        if next_link:
+            page = Page(number, incidents, 1, next_url=next_link, next_skip=None)
+        elif url is None and len(incidents) >= page_size:
+            page = Page(number, incidents, 1, next_url=None, next_skip=skip + len(incidents))
+        else:
+            page = Page(number, incidents, 1, next_url=None, next_skip=None)
+        yield page
+        if page.is_last:
+            return
+        url, skip = page.next_url, page.next_skip or 0
+        number += 1
+
+
+def get_incident(
+    *,
+    base_url: str,
+    token_provider: TokenProvider,
+    session: requests.Session,
+    incident_id: int,
+    before_call: BeforeCall | None = None,
+) -> IncidentData | None:
+    """One incident, or None when Microsoft answers 404.
+
+    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-get-incident
+    """
+    body = _request(
+        session,
+        "GET",
+        f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
+        token_provider=token_provider,
+        before_call=before_call,
+        allow_404=True,
+    )
+    return None if body is None else parse_incident(body)
+
+
+UPDATABLE = ("status", "assignedTo", "classification", "determination", "tags", "comment")
+
+
+def update_incident(
+    *,
+    base_url: str,
+    token_provider: TokenProvider,
+    session: requests.Session,
+    incident_id: int,
+    changes: dict[str, Any],
+    before_call: BeforeCall | None = None,
+) -> IncidentData | None:
+    """PATCH an incident; returns it as Microsoft answers (None on 404). `comment` is a
+    single string that Microsoft appends as a new comment.
+
+    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-update-incidents
+    """
+    unknown = set(changes) - set(UPDATABLE)
+    if unknown:
+        raise ValueError(f"Not updatable: {', '.join(sorted(unknown))}")
+    body = _request(
+        session,
+        "PATCH",
+        f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
+        token_provider=token_provider,
+        before_call=before_call,
+        body=changes,
+        allow_404=True,
+    )
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise errors.BadResponse("The updated incident is not a JSON object")
+    if "incidentId" not in body and "id" not in body:
+        # The documented response example is partial (no incidentId): add the one we sent.
+        body = {"incidentId": int(incident_id), **body}
+    if "lastUpdateTime" not in body and "lastUpdateDateTime" not in body:
+        return _partial(body, int(incident_id))
+    return parse_incident(body)
+
+
+def _partial(body: dict[str, Any], incident_id: int) -> IncidentData:
+    """A PATCH answer without lastUpdateTime (Microsoft's own example is partial): keep what
+    it has, stamped with our clock. Never use it for a watermark; the next sync re-reads it."""
+    now = format_time(datetime.now(UTC))
+    return parse_incident({**body, "incidentId": incident_id, "lastUpdateTime": now})

@@ -1,0 +1,30 @@
+"""The admin shows synced data read-only."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from django.utils import timezone
+
+from partner_portal.incidents.models import SyncRun
+from tests.factories import AlertFactory, UserFactory
+
+
+def test_incident_and_sync_run_pages_render_read_only(client, db):
+    admin = UserFactory(username="root", is_superuser=True)
+    client.force_login(admin)
+    alert = AlertFactory(title="Suspicious PowerShell command line")
+    incident = alert.incident
+    incident.search_text = "multi-stage suspicious powershell command line"
+    incident.save()
+    SyncRun.objects.create(tenant=incident.tenant, started_at=timezone.now())
+    listing = client.get(reverse("admin:incidents_incident_changelist"), {"q": "powershell"})
+    assert listing.status_code == 200
+    assert incident.name.encode() in listing.content
+    detail = client.get(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    assert detail.status_code == 200
+    assert b"Suspicious PowerShell command line" in detail.content
+    assert b'name="_save"' not in detail.content
+    assert client.get(reverse("admin:incidents_incident_add")).status_code == 403
+    runs = client.get(reverse("admin:incidents_syncrun_changelist"), {"outcome__exact": "running"})
+    assert runs.status_code == 200
+    assert str(incident.tenant).encode() in runs.content

@@ -1,0 +1,254 @@
+"""The sync as plain functions, against devcloud over TLS with real MSAL tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from partner_portal.incidents import sync
+from partner_portal.incidents.models import Incident, SyncOutcome
+from partner_portal.microsoft import errors
+from partner_portal.microsoft.defender import parse_time
+from partner_portal.tenants.models import Tenant
+from tests.factories import ConsentedTenantFactory, TenantFactory
+from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _local_cache(settings):
+    # The call budget lives in the cache: a fresh local one per test.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+def test_sync_then_evolve_then_sync_equals_ground_truth(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=250)
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert (run.pages, run.created_count, run.updated_count) == (3, 250, 0)
+    assert_db_matches(devcloud, tenant)
+    tenant.refresh_from_db()
+    newest = max(parse_time(i["lastUpdateTime"]) for i in devcloud.incidents(tid(tenant)))
+    assert tenant.incidents_watermark == newest
+    assert tenant.last_sync_outcome == SyncOutcome.SUCCESS
+    assert tenant.sync_lease_until is None
+
+    changed = devcloud.evolve(tid(tenant), changed=20, new=5)
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert run.created_count == 5
+    assert run.updated_count >= len(changed["changed"])
+    assert run.pages == 1  # only the window since the watermark (minus the overlap)
+    assert_db_matches(devcloud, tenant)
+
+
+def test_a_tenant_without_incidents_syncs_to_nothing(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings)
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert (run.pages, run.api_calls, run.created_count) == (1, 1, 0)
+    tenant.refresh_from_db()
+    assert tenant.incidents_watermark is None
+    assert not Incident.objects.filter(tenant=tenant).exists()
+
+
+def test_search_text_and_severity_rank_are_derived_at_upsert(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=30)
+    sync.sync_tenant(tenant=tenant)
+    for incident in Incident.objects.filter(tenant=tenant).prefetch_related("alerts"):
+        assert incident.search_text == incident.search_text.lower()
+        assert incident.name.lower() in incident.search_text
+        for alert in incident.alerts.all():
+            assert alert.title.lower() in incident.search_text
+            for device in alert.devices:
+                if device.get("deviceDnsName"):
+                    assert device["deviceDnsName"].lower() in incident.search_text
+        rank = {"informational": 1, "low": 2, "medium": 3, "high": 4}.get(
+            incident.severity.lower(), 0
+        )
+        assert incident.severity_rank == rank
+
+
+def sync_like_the_task(tenant, *, attempts: int = 20, **kwargs):
+    """Call sync_tenant as the task does: on a transient error, again from its cursor."""
+    resume = None
+    for _ in range(attempts):
+        try:
+            return sync.sync_tenant(tenant=tenant, resume=resume, **kwargs)
+        except errors.Transient as exc:
+            assert exc.resume["run_id"]
+            resume = exc.resume
+    raise AssertionError("did not finish")
+
+
+def test_1000_plus_incidents_across_11_pages(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=1050)
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.pages, run.api_calls, run.created_count) == ("success", 11, 11, 1050)
+    assert devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"] == 11
+    assert_db_matches(devcloud, tenant)
+
+
+def test_an_incident_changed_between_two_pages_is_taken_by_the_next_run(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=350)
+    # Between the 1st and the 2nd page request devcloud changes 5 incidents: they jump to
+    # the front of the newest-first list, behind our cursor.
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="evolve", after=1, count=1, changed=5
+    )
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    tenant.refresh_from_db()
+    truth = {i["incidentId"]: i for i in devcloud.incidents(tid(tenant))}
+    stale = [
+        n
+        for n, want in truth.items()
+        if not Incident.objects.filter(
+            tenant=tenant, microsoft_id=n, last_update_time=parse_time(want["lastUpdateTime"])
+        ).exists()
+    ]
+    assert stale, "the fault should have made this run miss changes"
+    for n in stale:
+        # The watermark never passes a change this run did not receive...
+        assert parse_time(truth[n]["lastUpdateTime"]) > tenant.incidents_watermark
+    # ...so the next run takes them all.
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert_db_matches(devcloud, tenant)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 500, "count": 2},
+        {"kind": "status", "status": 503, "count": 1},
+        {"kind": "reset", "count": 2},
+        {"kind": "hang", "hang_s": 3, "count": 1},
+        {"kind": "truncate", "count": 2},
+        {"kind": "malformed", "count": 1},
+        {"kind": "status", "status": 429, "retry_after": 1, "count": 3},
+    ],
+    ids=lambda f: f"{f['kind']}-{f.get('status', '')}",
+)
+def test_transient_faults_mid_run_resume_from_the_cursor(
+    db, devcloud, devcloud_settings, settings, fault
+):
+    settings.MICROSOFT_HTTP_TIMEOUT = 1
+    tenant = make_tenant(devcloud, devcloud_settings, count=420)
+    devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), after=2, **fault)
+    run = sync_like_the_task(tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert_db_matches(devcloud, tenant)
+    assert run.created_count == 420
+    # Resumed where it stopped: 5 pages + the failed calls, no page fetched twice.
+    calls = devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"]
+    assert calls == 5 + fault["count"]
+    assert run.api_calls == calls
+    if fault.get("status") == 429:
+        assert run.throttled_waits == 3
+
+
+def test_two_concurrent_syncs_of_one_tenant_one_runs_the_other_skips(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=150)
+    seen = []
+
+    def start_another(run):
+        if not seen:
+            seen.append(sync.sync_tenant(tenant=tenant))
+
+    run = sync.sync_tenant(tenant=tenant, progress=start_another)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert seen[0].outcome == SyncOutcome.SKIPPED
+    assert_db_matches(devcloud, tenant)
+
+
+def test_an_expired_lease_is_taken_over(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    Tenant.objects.filter(pk=tenant.pk).update(
+        sync_lease_until=timezone.now() + timedelta(seconds=60)
+    )
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SKIPPED
+    Tenant.objects.filter(pk=tenant.pk).update(
+        sync_lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("consent", "error_class", "state"),
+    [
+        ({"state": "none"}, "ConsentRequired", "revoked"),
+        ({"state": "no_roles", "roles": []}, "MissingPermissions", "missing_permissions"),
+    ],
+)
+def test_permanent_errors_are_recorded_with_the_consent_state_they_imply(
+    db, devcloud, devcloud_settings, consent, error_class, state
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.set_consent(tid(tenant), devcloud_settings["client_id"], **consent)
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, error_class)
+    log = devcloud.requests_log(tid(tenant))["by_endpoint"]
+    assert run.api_calls == log.get("list_incidents", 0)
+    tenant.refresh_from_db()
+    assert tenant.consent_state == state
+    assert tenant.last_sync_error_class == error_class
+    assert tenant.incidents_watermark is None
+
+
+def test_a_full_sync_ignores_the_watermark(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=120)
+    sync.sync_tenant(tenant=tenant)
+    run = sync.sync_tenant(tenant=tenant, full=True)
+    assert (run.pages, run.updated_count, run.full) == (2, 120, True)
+
+
+def test_sync_due_tenants_lists_enabled_consented_tenants_only(db):
+    due = ConsentedTenantFactory()
+    ConsentedTenantFactory(sync_enabled=False)
+    ConsentedTenantFactory(is_active=False)
+    ConsentedTenantFactory(consent_state=Tenant.ConsentState.REVOKED)
+    TenantFactory()
+    ConsentedTenantFactory(sync_lease_until=timezone.now() + timedelta(minutes=1))
+    assert sync.sync_due_tenants() == [due.pk]
+
+
+def test_an_interrupted_run_keeps_the_tenant_until_its_retry(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=250)
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="status", status=429, count=1, after=1
+    )
+    with pytest.raises(errors.Throttled) as info:
+        sync.sync_tenant(tenant=tenant)
+    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=30)
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until > timezone.now() + timedelta(seconds=30)
+    # Beat leaves it alone, and a run started meanwhile skips instead of starting over...
+    assert tenant.pk not in sync.sync_due_tenants()
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SKIPPED
+    # ...while the retry itself takes it back and finishes from its cursor.
+    run = sync.sync_tenant(tenant=tenant, resume=resume)
+    assert (run.outcome, run.pages, run.throttled_waits) == (SyncOutcome.SUCCESS, 3, 1)
+    assert devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"] == 4
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until is None
+
+
+def test_giving_up_lets_go_of_the_tenant(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), kind="status", status=500)
+    with pytest.raises(errors.Transient) as info:
+        sync.sync_tenant(tenant=tenant)
+    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=5)
+    sync.give_up(resume=resume, exc=info.value)
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until is None
+    assert tenant.last_sync_outcome == SyncOutcome.FAILED
+    assert tenant.pk in sync.sync_due_tenants()
