@@ -54,15 +54,12 @@ def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_id)
     required = defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
     missing = missing_roles(tenant.granted_roles, required)
-    sync_runs = list(tenant.sync_runs.all()[:10])
     context = {
         "tenant": tenant,
         "required": [{"name": r, "granted": r not in missing} for r in required],
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
-        "sync_error": _describe(tenant.last_sync_error_class),
-        "last_run": sync_runs[0] if sync_runs else None,
-        "sync_runs": sync_runs,
+        "sync_runs": tenant.sync_runs.all()[:10],
         "next_sync": _next_sync(tenant),
         "links": tenant.consent_links.select_related("created_by")[:20],
         "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],

@@ -123,7 +123,6 @@ def test_the_health_page_shows_the_last_sync_and_recent_runs(alice_client, tenan
     )
     response = alice_client.get(f"/tenants/{tenant_a.pk}/")
     page = response.content.decode()
-    assert response.context["last_run"].outcome == "failed"
     assert [r.outcome for r in response.context["sync_runs"]] == ["failed", "success"]
     assert "12" in page and "4.2 s" in page
     assert "Access denied by Microsoft" in page and "403 from the API" in page
