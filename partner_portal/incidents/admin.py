@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 from partner_portal.incidents.models import Alert, Incident, SyncRun
@@ -8,6 +9,9 @@ from partner_portal.incidents.models import Alert, Incident, SyncRun
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Synced data belongs to Microsoft: the admin shows it, the sync writes it."""
+
+    # Microsoft's portal links are https; also what Django 6 will assume.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
