@@ -1,14 +1,159 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from __future__ import annotations
 
-from partner_portal.incidents.models import Incident
-from partner_portal.tenants.access import visible_tenant_ids
+import json
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_GET
+
+from partner_portal.incidents import dashboard
+from partner_portal.incidents.filters import SORTS, IncidentFilter
+from partner_portal.tenants.access import visible_tenants
+
+# Query-string keys that pick a page rather than filter the list.
+PAGE_KEYS = ("after", "before", "last")
 
 
+def _filter(request: HttpRequest) -> IncidentFilter:
+    return IncidentFilter(
+        request.GET, queryset=dashboard.visible_incidents(request.user), request=request
+    )
+
+
+def _query(params: QueryDict, **extra: str) -> str:
+    """The query string of `params` without paging keys, plus `extra` (empty values dropped)."""
+    pairs = [
+        (key, value)
+        for key, values in params.lists()
+        if key not in PAGE_KEYS and key not in extra
+        for value in values
+        if value != ""
+    ]
+    pairs += [(key, value) for key, value in extra.items() if value]
+    return urlencode(pairs)
+
+
+def _url(name: str, query: str) -> str:
+    return f"{reverse(name)}?{query}" if query else reverse(name)
+
+
+def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
+    """Per sortable column: the URL that sorts by it (toggling direction) and aria-sort."""
+    links = {}
+    for name in dashboard.SORT_KEYS:
+        if current.lstrip("-") == name:
+            target = name if current.startswith("-") else f"-{name}"
+            aria = "descending" if current.startswith("-") else "ascending"
+        else:
+            target, aria = f"-{name}", "none"
+        links[name] = {"url": _url("incidents:list", _query(params, sort=target)), "aria": aria}
+    return links
+
+
+@require_GET
 def incident_list(request: HttpRequest) -> HttpResponse:
-    incidents = Incident.objects.filter(tenant__in=visible_tenant_ids(request.user))
+    filterset = _filter(request)
+    incidents = filterset.qs
+    sort = filterset.chosen_sort
+    page = dashboard.keyset_page(
+        incidents.select_related("tenant").defer("raw", "search_text", "comments"),
+        sort=sort,
+        after=request.GET.get("after"),
+        before=request.GET.get("before"),
+        last=request.GET.get("last") == "1",
+    )
+    count, count_more = dashboard.capped_count(incidents)
+    opened_at = timezone.now()
+    query = _query(request.GET)
+    context = {
+        "filter": filterset,
+        "page": page,
+        "count": count,
+        "count_more": count_more,
+        "sort": sort,
+        "sort_label": dict(SORTS)[sort].lower(),
+        "sort_links": _sort_links(request.GET, sort),
+        "list_url": _url("incidents:list", query),
+        "first_url": _url("incidents:list", query),
+        "last_url": _url("incidents:list", _query(request.GET, last="1")),
+        "next_url": page.has_next
+        and _url("incidents:list", _query(request.GET, after=page.next_cursor)),
+        "previous_url": page.has_previous
+        and _url("incidents:list", _query(request.GET, before=page.previous_cursor)),
+        "export_url": _url("incidents:export", query),
+        "new_count_url": _url(
+            "incidents:new_count", _query(request.GET, since=opened_at.isoformat())
+        ),
+        "poll_seconds": settings.DASHBOARD_POLL_SECONDS,
+    }
+    # A history restore (back button after the cache is gone) needs the whole page.
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, "incidents/_table.html", context)
+    return render(request, "incidents/list.html", context)
+
+
+@require_GET
+def incident_new_count(request: HttpRequest) -> HttpResponse:
+    """The "N new or updated since you opened this page" fragment, polled by the list."""
+    since = parse_datetime(request.GET.get("since", ""))
+    count, more = 0, False
+    if since is not None and timezone.is_aware(since):
+        count, more = dashboard.new_since_count(_filter(request).qs, since)
+    context = {
+        "count": count,
+        "more": more,
+        "list_url": _url("incidents:list", _query(request.GET, since="")),
+    }
+    return render(request, "incidents/_new_count.html", context)
+
+
+@require_GET
+def incident_export(request: HttpRequest) -> StreamingHttpResponse:
+    filterset = _filter(request)
+    lines = dashboard.export_lines(filterset.qs, sort=filterset.chosen_sort)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    filename = f"incidents-{timezone.now():%Y%m%d-%H%M}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@require_GET
+def incident_summary(request: HttpRequest) -> HttpResponse:
+    tenant_names = dict(visible_tenants(request.user).values_list("pk", "display_name"))
+    summary = dashboard.summary(
+        dashboard.visible_incidents(request.user),
+        tenant_names,
+        today=timezone.now().date(),
+    )
     return render(
         request,
-        "incidents/list.html",
-        {"incidents": incidents.select_related("tenant")[:50]},
+        "incidents/summary.html",
+        {
+            "summary": summary,
+            "quiet_tenants": len(tenant_names) - len(summary.tenants),
+        },
+    )
+
+
+@require_GET
+def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
+    incident = get_object_or_404(
+        dashboard.visible_incidents(request.user).select_related("tenant"), pk=incident_id
+    )
+    alerts = list(incident.alerts.all())
+    return render(
+        request,
+        "incidents/detail.html",
+        {
+            "incident": incident,
+            "alerts": alerts,
+            "devices": dashboard.devices_of(alerts),
+            "entity_groups": dashboard.entities_by_type(alerts),
+            "raw_json": json.dumps(incident.raw, indent=2, ensure_ascii=False),
+        },
     )
