@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
 
 from tests.incidents.conftest import make_incident
 
