@@ -356,6 +356,7 @@ def run(requests: int) -> bool:
             client.get(target, params, **headers)
             timings.append((time.perf_counter() - started) * 1000)
         print(f"{name:34} {'':>6} {statistics.median(timings):8.1f} {p95(timings):8.1f}")
+    print(f"\nLoad average after the run: {os.getloadavg()[0]:.1f}")
     return all_ok
 
 
