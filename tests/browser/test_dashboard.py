@@ -271,3 +271,25 @@ def test_the_list_fits_a_phone_and_works_with_the_keyboard(
     expect(table_rows(page)).to_have_count(3)
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"  # :focus-visible after keyboard use
+
+
+def test_the_summary_draws_the_chart_and_its_numbers_apply_filters(
+    page, live_server, seeded, artifacts_dir
+):
+    sign_in(page, live_server, "alice", PASSWORD)
+    page.get_by_role("link", name="Summary and chart").click()
+    numbers = page.locator("#open-by-severity")
+    # Open (not resolved) among the seed: 3 High, 3 Medium, 2 Low, 1 Informational.
+    expect(numbers.locator('[data-severity="High"] .n')).to_have_text("3")
+    expect(numbers.locator('[data-severity="Medium"] .n')).to_have_text("3")
+    expect(page.locator("#per-tenant")).not_to_contain_text("Fabrikam")
+    # Chart.js (vendored) drew on the canvas.
+    page.wait_for_function(
+        "Chart.getChart(document.getElementById('created-per-day')) !== undefined"
+    )
+    page.screenshot(path=str(artifacts_dir / "incidents-summary.png"), full_page=True)
+    numbers.locator('[data-severity="High"]').click()
+    expect(page).to_have_url(re.compile(r"status=open&severity=High"))
+    expect(table_rows(page)).to_have_count(3)
+    expect(page.get_by_label("Status")).to_have_value("open")
+    expect(page.get_by_label("High")).to_be_checked()
