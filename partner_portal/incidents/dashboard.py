@@ -141,6 +141,7 @@ def keyset_page(
         forward = False
         cursor = decode_cursor(before, fields)
     reading_descending = descending if forward else not descending
+    unpaged = queryset
     queryset = queryset.order_by(*[f"-{f}" if reading_descending else f for f in fields])
     if cursor is not None:
         queryset = queryset.filter(
@@ -152,6 +153,9 @@ def keyset_page(
     if not forward:
         rows.reverse()
     if not rows:
+        # A stale cursor (its rows were deleted, or "before" the first row): start over.
+        if cursor is not None:
+            return keyset_page(unpaged, sort=sort, size=size)
         return Page([], None, None)
     if forward:
         has_previous, has_next = cursor is not None, more

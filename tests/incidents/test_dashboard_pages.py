@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from partner_portal.incidents.dashboard import PAGE_SIZE
+from partner_portal.incidents.dashboard import PAGE_SIZE, encode_cursor, parse_sort
 from tests.factories import IncidentFactory
 
 LIST = reverse("incidents:list")
@@ -133,3 +133,11 @@ def test_queries_per_page_stay_the_same_on_a_deep_page(
     assert len(first.captured_queries) == len(deep.captured_queries)
     with django_assert_num_queries(len(first.captured_queries)):
         alice_client.get(f"{LIST}?last=1")
+
+
+def test_a_cursor_before_the_first_row_starts_over_at_the_first_page(alice_client, many):
+    first = alice_client.get(LIST)
+    top = first.context["page"].incidents[0]
+    response = alice_client.get(LIST, {"before": encode_cursor(top, parse_sort("-updated")[0])})
+    assert page_ids(response) == page_ids(first)
+    assert response.context["previous_url"] is False
