@@ -96,13 +96,14 @@ def incident_list(request: HttpRequest) -> HttpResponse:
         "sort": sort,
         "sort_label": dict(SORTS)[sort].lower(),
         "sort_links": _sort_links(request.GET, sort),
-        "list_url": _url("incidents:list", query),
         "first_url": _url("incidents:list", query),
         "last_url": _url("incidents:list", _query(request.GET, last="1")),
-        "next_url": page.has_next
-        and _url("incidents:list", _query(request.GET, after=page.next_cursor)),
-        "previous_url": page.has_previous
-        and _url("incidents:list", _query(request.GET, before=page.previous_cursor)),
+        "next_url": _url("incidents:list", _query(request.GET, after=page.next_cursor))
+        if page.has_next
+        else None,
+        "previous_url": _url("incidents:list", _query(request.GET, before=page.previous_cursor))
+        if page.has_previous
+        else None,
         "export_url": _url("incidents:export", query),
         "new_count_url": _url(
             "incidents:new_count", _query(request.GET, since=opened_at.isoformat())
@@ -112,13 +113,15 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     # A history restore (back button after the cache is gone) needs the whole page.
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, "incidents/_table.html", context)
-    # Built here rather than by the form widget or a template loop: either costs tens of
-    # milliseconds for a thousand tenants (the stdlib's escape() is what Django's wraps).
+    # The form is written out in the template: widget templates (one include per <option>)
+    # cost more than the rest of the page.
     form = filterset.form
     context["select_fields"] = [
         form[name] for name in ("status", "classification", "determination", "updated", "sort")
     ]
     context["date_fields"] = [form["updated_from"], form["updated_to"]]
+    # Tenant options are built here: even a template loop costs tens of milliseconds for a
+    # thousand tenants (the stdlib's escape() is what Django's escape() wraps).
     chosen = set(form["tenant"].value() or [])
     context["tenant_options"] = mark_safe(  # noqa: S308 (every value is escaped)
         "".join(

@@ -80,13 +80,13 @@ def test_first_middle_and_last_page_hold_the_expected_rows(alice_client, many):
     order = expected_order(many, "-updated")
     first = alice_client.get(LIST)
     assert page_ids(first) == order[:PAGE_SIZE]
-    assert first.context["previous_url"] is False
+    assert first.context["previous_url"] is None
     middle = alice_client.get(first.context["next_url"])
     assert page_ids(middle) == order[PAGE_SIZE : 2 * PAGE_SIZE]
     assert middle.context["previous_url"] and middle.context["next_url"]
     last = alice_client.get(middle.context["last_url"])
     assert page_ids(last) == order[-PAGE_SIZE:]
-    assert last.context["next_url"] is False
+    assert last.context["next_url"] is None
     back = alice_client.get(middle.context["previous_url"])
     assert page_ids(back) == order[:PAGE_SIZE]
 
@@ -140,4 +140,4 @@ def test_a_cursor_before_the_first_row_starts_over_at_the_first_page(alice_clien
     top = first.context["page"].incidents[0]
     response = alice_client.get(LIST, {"before": encode_cursor(top, parse_sort("-updated")[0])})
     assert page_ids(response) == page_ids(first)
-    assert response.context["previous_url"] is False
+    assert response.context["previous_url"] is None
