@@ -113,6 +113,19 @@ def test_the_summary_counts_open_incidents_by_severity_and_tenant(
     assert f'href="/?status=open&amp;tenant={tenant_a.pk}&amp;severity=Medium"' in html
 
 
+def test_the_summary_lists_the_most_severe_tenants_first_and_caps_the_rows(
+    alice_client, alice, team_b, tenant_a, tenant_b, contoso_and_fabrikam, monkeypatch
+):
+    alice.groups.add(team_b)
+    make_incident(tenant_b, severity="High")  # Fabrikam: 2 open High, Contoso: 1
+    response = alice_client.get(reverse("incidents:summary"))
+    assert [row.name for row in response.context["tenant_rows"]] == ["Fabrikam", "Contoso"]
+    monkeypatch.setattr("partner_portal.incidents.views.SUMMARY_TENANT_ROWS", 1)
+    response = alice_client.get(reverse("incidents:summary"))
+    assert [row.name for row in response.context["tenant_rows"]] == ["Fabrikam"]
+    assert b"1 more tenant with open incidents" in response.content
+
+
 def test_summary_links_lead_to_exactly_the_counted_incidents(
     alice_client, tenant_a, contoso_and_fabrikam
 ):
