@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
+from django_htmx.http import push_url
 
 from partner_portal.incidents import dashboard
 from partner_portal.incidents.filters import SORTS, IncidentFilter
@@ -112,7 +113,10 @@ def incident_list(request: HttpRequest) -> HttpResponse:
     }
     # A history restore (back button after the cache is gone) needs the whole page.
     if request.htmx and not request.htmx.history_restore_request:
-        return render(request, "incidents/_table.html", context)
+        response = render(request, "incidents/_table.html", context)
+        # The address bar gets the filters without the form's empty fields.
+        kept = [(k, v) for k, values in request.GET.lists() for v in values if v != ""]
+        return push_url(response, _url("incidents:list", urlencode(kept)))
     # The form is written out in the template: widget templates (one include per <option>)
     # cost more than the rest of the page.
     form = filterset.form

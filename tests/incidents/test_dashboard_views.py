@@ -35,6 +35,13 @@ def test_htmx_requests_get_only_the_table_and_others_the_whole_page(
     assert b"<form" in restore.content
 
 
+def test_htmx_responses_push_the_url_without_empty_fields(alice_client, contoso_and_fabrikam):
+    response = alice_client.get(
+        reverse("incidents:list"), {"q": "", "severity": "High", "status": "", "after": ""}, **HTMX
+    )
+    assert response["HX-Push-Url"] == "/?severity=High"
+
+
 def test_the_form_and_links_keep_every_filter_in_the_url(alice_client, contoso_and_fabrikam):
     html = alice_client.get(
         reverse("incidents:list"), {"severity": "High", "q": "ransom"}
