@@ -301,3 +301,25 @@ def test_another_tenants_incident_is_not_found(alice_client, contoso_and_fabrika
     b1 = contoso_and_fabrikam["b1"]
     response = alice_client.get(reverse("incidents:detail", kwargs={"incident_id": b1.pk}))
     assert response.status_code == 404
+
+
+# --- sign-in ------------------------------------------------------------------------------
+
+
+def test_every_dashboard_page_sends_anonymous_visitors_to_sign_in(client, contoso_and_fabrikam):
+    for name in ("list", "summary", "new_count", "export"):
+        response = client.get(reverse(f"incidents:{name}"))
+        assert response.status_code == 302, name
+        assert response["Location"].startswith("/login/?next="), name
+
+
+def test_a_user_without_tenants_gets_empty_summary_export_and_count(
+    client, charlie, contoso_and_fabrikam
+):
+    client.force_login(charlie)
+    summary = client.get(reverse("incidents:summary")).context["summary"]
+    assert summary.open_total == 0 and summary.tenants == []
+    assert len(read_csv(client.get(reverse("incidents:export")))) == 1  # the header only
+    since = (timezone.now() - timedelta(days=400)).isoformat()
+    count = client.get(reverse("incidents:new_count"), {"since": since})
+    assert count.content.strip() == b""
