@@ -137,9 +137,11 @@ def keyset_page(
     fields, descending = parse_sort(sort)
     cursor = decode_cursor(after, fields)
     forward = True
-    if cursor is None and (before or last):
-        forward = False
+    if cursor is None:
         cursor = decode_cursor(before, fields)
+        # Backward from a valid "before" cursor, or from the end for the last page; a
+        # malformed cursor means the first page.
+        forward = cursor is None and not last
     reading_descending = descending if forward else not descending
     unpaged = queryset
     queryset = queryset.order_by(*[f"-{f}" if reading_descending else f for f in fields])

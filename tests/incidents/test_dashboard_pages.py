@@ -105,6 +105,8 @@ def test_a_malformed_cursor_shows_the_first_page(alice_client, many):
     assert page_ids(response) == expected_order(many, "-updated")[:PAGE_SIZE]
     response = alice_client.get(LIST, {"after": "2026-01-01T00:00:00_1"})  # naive time
     assert page_ids(response) == expected_order(many, "-updated")[:PAGE_SIZE]
+    response = alice_client.get(LIST, {"before": "garbage"})
+    assert page_ids(response) == expected_order(many, "-updated")[:PAGE_SIZE]
 
 
 def test_the_count_is_capped(alice_client, many, monkeypatch):
