@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -149,7 +150,9 @@ def incident_new_count(request: HttpRequest) -> HttpResponse:
         "more": more,
         "list_url": _url("incidents:list", _query(request.GET, since="")),
     }
-    return render(request, "incidents/_new_count.html", context)
+    # Nothing at all when nothing changed: the indicator hides itself with CSS :empty.
+    html = render_to_string("incidents/_new_count.html", context, request=request).strip()
+    return HttpResponse(html)
 
 
 @require_GET
