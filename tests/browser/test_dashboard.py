@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
 from tests.factories import AlertFactory, ConsentedTenantFactory
-from tests.incidents.conftest import make_incident
+from tests.incidents.dashboard_data import make_incident
 
 DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
 PASSWORD = "correct horse battery"

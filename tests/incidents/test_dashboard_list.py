@@ -5,7 +5,11 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from tests.incidents.conftest import make_incident
+from tests.incidents import dashboard_data
+from tests.incidents.dashboard_data import make_incident
+
+# The shared fixture (a module, not conftest.py: see dashboard_data).
+contoso_and_fabrikam = dashboard_data.contoso_and_fabrikam
 
 LIST = reverse("incidents:list")
 

@@ -12,7 +12,11 @@ from django.utils import timezone
 
 from partner_portal.incidents.dashboard import new_since_count, visible_incidents
 from tests.factories import AlertFactory
-from tests.incidents.conftest import make_incident
+from tests.incidents import dashboard_data
+from tests.incidents.dashboard_data import make_incident
+
+# The shared fixture (a module, not conftest.py: see dashboard_data).
+contoso_and_fabrikam = dashboard_data.contoso_and_fabrikam
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 

@@ -1,3 +1,9 @@
+"""Dashboard test data: incidents as the sync writes them, and a small known set.
+
+A module rather than conftest.py, so that other parts of tests/incidents/ keep their own
+conftest; test modules import the fixture they use.
+"""
+
 from __future__ import annotations
 
 from datetime import timedelta
