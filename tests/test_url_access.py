@@ -15,18 +15,22 @@ import pytest
 from django.conf import settings
 from django.shortcuts import resolve_url
 from django.urls import URLResolver, get_resolver, include, path, reverse
+from django.utils import timezone
 
+from partner_portal.incidents.models import SyncRun
 from tests.factories import ConsentLinkFactory, IncidentFactory
 
 # Public by design: the customer's administrator has no portal account.
 PUBLIC = {"consent:landing", "consent:callback", "consent:start"}
 # Django's admin checks is_staff and model permissions itself and isn't tenant-scoped.
 SKIPPED_NAMESPACES = {"admin"}
-# URL argument → how to make an object of alice's tenant (tenant_a) that it points at.
+# URL argument → how to make an object of alice's tenant (tenant_a) that it points at
+# (ConsentLink pk for link_id, SyncRun pk for run_id).
 OBJECTS = {
     "tenant_id": lambda tenant: tenant.pk,
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
+    "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
 }
 
 
@@ -74,7 +78,7 @@ def test_every_url_argument_has_an_access_case():
 
 # A stand-in URLconf for the test below.
 urlpatterns = [
-    path("runs/<int:run_id>/", lambda request, run_id: None, name="run"),
+    path("runs/<int:run_number>/", lambda request, run_number: None, name="run"),
     path("t/<int:tenant_id>/", lambda request, tenant_id: None, name="tenant"),
     path(
         "consent/",
@@ -85,7 +89,7 @@ urlpatterns = [
 
 @pytest.mark.urls(__name__)
 def test_a_url_with_an_unknown_argument_fails_the_check():
-    assert _unknown_arguments() == {"run": ["run_id"]}
+    assert _unknown_arguments() == {"run": ["run_number"]}
 
 
 def test_the_walk_finds_the_dashboard_urls():
