@@ -17,6 +17,7 @@ from django_htmx.http import push_url
 
 from partner_portal.incidents import dashboard
 from partner_portal.incidents.filters import SORTS, IncidentFilter
+from partner_portal.incidents.models import Incident
 from partner_portal.tenants.access import visible_tenants
 
 # Query-string keys that pick a page rather than filter the list.
@@ -168,8 +169,10 @@ def incident_export(request: HttpRequest) -> StreamingHttpResponse:
 @require_GET
 def incident_summary(request: HttpRequest) -> HttpResponse:
     tenant_names = dict(visible_tenants(request.user).values_list("pk", "display_name"))
+    # The visible tenants' ids as literals rather than a subquery: PostgreSQL then knows how
+    # few tenants a staff member sees and reads the per-tenant index instead of the table.
     summary = dashboard.summary(
-        dashboard.visible_incidents(request.user),
+        Incident.objects.filter(tenant__in=list(tenant_names)),
         tenant_names,
         today=timezone.now().date(),
     )
