@@ -358,6 +358,11 @@ SYNC_OVERLAP_MINUTES = env_int("SYNC_OVERLAP_MINUTES", 5)
 DEFENDER_CALLS_PER_MINUTE = env_int("DEFENDER_CALLS_PER_MINUTE", 50, minimum=1)
 DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)
 
+# --- Dashboard --------------------------------------------------------------------------
+
+# How often the incident list asks whether incidents were added or updated since it opened.
+DASHBOARD_POLL_SECONDS = env_int("DASHBOARD_POLL_SECONDS", 30, minimum=1)
+
 # --- Logging ----------------------------------------------------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()

@@ -55,6 +55,9 @@ class Incident(models.Model):
                 fields=["status", "severity", "-last_update_time"],
                 name="incident_status_sev",
             ),
+            # The dashboard's capped counts for staff who see some tenants, filtered by
+            # severity/status: an index-only scan per tenant instead of a table scan.
+            models.Index(fields=["tenant", "severity", "status"], name="incident_tenant_sev"),
         ]
 
     def __str__(self) -> str:

@@ -1,16 +1,15 @@
 from django.urls import path
 
-from partner_portal.incidents import views
+from partner_portal.incidents import sync_views, views
 
 app_name = "incidents"
 urlpatterns = [
     path("", views.incident_list, name="list"),
-]
-
-# --- Incident sync (the tenant page's "Sync now" and its live status) -------------------
-from partner_portal.incidents import sync_views  # noqa: E402
-
-urlpatterns += [
+    path("incidents/summary/", views.incident_summary, name="summary"),
+    path("incidents/new-count/", views.incident_new_count, name="new_count"),
+    path("incidents/export.csv", views.incident_export, name="export"),
+    path("incidents/<int:incident_id>/", views.incident_detail, name="detail"),
+    # The tenant page's "Sync now" and its live status.
     path("sync/tenants/<int:tenant_id>/", sync_views.sync_now, name="sync_now"),
     path("sync/tenants/<int:tenant_id>/status/", sync_views.sync_status, name="sync_status"),
 ]

@@ -1,0 +1,382 @@
+"""The dashboard's queries: keyset pages, capped counts, the summary and the export rows.
+
+Every function takes a queryset that started from `visible_incidents(user)`, so the access
+rule is applied once, in one place, before any filter or count.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.db import connections
+from django.db.models import BooleanField, Count, QuerySet
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from partner_portal.incidents.filters import DEFAULT_SORT, SEVERITIES
+from partner_portal.incidents.models import Incident
+from partner_portal.tenants.access import visible_tenant_ids
+
+PAGE_SIZE = 50
+# Counting every match of a broad filter at 1M rows costs more than the page itself; past
+# this many the list says "1,000+" instead.
+COUNT_CAP = 1000
+NEW_COUNT_CAP = 99
+CHART_DAYS = 30
+
+# Each sort ends with the primary key so that equal timestamps still have a strict order:
+# a keyset page then never repeats or skips a row.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "updated": ("last_update_time", "id"),
+    "created": ("created_time", "id"),
+    "severity": ("severity_rank", "last_update_time", "id"),
+}
+DATETIME_KEYS = {"last_update_time", "created_time"}
+
+
+def visible_incidents(user: Any) -> QuerySet[Incident]:
+    return Incident.objects.filter(tenant__in=visible_tenant_ids(user))
+
+
+def parse_sort(sort: str) -> tuple[tuple[str, ...], bool]:
+    """`-updated` → (("last_update_time", "id"), descending=True)."""
+    descending = sort.startswith("-")
+    name = sort.lstrip("-")
+    if name not in SORT_KEYS:
+        return parse_sort(DEFAULT_SORT)
+    return SORT_KEYS[name], descending
+
+
+def encode_cursor(incident: Incident, fields: tuple[str, ...]) -> str:
+    parts = []
+    for field in fields:
+        value = getattr(incident, field)
+        parts.append(value.isoformat() if isinstance(value, datetime) else str(value))
+    return "_".join(parts)
+
+
+def decode_cursor(text: str | None, fields: tuple[str, ...]) -> list[Any] | None:
+    """The cursor's values, or None when it is missing or malformed (→ the first page)."""
+    if not text:
+        return None
+    parts = text.split("_")
+    if len(parts) != len(fields):
+        return None
+    values: list[Any] = []
+    try:
+        for field, part in zip(fields, parts, strict=True):
+            if field in DATETIME_KEYS:
+                value = datetime.fromisoformat(part)
+                if timezone.is_naive(value):
+                    return None
+                values.append(value)
+            else:
+                values.append(int(part))
+    except ValueError:
+        return None
+    return values
+
+
+def _row_compare(queryset: QuerySet, fields: tuple[str, ...], op: str, values: list[Any]):
+    """`(a, b, id) < (x, y, z)`: a row comparison that PostgreSQL turns into an index seek
+    on a matching composite index (an OR of per-column comparisons would scan from the top,
+    so deep pages would get slower). SQLite ≥ 3.15 understands it too."""
+    connection = connections[queryset.db]
+    quote = connection.ops.quote_name
+    table = quote(queryset.model._meta.db_table)
+    columns = []
+    params = []
+    for field, value in zip(fields, values, strict=True):
+        columns.append(f"{table}.{quote(queryset.model._meta.get_field(field).column)}")
+        if isinstance(value, datetime):
+            value = connection.ops.adapt_datetimefield_value(value)
+        params.append(value)
+    placeholders = ", ".join(["%s"] * len(values))
+    sql = f"({', '.join(columns)}) {op} ({placeholders})"
+    return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611 (no user text)
+
+
+@dataclass
+class Page:
+    incidents: list[Incident]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+    @property
+    def has_previous(self) -> bool:
+        return self.previous_cursor is not None
+
+
+def keyset_page(
+    queryset: QuerySet[Incident],
+    *,
+    sort: str,
+    after: str | None = None,
+    before: str | None = None,
+    last: bool = False,
+    size: int = PAGE_SIZE,
+) -> Page:
+    """One page in `sort` order: the first, the one after/before a cursor, or the last.
+
+    One query whatever the page's depth: it seeks to the cursor through the sort's index
+    and reads `size + 1` rows (the extra row tells whether there is another page).
+    1. Pages forward (first, after) read in sort order; backward (before, last) read in
+       the reverse order and are flipped.
+    2. The next/previous cursors are the page's last/first rows.
+    """
+    fields, descending = parse_sort(sort)
+    cursor = decode_cursor(after, fields)
+    forward = True
+    if cursor is None:
+        cursor = decode_cursor(before, fields)
+        # Backward from a valid "before" cursor, or from the end for the last page; a
+        # malformed cursor means the first page.
+        forward = cursor is None and not last
+    reading_descending = descending if forward else not descending
+    unpaged = queryset
+    queryset = queryset.order_by(*[f"-{f}" if reading_descending else f for f in fields])
+    if cursor is not None:
+        queryset = queryset.filter(
+            _row_compare(queryset, fields, "<" if reading_descending else ">", cursor)
+        )
+    rows = list(queryset[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    if not forward:
+        rows.reverse()
+    if not rows:
+        # A stale cursor (its rows were deleted, or "before" the first row): start over.
+        if cursor is not None:
+            return keyset_page(unpaged, sort=sort, size=size)
+        return Page([], None, None)
+    if forward:
+        has_previous, has_next = cursor is not None, more
+    else:
+        has_previous, has_next = more, cursor is not None
+    return Page(
+        rows,
+        next_cursor=encode_cursor(rows[-1], fields) if has_next else None,
+        previous_cursor=encode_cursor(rows[0], fields) if has_previous else None,
+    )
+
+
+def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
+    """(count, more): counts at most cap + 1 rows, so the cost doesn't grow with the result."""
+    counted = queryset.order_by().values("pk")[: cap + 1].count()
+    return min(counted, cap), counted > cap
+
+
+def new_since_count(queryset: QuerySet, since: datetime) -> tuple[int, bool]:
+    return capped_count(queryset.filter(last_update_time__gt=since), NEW_COUNT_CAP)
+
+
+# --- Summary ------------------------------------------------------------------------------
+
+SEVERITY_ORDER = [value for value, _ in SEVERITIES]
+
+
+@dataclass
+class TenantRow:
+    tenant_id: int
+    name: str
+    by_severity: list[tuple[str, int]]
+    total: int
+
+
+@dataclass
+class Summary:
+    open_by_severity: list[tuple[str, int]]
+    open_total: int
+    tenants: list[TenantRow]
+    chart: dict[str, Any]
+
+    @property
+    def chart_rows(self) -> list[tuple[str, list[int]]]:
+        """The chart's numbers as table rows (day, counts per severity), for screen readers."""
+        columns = [dataset["data"] for dataset in self.chart["datasets"]]
+        return [(label, [c[i] for c in columns]) for i, label in enumerate(self.chart["labels"])]
+
+
+def open_counts(queryset: QuerySet[Incident]) -> dict[int, dict[str, int]]:
+    """{tenant_id: {severity: open incidents}} in one grouped query."""
+    rows = (
+        queryset.exclude(status="Resolved")
+        .order_by()
+        .values_list("tenant_id", "severity")
+        .annotate(n=Count("id"))
+    )
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for tenant_id, severity, n in rows:
+        severity = severity if severity in SEVERITY_ORDER else "UnSpecified"
+        counts[tenant_id][severity] = counts[tenant_id].get(severity, 0) + n
+    return counts
+
+
+def created_per_day(
+    queryset: QuerySet[Incident], *, today: date, days: int = CHART_DAYS
+) -> dict[str, Any]:
+    """Chart.js-ready data: incidents created per UTC day, one dataset per severity."""
+    start = today - timedelta(days=days - 1)
+    rows = (
+        queryset.filter(created_time__gte=datetime.combine(start, datetime.min.time(), tzinfo=UTC))
+        .order_by()
+        .annotate(day=TruncDate("created_time", tzinfo=UTC))
+        .values_list("day", "severity")
+        .annotate(n=Count("id"))
+    )
+    labels = [start + timedelta(days=i) for i in range(days)]
+    index = {day: i for i, day in enumerate(labels)}
+    series = {severity: [0] * days for severity in SEVERITY_ORDER}
+    for day, severity, n in rows:
+        if day in index:
+            key = severity if severity in series else "UnSpecified"
+            series[key][index[day]] += n
+    return {
+        "labels": [day.isoformat() for day in labels],
+        "datasets": [{"label": severity, "data": data} for severity, data in series.items()],
+    }
+
+
+def summary(queryset: QuerySet[Incident], tenant_names: dict[int, str], *, today: date) -> Summary:
+    counts = open_counts(queryset)
+    totals = dict.fromkeys(SEVERITY_ORDER, 0)
+    tenants = []
+    for tenant_id, by_severity in counts.items():
+        for severity, n in by_severity.items():
+            totals[severity] += n
+        tenants.append(
+            TenantRow(
+                tenant_id=tenant_id,
+                name=tenant_names.get(tenant_id, f"#{tenant_id}"),
+                by_severity=[(s, by_severity.get(s, 0)) for s in SEVERITY_ORDER],
+                total=sum(by_severity.values()),
+            )
+        )
+    # Most severe first: high count, then medium, …, then the name.
+    tenants.sort(key=lambda row: ([-n for _, n in row.by_severity], row.name))
+    return Summary(
+        open_by_severity=list(totals.items()),
+        open_total=sum(totals.values()),
+        tenants=tenants,
+        chart=created_per_day(queryset, today=today),
+    )
+
+
+# --- CSV export ---------------------------------------------------------------------------
+
+EXPORT_COLUMNS = [
+    ("tenant__display_name", "Tenant"),
+    ("microsoft_id", "Incident ID"),
+    ("name", "Name"),
+    ("severity", "Severity"),
+    ("status", "Status"),
+    ("classification", "Classification"),
+    ("determination", "Determination"),
+    ("assigned_to", "Assigned to"),
+    ("alert_count", "Alerts"),
+    ("created_time", "Created (UTC)"),
+    ("last_update_time", "Last update (UTC)"),
+    ("portal_url", "Defender portal"),
+]
+
+
+class _Echo:
+    """A file-like object whose write() hands the line back, for a streamed csv.writer."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    # Incident names and assignees come from the customer's tenant: neutralise spreadsheet
+    # formulas (CSV injection) by prefixing a quote.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def export_lines(queryset: QuerySet[Incident], *, sort: str) -> Iterator[str]:
+    """CSV lines of every row in `sort` order, read in chunks (server-side cursor on
+    PostgreSQL) so that memory stays flat whatever the number of rows."""
+    fields, descending = parse_sort(sort)
+    writer = csv.writer(_Echo())
+    yield writer.writerow([label for _, label in EXPORT_COLUMNS])
+    rows = (
+        queryset.order_by(*[f"-{f}" if descending else f for f in fields])
+        .values_list(*[name for name, _ in EXPORT_COLUMNS])
+        .iterator(chunk_size=2000)
+    )
+    for row in rows:
+        yield writer.writerow([_cell(value) for value in row])
+
+
+# --- Incident detail ----------------------------------------------------------------------
+
+# What names an entity of each type, first non-empty wins (Microsoft's field names).
+ENTITY_LABEL_FIELDS = {
+    "User": ("userPrincipalName", "accountName"),
+    "Ip": ("ipAddress",),
+    "Url": ("url",),
+    "File": ("fileName", "sha256", "sha1"),
+    "Process": ("processCommandLine", "fileName", "processId"),
+    "MailBox": ("mailboxAddress", "mailboxDisplayName"),
+    "Mailbox": ("mailboxAddress", "mailboxDisplayName"),
+    "MailMessage": ("subject", "internetMessageId"),
+    "MailCluster": ("clusterByValue", "clusterBy"),
+    "Registry": ("registryKey", "registryHive"),
+    "SecurityGroup": ("securityGroupName", "securityGroupId"),
+}
+
+
+@dataclass
+class Entity:
+    label: str
+    details: list[tuple[str, Any]]
+
+
+def _details(item: dict[str, Any], skip: tuple[str, ...]) -> list[tuple[str, Any]]:
+    # Real responses leave null fields out, the docs' examples list them as null: show
+    # only what has a value.
+    return [(k, v) for k, v in item.items() if k not in skip and v not in (None, "", [], {})]
+
+
+def devices_of(alerts: list[Any]) -> list[Entity]:
+    """The incident's devices across its alerts, each once."""
+    seen: dict[str, Entity] = {}
+    for alert in alerts:
+        for device in alert.devices or []:
+            if not isinstance(device, dict):
+                continue
+            key = str(device.get("mdatpDeviceId") or device.get("deviceId") or device)
+            label = device.get("deviceDnsName") or device.get("mdatpDeviceId") or "Device"
+            seen.setdefault(key, Entity(str(label), _details(device, ("deviceDnsName",))))
+    return list(seen.values())
+
+
+def entities_by_type(alerts: list[Any]) -> list[tuple[str, list[Entity]]]:
+    """The incident's entities across its alerts, each once, grouped by entityType."""
+    groups: dict[str, dict[str, Entity]] = defaultdict(dict)
+    for alert in alerts:
+        for entity in alert.entities or []:
+            if not isinstance(entity, dict):
+                continue
+            kind = str(entity.get("entityType") or "Other")
+            details = _details(entity, ("entityType",))
+            label = next(
+                (str(entity[f]) for f in ENTITY_LABEL_FIELDS.get(kind, ()) if entity.get(f)),
+                str(details[0][1]) if details else kind,
+            )
+            groups[kind].setdefault(repr(details), Entity(label, details))
+    return [(kind, list(entities.values())) for kind, entities in sorted(groups.items())]

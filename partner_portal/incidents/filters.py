@@ -1,0 +1,172 @@
+"""The dashboard's filters: every one lives in the URL's query string (GET form)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from partner_portal.incidents.models import Incident
+from partner_portal.tenants.access import visible_tenants
+
+# Microsoft's raw spellings (see /work/shared/microsoft-protocols.md §6.4), highest first.
+SEVERITIES = [
+    ("High", "High"),
+    ("Medium", "Medium"),
+    ("Low", "Low"),
+    ("Informational", "Informational"),
+    ("UnSpecified", "Unspecified"),
+]
+OPEN = "open"
+STATUSES = [
+    (OPEN, "Open (not resolved)"),
+    ("Active", "Active"),
+    ("InProgress", "In progress"),
+    ("Resolved", "Resolved"),
+    ("Redirected", "Redirected"),
+]
+CLASSIFICATIONS = [
+    ("Unknown", "Unknown"),
+    ("TruePositive", "True positive"),
+    ("FalsePositive", "False positive"),
+    ("InformationalExpectedActivity", "Informational, expected activity"),
+]
+DETERMINATIONS = [
+    (value, value)
+    for value in (
+        "NotAvailable",
+        "MultiStagedAttack",
+        "MaliciousUserActivity",
+        "CompromisedAccount",
+        "Malware",
+        "Phishing",
+        "UnwantedSoftware",
+        "SecurityTesting",
+        "LineOfBusinessApplication",
+        "ConfirmedActivity",
+        "Clean",
+        "NoEnoughDataToValidate",
+        "Apt",
+        "SecurityPersonnel",
+        "Other",
+    )
+]
+UNASSIGNED = "unassigned"
+UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+SORTS = [
+    ("-updated", "Last update, newest first"),
+    ("updated", "Last update, oldest first"),
+    ("-created", "Created, newest first"),
+    ("created", "Created, oldest first"),
+    ("-severity", "Severity, highest first"),
+    ("severity", "Severity, lowest first"),
+]
+DEFAULT_SORT = "-updated"
+
+
+def _tenant_choices(request) -> QuerySet:
+    # Only the user's own tenants are valid choices: another tenant's ID is a form error.
+    return visible_tenants(request.user) if request else visible_tenants(None)
+
+
+def _start_of_day(day) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+class IncidentFilter(django_filters.FilterSet):
+    # distinct=False: each incident has one tenant and one severity, so these filters can't
+    # duplicate rows, and SELECT DISTINCT would defeat the sort's index.
+    tenant = django_filters.ModelMultipleChoiceFilter(
+        queryset=_tenant_choices,
+        distinct=False,
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+    )
+    severity = django_filters.MultipleChoiceFilter(
+        choices=SEVERITIES, widget=forms.CheckboxSelectMultiple, distinct=False
+    )
+    status = django_filters.ChoiceFilter(
+        choices=STATUSES, method="filter_status", empty_label="Any status"
+    )
+    classification = django_filters.ChoiceFilter(
+        choices=CLASSIFICATIONS, empty_label="Any classification"
+    )
+    determination = django_filters.ChoiceFilter(
+        choices=DETERMINATIONS, empty_label="Any determination"
+    )
+    assigned_to = django_filters.CharFilter(
+        method="filter_assigned_to",
+        label="Assigned to",
+        help_text='An e-mail address, or "unassigned".',
+    )
+    updated = django_filters.ChoiceFilter(
+        choices=[(key, f"Last {key}") for key in UPDATED_WITHIN],
+        method="filter_updated",
+        label="Updated within",
+        empty_label="Any time",
+    )
+    updated_from = django_filters.DateFilter(
+        method="filter_updated_from",
+        label="Updated from",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    updated_to = django_filters.DateFilter(
+        method="filter_updated_to",
+        label="Updated to",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    q = django_filters.CharFilter(
+        method="filter_search",
+        label="Search",
+        help_text="Incident names, alert titles, device and user names.",
+    )
+
+    sort = django_filters.ChoiceFilter(
+        choices=SORTS, method="keep_order", label="Sort by", empty_label=None
+    )
+
+    class Meta:
+        model = Incident
+        fields: list[str] = []
+
+    def keep_order(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # Ordering and paging are the list's job (keyset pages); the field is here so that
+        # the sort lives in the same GET form and URL as the filters.
+        return queryset
+
+    @property
+    def chosen_sort(self) -> str:
+        self.form.is_valid()  # validates once (cached by the form), as .qs does
+        return getattr(self.form, "cleaned_data", {}).get("sort") or DEFAULT_SORT
+
+    def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        if value == OPEN:
+            return queryset.exclude(status="Resolved")
+        return queryset.filter(status=value)
+
+    def filter_assigned_to(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        value = value.strip()
+        if value.lower() == UNASSIGNED:
+            return queryset.filter(assigned_to="")
+        return queryset.filter(assigned_to__iexact=value)
+
+    def filter_updated(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(last_update_time__gte=timezone.now() - UPDATED_WITHIN[value])
+
+    def filter_updated_from(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        return queryset.filter(last_update_time__gte=_start_of_day(value))
+
+    def filter_updated_to(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        # Inclusive of the whole "to" day.
+        return queryset.filter(last_update_time__lt=_start_of_day(value + timedelta(days=1)))
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # search_text is stored lower-cased, so a case-sensitive LIKE on the lower-cased term
+        # is a case-insensitive search that PostgreSQL's pg_trgm GIN index can serve
+        # (Django's icontains wraps both sides in UPPER(), which that index can't use).
+        value = value.strip().lower()
+        if not value:
+            return queryset
+        return queryset.filter(search_text__contains=value)

@@ -1,0 +1,21 @@
+"""Formatting filters for the incident pages."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+SEVERITY_CLASSES = {"High": "sev-high", "Medium": "sev-medium", "Low": "sev-low"}
+
+
+@register.filter
+def severity_class(severity: str) -> str:
+    """The badge class of a severity (Informational/UnSpecified use the neutral badge)."""
+    return SEVERITY_CLASSES.get(severity, "")
+
+
+@register.filter
+def https_only(url: str) -> str:
+    """Only https links leave the portal: a synced value must not become a javascript: link."""
+    return url if isinstance(url, str) and url.lower().startswith("https://") else ""

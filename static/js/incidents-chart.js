@@ -1,0 +1,41 @@
+/* Incidents created per day by severity: a stacked bar chart from the page's json_script. */
+(function () {
+  "use strict";
+  var source = document.getElementById("created-per-day-data");
+  var canvas = document.getElementById("created-per-day");
+  if (!source || !canvas || typeof Chart === "undefined") {
+    return;
+  }
+  var data = JSON.parse(source.textContent);
+  // The badge colours of portal.css; neutral greys for Informational and UnSpecified.
+  var colours = {
+    High: "#a4161a",
+    Medium: "#9a4d00",
+    Low: "#1d5f9e",
+    Informational: "#47525e",
+    UnSpecified: "#8a94a3"
+  };
+  new Chart(canvas, {
+    type: "bar",
+    data: {
+      labels: data.labels,
+      datasets: data.datasets.map(function (dataset) {
+        return {
+          label: dataset.label,
+          data: dataset.data,
+          backgroundColor: colours[dataset.label] || "#47525e",
+          stack: "severity"
+        };
+      })
+    },
+    options: {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: false,
+      scales: {
+        x: { stacked: true },
+        y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } }
+      }
+    }
+  });
+})();

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+
+from tests.incidents import dashboard_data
+from tests.incidents.dashboard_data import make_incident
+
+# The shared fixture (a module, not conftest.py: see dashboard_data).
+contoso_and_fabrikam = dashboard_data.contoso_and_fabrikam
+
+LIST = reverse("incidents:list")
+
+
+def rows(response) -> list[str]:
+    return [incident.name for incident in response.context["page"].incidents]
+
+
+def get(client, **params):
+    response = client.get(LIST, params)
+    assert response.status_code == 200
+    return response
+
+
+def test_the_list_shows_only_the_users_tenants_newest_update_first(
+    alice_client, contoso_and_fabrikam
+):
+    response = get(alice_client)
+    assert rows(response) == [
+        "Ransomware on FIN-01",
+        "Phishing mail reported",
+        "Unfamiliar sign-in",
+        "Suspicious PowerShell",
+    ]
+    assert b"Fabrikam" not in response.content
+    assert response.context["count"] == 4
+
+
+def test_the_row_shows_every_column(alice_client, contoso_and_fabrikam):
+    html = get(alice_client, q="phishing").content.decode()
+    assert "Contoso" in html
+    assert "Phishing mail reported" in html
+    assert "InProgress" in html
+    assert "secop@contoso.com" in html
+    assert 'class="badge sev-medium"' in html
+    a2 = contoso_and_fabrikam["a2"]
+    assert f'datetime="{a2.last_update_time.isoformat()}"' in html
+    assert reverse("incidents:detail", kwargs={"incident_id": a2.pk}) in html
+
+
+def test_a_user_without_tenants_sees_an_empty_list(client, charlie, contoso_and_fabrikam):
+    client.force_login(charlie)
+    response = get(client)
+    assert rows(response) == []
+    assert b"No incidents match" in response.content
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"severity": "High"}, ["Ransomware on FIN-01"]),
+        ({"severity": ["High", "Low"]}, ["Ransomware on FIN-01", "Unfamiliar sign-in"]),
+        ({"status": "Resolved"}, ["Unfamiliar sign-in"]),
+        (
+            {"status": "open"},
+            ["Ransomware on FIN-01", "Phishing mail reported", "Suspicious PowerShell"],
+        ),
+        ({"classification": "FalsePositive"}, ["Unfamiliar sign-in"]),
+        ({"determination": "Other"}, ["Unfamiliar sign-in"]),
+        ({"assigned_to": "SECOP@contoso.com"}, ["Phishing mail reported"]),
+        (
+            {"assigned_to": "unassigned"},
+            ["Ransomware on FIN-01", "Unfamiliar sign-in", "Suspicious PowerShell"],
+        ),
+        ({"updated": "24h"}, ["Ransomware on FIN-01"]),
+        ({"updated": "7d"}, ["Ransomware on FIN-01", "Phishing mail reported"]),
+        (
+            {"updated": "30d"},
+            ["Ransomware on FIN-01", "Phishing mail reported", "Unfamiliar sign-in"],
+        ),
+        ({"q": "RANSOMWARE"}, ["Ransomware on FIN-01"]),
+        ({"q": "powershell"}, ["Suspicious PowerShell"]),
+        ({"q": "nothing like this"}, []),
+        ({"severity": "High", "status": "Active"}, ["Ransomware on FIN-01"]),
+    ],
+)
+def test_filters_narrow_the_list_to_exactly_the_matching_incidents(
+    alice_client, contoso_and_fabrikam, params, expected
+):
+    assert rows(get(alice_client, **params)) == expected
+
+
+def test_the_custom_update_range_includes_whole_days(alice_client, contoso_and_fabrikam):
+    a3 = contoso_and_fabrikam["a3"]
+    day = a3.last_update_time.date()
+    response = get(alice_client, updated_from=day.isoformat(), updated_to=day.isoformat())
+    assert rows(response) == ["Unfamiliar sign-in"]
+    response = get(alice_client, updated_from=(day + timedelta(days=1)).isoformat())
+    assert rows(response) == ["Ransomware on FIN-01", "Phishing mail reported"]
+
+
+def test_search_covers_alert_titles_devices_and_users_via_search_text(alice_client, tenant_a):
+    make_incident(
+        tenant_a,
+        name="Multi-stage incident",
+        search_text="multi-stage incident suspicious rundll32 laptop-77 j.doe@contoso.com",
+    )
+    make_incident(tenant_a, name="Other incident")
+    assert rows(get(alice_client, q="LAPTOP-77")) == ["Multi-stage incident"]
+    assert rows(get(alice_client, q="j.doe@")) == ["Multi-stage incident"]
+    assert rows(get(alice_client, q="  rundll32 ")) == ["Multi-stage incident"]
+
+
+def test_the_tenant_filter_takes_several_tenants(
+    alice_client, alice, team_b, tenant_a, tenant_b, contoso_and_fabrikam
+):
+    alice.groups.add(team_b)
+    response = get(alice_client, tenant=[tenant_a.pk, tenant_b.pk], severity="High")
+    assert rows(response) == ["Ransomware on FIN-01", "Fabrikam ransomware"]
+    response = get(alice_client, tenant=tenant_b.pk)
+    assert rows(response) == ["Fabrikam ransomware", "Fabrikam phishing"]
+
+
+def test_a_tenant_the_user_cannot_see_is_not_a_valid_filter(
+    alice_client, tenant_b, contoso_and_fabrikam
+):
+    response = get(alice_client, tenant=tenant_b.pk)
+    assert "tenant" in response.context["filter"].form.errors
+    assert "Fabrikam" not in " ".join(rows(response))
+    assert b"Fabrikam" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("-updated", ["a1", "a2", "c3", "a4"]),
+        ("updated", ["a4", "c3", "a2", "a1"]),
+        ("-created", ["c3", "a1", "a2", "a4"]),
+        ("created", ["a4", "a2", "a1", "c3"]),
+        ("-severity", ["a1", "c3", "a2", "a4"]),
+        ("severity", ["a4", "a2", "c3", "a1"]),
+    ],
+)
+def test_every_sort_orders_rows_exactly(alice_client, tenant_a, sort, expected):
+    made = {
+        "a1": make_incident(tenant_a, name="a1", severity="High", hours_ago=1, created_hours_ago=5),
+        "a2": make_incident(tenant_a, name="a2", severity="Low", hours_ago=2, created_hours_ago=6),
+        "a4": make_incident(
+            tenant_a, name="a4", severity="Informational", hours_ago=4, created_hours_ago=9
+        ),
+        # Same severity as a1 and updated later than a1's tie-breaker, created last.
+        "c3": make_incident(tenant_a, name="c3", severity="High", hours_ago=3, created_hours_ago=1),
+    }
+    assert set(made) == set(expected)
+    assert rows(get(alice_client, sort=sort)) == expected
+
+
+def test_an_unknown_sort_falls_back_to_the_newest_update(alice_client, contoso_and_fabrikam):
+    response = get(alice_client, sort="name; drop table")
+    assert rows(response)[0] == "Ransomware on FIN-01"
