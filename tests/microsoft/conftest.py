@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from partner_portal.microsoft import tokens
+from tests.microsoft.fake_entra import fake_login  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(autouse=True)

@@ -7,37 +7,21 @@ import time
 import uuid
 
 import pytest
-import responses
 from django.core.cache import cache
 
 from partner_portal.microsoft import tokens
+from tests.microsoft.fake_entra import TENANT, TOKEN_URL
 
-BASE = "https://login.example.test"
-TENANT = str(uuid.uuid4())
-TOKEN_URL = f"{BASE}/{TENANT}/oauth2/v2.0/token"
 ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJzZWNyZXQiOiJ5ZXMifQ."
 
 
 @pytest.fixture
-def login(settings):
-    settings.MICROSOFT_LOGIN_BASE_URL = BASE
-    settings.MICROSOFT_CLIENT_ID = str(uuid.uuid4())
-    settings.MICROSOFT_CLIENT_SECRET = "s3cret-value"
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(
-            f"{BASE}/{TENANT}/v2.0/.well-known/openid-configuration",
-            json={
-                "authorization_endpoint": f"{BASE}/{TENANT}/oauth2/v2.0/authorize",
-                "token_endpoint": TOKEN_URL,
-                "issuer": f"{BASE}/{TENANT}/v2.0",
-            },
-        )
-        mock.post(
-            TOKEN_URL,
-            json={"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN},
-        )
-        yield mock
+def login(fake_login):
+    fake_login.post(
+        TOKEN_URL,
+        json={"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN},
+    )
+    return fake_login
 
 
 def stored_blob() -> bytes:

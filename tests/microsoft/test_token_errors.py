@@ -9,32 +9,9 @@ import uuid
 
 import pytest
 import requests
-import responses
 
 from partner_portal.microsoft import errors, tokens
-
-BASE = "https://login.example.test"
-TENANT = str(uuid.uuid4())
-TOKEN_URL = f"{BASE}/{TENANT}/oauth2/v2.0/token"
-
-
-@pytest.fixture
-def fake_login(settings):
-    settings.MICROSOFT_LOGIN_BASE_URL = BASE
-    settings.MICROSOFT_CLIENT_ID = str(uuid.uuid4())
-    settings.MICROSOFT_CLIENT_SECRET = "s3cret-value"
-    settings.MICROSOFT_CA_BUNDLE = ""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(
-            f"{BASE}/{TENANT}/v2.0/.well-known/openid-configuration",
-            json={
-                "authorization_endpoint": f"{BASE}/{TENANT}/oauth2/v2.0/authorize",
-                "token_endpoint": TOKEN_URL,
-                "issuer": f"{BASE}/{TENANT}/v2.0",
-            },
-        )
-        yield mock
+from tests.microsoft.fake_entra import BASE, TENANT, TOKEN_URL
 
 
 def token_error(code: int, error: str) -> dict:
