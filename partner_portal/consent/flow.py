@@ -2,7 +2,8 @@
 
 Link → landing page → `start_consent` (signed state, redirect to Microsoft) → Microsoft's
 redirect → `handle_callback` (state checked, outcome recorded, single use) → the verification
-task → `verify_access` (a real token whose `tid` and `roles` prove the consent).
+task → `verify_access` (a real token whose `tid` and `roles` prove the consent) → the
+tenant's first incident sync.
 
 Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.db import IntegrityError, transaction
@@ -32,6 +34,8 @@ from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, g
 from partner_portal.tenants.models import Tenant
 
 STATE_SALT = "partner_portal.consent.state"
+# Sent by name: imports flow incidents → consent, never back.
+SYNC_TASK = "partner_portal.incidents.tasks.sync_tenant"
 CALLBACK_PATH = "/consent/callback/"
 # Microsoft's parameters are short; anything longer is not from Microsoft.
 MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
@@ -498,6 +502,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
 
 def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
     """Get a token for the tenant, check its claims, and store what is really granted.
+    A tenant that becomes `consented` (from any other state) gets its first sync queued.
 
     With `final=False`, an error worth retrying (Transient; ConsentRequired while the
     tenant is `pending`, as Entra may still answer 700016/7000229 for a few minutes right
@@ -512,6 +517,7 @@ def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
         _audit_check(tenant, outcome="not_consented")
         return tenant
     tid = str(tenant.entra_tenant_id)
+    was_consented = tenant.consent_state == Tenant.ConsentState.CONSENTED
     # A fresh MSAL app: the previous one may replay a pre-consent 400 for 60 s (§5.5).
     tokens.forget_tenant(tenant_id=tid, cloud=tenant.cloud)
     try:
@@ -543,8 +549,21 @@ def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
         tenant.record_access_check(state=state, error_class=exc.kind, error_message=exc.message)
     else:
         tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=granted_roles(claims))
+        if not was_consented and tenant.is_syncable:
+            _start_first_sync(tenant_id=tenant.pk)
     _audit_check(tenant, outcome=tenant.consent_state)
     return tenant
+
+
+def _start_first_sync(*, tenant_id: int) -> None:
+    """Queue the tenant's sync once the new state is committed, instead of leaving its
+    incidents to the next scheduled run (up to SYNC_INTERVAL_MINUTES later)."""
+
+    def send() -> None:
+        current_app.send_task(SYNC_TASK, kwargs={"tenant_id": tenant_id})
+
+    # robust: with the broker down, the consent still stands and the schedule syncs later.
+    transaction.on_commit(send, robust=True)
 
 
 def _audit_check(tenant: Tenant, *, outcome: str) -> None:

@@ -15,8 +15,9 @@ One run for one tenant:
 
 A transient error (429, 5xx, timeout…) leaves the watermark where it was and re-raises
 with a `resume` cursor attached (`exc.resume`), so the task retries from the next page
-instead of starting over. Permanent errors are recorded (with the consent state they imply)
-and returned as a failed run.
+instead of starting over. A 401 is first retried once with a new token (a token revoked or
+expired on the way says nothing about consent). Permanent errors (a second 401, a 403…) are
+recorded (with the consent state they imply) and returned as a failed run.
 """
 
 from __future__ import annotations
@@ -226,6 +227,21 @@ def _token_provider(tenant: Tenant) -> defender.TokenProvider:
     return provide
 
 
+def _token_rejected(tenant: Tenant) -> defender.TokenRejected:
+    """What a 401 from the API does: drop the tenant's token everywhere, so that the one
+    retry of the request (see `defender._request`) goes with a new token. Only a second 401
+    is `Forbidden` and marks the tenant `missing_permissions`."""
+    from partner_portal.microsoft import tokens
+
+    tenant_id = str(tenant.entra_tenant_id)
+
+    def drop() -> None:
+        logger.info("Defender refused tenant %s's token (401): retrying with a new one", tenant.pk)
+        tokens.forget_tenant(tenant_id=tenant_id, cloud=tenant.cloud, drop_cached_tokens=True)
+
+    return drop
+
+
 def _base_url(tenant: Tenant) -> str:
     cloud = clouds.get_cloud(tenant.cloud, defender_base_url=settings.MICROSOFT_DEFENDER_BASE_URL)
     return cloud.defender_base_url
@@ -339,6 +355,7 @@ def _run(
         pages = defender.iter_incident_pages(
             base_url=_base_url(tenant),
             token_provider=_token_provider(tenant),
+            token_rejected=_token_rejected(tenant),
             session=http.new_session(
                 timeout=settings.MICROSOFT_HTTP_TIMEOUT, ca_bundle=settings.MICROSOFT_CA_BUNDLE
             ),

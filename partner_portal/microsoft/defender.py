@@ -30,6 +30,9 @@ _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.R
 TokenProvider = Callable[[], str]
 # Called before every API request; raises (e.g. Throttled) to refuse it. The call budget.
 BeforeCall = Callable[[], None]
+# Called when the API answers 401 to our token (revoked, or expired in transit): it drops
+# that token wherever it is cached, so that the provider's next one is new.
+TokenRejected = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -265,12 +268,52 @@ def _request(
     *,
     token_provider: TokenProvider,
     before_call: BeforeCall | None,
+    token_rejected: TokenRejected | None = None,
     params: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
     allow_404: bool = False,
 ) -> Any:
     """One API call → the decoded JSON body (None for an allowed 404). Raises classified
-    errors; the token provider's own errors pass through unchanged."""
+    errors; the token provider's own errors pass through unchanged.
+
+    A 401 says nothing yet about consent: the token may have been revoked or expired on
+    the way. With `token_rejected`, the request is sent once more with a new token (a new
+    budget unit too: it is a new call); a second 401 is Forbidden. A 403 (a role missing)
+    is never retried: a new token would carry the same roles.
+    """
+
+    def send() -> Any:
+        return _send(
+            session,
+            method,
+            url,
+            token_provider=token_provider,
+            before_call=before_call,
+            params=params,
+            body=body,
+            allow_404=allow_404,
+        )
+
+    try:
+        return send()
+    except errors.Forbidden as exc:
+        if exc.status != 401 or token_rejected is None:
+            raise
+    token_rejected()
+    return send()
+
+
+def _send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    token_provider: TokenProvider,
+    before_call: BeforeCall | None,
+    params: dict[str, str] | None,
+    body: dict[str, Any] | None,
+    allow_404: bool,
+) -> Any:
     # The token first: when it fails (consent revoked…) no budget unit is spent on it.
     token = token_provider()
     if before_call is not None:
@@ -310,6 +353,7 @@ def iter_incident_pages(
     start_skip: int = 0,
     first_page_number: int = 1,
     before_call: BeforeCall | None = None,
+    token_rejected: TokenRejected | None = None,
     page_size: int = PAGE_SIZE,
 ) -> Iterator[Page]:
     """Page through `GET /api/incidents` (newest first), `lastUpdateTime ge since`.
@@ -331,7 +375,12 @@ def iter_incident_pages(
     while True:
         if url:
             body = _request(
-                session, "GET", url, token_provider=token_provider, before_call=before_call
+                session,
+                "GET",
+                url,
+                token_provider=token_provider,
+                before_call=before_call,
+                token_rejected=token_rejected,
             )
         else:
             query = {**params, **({"$skip": str(skip)} if skip else {})}
@@ -341,6 +390,7 @@ def iter_incident_pages(
                 f"{base}?{_odata_params(query)}",
                 token_provider=token_provider,
                 before_call=before_call,
+                token_rejected=token_rejected,
             )
         incidents, next_link = parse_list(body)
         if next_link:
@@ -363,6 +413,7 @@ def get_incident(
     session: requests.Session,
     incident_id: int,
     before_call: BeforeCall | None = None,
+    token_rejected: TokenRejected | None = None,
 ) -> IncidentData | None:
     """One incident, or None when Microsoft answers 404.
 
@@ -374,6 +425,7 @@ def get_incident(
         f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
         token_provider=token_provider,
         before_call=before_call,
+        token_rejected=token_rejected,
         allow_404=True,
     )
     return None if body is None else parse_incident(body)
@@ -390,6 +442,7 @@ def update_incident(
     incident_id: int,
     changes: dict[str, Any],
     before_call: BeforeCall | None = None,
+    token_rejected: TokenRejected | None = None,
 ) -> IncidentData | None:
     """PATCH an incident; returns it as Microsoft answers (None on 404). `comment` is a
     single string that Microsoft appends as a new comment.
@@ -405,6 +458,7 @@ def update_incident(
         f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
         token_provider=token_provider,
         before_call=before_call,
+        token_rejected=token_rejected,
         body=changes,
         allow_404=True,
     )

@@ -111,7 +111,7 @@ class MissingPermissions(MicrosoftError):
 
 
 class Forbidden(MicrosoftError):
-    """The API answered 401/403 to a token we believed was good."""
+    """The API answered 403, or 401 twice (the second time to a brand-new token)."""
 
     title = "Access denied by Microsoft"
     fix = (

@@ -204,12 +204,23 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     return existing
 
 
-def forget_tenant(*, tenant_id: str, cloud: str = "commercial") -> None:
+def forget_tenant(
+    *, tenant_id: str, cloud: str = "commercial", drop_cached_tokens: bool = False
+) -> None:
     """Drop this process's app for the tenant; the next call builds a fresh one.
 
     Needed right after a consent: MSAL replays a token-endpoint 400 from its own HTTP cache
     for 60 s (§5.5), so the old app would keep answering "no consent" without asking.
+
+    With `drop_cached_tokens`, also delete the tenant's shared token cache entry, so that
+    the next call in any process asks Entra for a new token: for a token the API refused
+    (401). Other processes keep their app, but it is reloaded from the shared entry before
+    every call, so none of them serves the old token again.
     """
+    if drop_cached_tokens:
+        from django.core.cache import cache
+
+        cache.delete(_cache_name(config(), cloud, tenant_id))
     with _apps_lock:
         stale = [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]
         entries = [_apps.pop(k) for k in stale]

@@ -203,6 +203,64 @@ def test_permanent_errors_are_recorded_with_the_consent_state_they_imply(
     assert tenant.incidents_watermark is None
 
 
+def requests_by_endpoint(devcloud, tenant) -> dict[str, int]:
+    return devcloud.requests_log(tid(tenant))["by_endpoint"]
+
+
+def test_a_401_mid_run_costs_one_new_token_and_the_run_carries_on(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=150)
+    # devcloud's own 401 ("Invalid Authorization payload."), as for a revoked token.
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="status", status=401, after=1, count=1
+    )
+    run = sync.sync_tenant(tenant=tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert (run.pages, run.created_count) == (2, 150)
+    assert_db_matches(devcloud, tenant)
+    log = requests_by_endpoint(devcloud, tenant)
+    # Without the 401: 1 token and 2 pages. With it: exactly one more of each.
+    assert (log["token"], log["list_incidents"]) == (2, 3)
+    assert run.api_calls == 3
+    tenant.refresh_from_db()
+    assert tenant.consent_state == Tenant.ConsentState.CONSENTED
+    assert tenant.consent_error_class == ""
+
+    # The new token is the one cached: the next run asks Entra for none.
+    devcloud.clear_requests()
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SUCCESS
+    assert requests_by_endpoint(devcloud, tenant).get("token", 0) == 0
+
+
+def test_two_401s_in_a_row_are_forbidden_as_before(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="status", status=401, count=2
+    )
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "Forbidden")
+    log = requests_by_endpoint(devcloud, tenant)
+    assert (log["token"], log["list_incidents"], run.api_calls) == (2, 2, 2)
+    tenant.refresh_from_db()
+    assert tenant.consent_state == Tenant.ConsentState.MISSING_PERMISSIONS
+    assert tenant.consent_error_class == "Forbidden"
+    assert not Incident.objects.filter(tenant=tenant).exists()
+
+
+def test_a_403_is_permanent_at_once_without_a_new_token(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SUCCESS
+    devcloud.clear_requests()
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(tenant), kind="status", status=403, count=1
+    )
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "Forbidden")
+    log = requests_by_endpoint(devcloud, tenant)
+    assert (log.get("token", 0), log["list_incidents"]) == (0, 1)
+    tenant.refresh_from_db()
+    assert tenant.consent_state == Tenant.ConsentState.MISSING_PERMISSIONS
+
+
 def test_a_full_sync_ignores_the_watermark(db, devcloud, devcloud_settings):
     tenant = make_tenant(devcloud, devcloud_settings, count=120)
     sync.sync_tenant(tenant=tenant)

@@ -279,6 +279,109 @@ def test_error_answers_are_classified(status, body, expected):
     assert info.value.status == status
 
 
+UNAUTHORIZED = {"error": {"code": "Unauthorized", "message": "Invalid Authorization payload."}}
+
+
+class Tokens:
+    """A token provider that hands out a new token after each rejection."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.rejected = 0
+
+    def __call__(self) -> str:
+        self.issued += 1
+        return f"token-{self.rejected}"
+
+    def reject(self) -> None:
+        self.rejected += 1
+
+
+@responses.activate
+def test_a_401_is_sent_once_more_with_a_new_token():
+    second = f"{BASE}/api/incidents?$top=100&$skiptoken=abc"
+    responses.get(f"{BASE}/api/incidents", json=list_page([incident(2)], next_link=second))
+    responses.get(second, json=UNAUTHORIZED, status=401)
+    responses.get(second, json=list_page([incident(1)]))
+    provider, budget = Tokens(), []
+    pages = list(
+        defender.iter_incident_pages(
+            base_url=BASE,
+            token_provider=provider,
+            session=session(),
+            before_call=lambda: budget.append(1),
+            token_rejected=provider.reject,
+        )
+    )
+    # The listing carries on where it was: the refused page is asked again, not page 1.
+    assert [[i.incident_id for i in p.incidents] for p in pages] == [[2], [1]]
+    assert [c.request.url for c in responses.calls][1:] == [second, second]
+    sent = [c.request.headers["Authorization"] for c in responses.calls]
+    assert sent == ["Bearer token-0", "Bearer token-0", "Bearer token-1"]
+    assert provider.rejected == 1
+    assert len(budget) == 3  # the retry is a call like any other
+
+
+@responses.activate
+def test_a_second_401_in_a_row_is_forbidden():
+    responses.get(f"{BASE}/api/incidents/1", json=UNAUTHORIZED, status=401)
+    provider = Tokens()
+    with pytest.raises(errors.Forbidden) as info:
+        defender.get_incident(
+            base_url=BASE,
+            token_provider=provider,
+            session=session(),
+            incident_id=1,
+            token_rejected=provider.reject,
+        )
+    assert info.value.status == 401
+    assert (len(responses.calls), provider.rejected) == (2, 1)
+    sent = [c.request.headers["Authorization"] for c in responses.calls]
+    assert sent == ["Bearer token-0", "Bearer token-1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"code": "Forbidden", "message": "Missing role Incident.Read.All"}},
+        {"error": {"code": "Forbidden", "message": "Tenant feature is not enabled"}},
+    ],
+)
+@responses.activate
+def test_a_403_is_permanent_at_once_without_a_new_token(body):
+    responses.get(f"{BASE}/api/incidents", json=body, status=403)
+    provider = Tokens()
+    with pytest.raises((errors.Forbidden, errors.MissingPermissions)):
+        next(
+            defender.iter_incident_pages(
+                base_url=BASE,
+                token_provider=provider,
+                session=session(),
+                token_rejected=provider.reject,
+            )
+        )
+    assert (len(responses.calls), provider.rejected) == (1, 0)
+
+
+@responses.activate
+def test_a_refused_patch_is_sent_again_with_a_new_token():
+    url = f"{BASE}/api/incidents/7"
+    responses.patch(url, json=UNAUTHORIZED, status=401)
+    responses.patch(url, json={**incident(7), "status": "Resolved"})
+    provider = Tokens()
+    updated = defender.update_incident(
+        base_url=BASE,
+        token_provider=provider,
+        session=session(),
+        incident_id=7,
+        changes={"status": "Resolved"},
+        token_rejected=provider.reject,
+    )
+    assert updated is not None and updated.status == "Resolved"
+    assert [json.loads(c.request.body) for c in responses.calls] == [{"status": "Resolved"}] * 2
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer token-1"
+
+
 @pytest.mark.parametrize(
     "failure",
     [

@@ -98,3 +98,20 @@ def test_one_app_object_per_tenant_is_kept_per_process(login):
     tokens.get_access_token(tenant_id=TENANT)
     discoveries = [c for c in login.calls if "openid-configuration" in c.request.url]
     assert len(discoveries) == 2
+
+
+def test_forgetting_a_tenant_keeps_its_shared_token_unless_asked_to_drop_it(login):
+    tokens.get_access_token(tenant_id=TENANT)
+    tokens.forget_tenant(tenant_id=TENANT)
+    tokens.get_access_token(tenant_id=TENANT)
+    assert token_calls(login) == 1  # a new app, the same shared token
+    other = tokens._cache_name(tokens.config(), "commercial", str(uuid.uuid4()))
+    cache.set(other, b"another tenant's entry")
+
+    tokens.forget_tenant(tenant_id=TENANT.upper(), drop_cached_tokens=True)
+    assert stored_blob() is None
+    assert tokens._apps == {}
+    assert cache.get(other) == b"another tenant's entry"
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert token_calls(login) == 2
+    assert stored_blob()  # the new token is shared again
