@@ -518,8 +518,10 @@ def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
         return tenant
     tid = str(tenant.entra_tenant_id)
     was_consented = tenant.consent_state == Tenant.ConsentState.CONSENTED
-    # A fresh MSAL app: the previous one may replay a pre-consent 400 for 60 s (§5.5).
-    tokens.forget_tenant(tenant_id=tid, cloud=tenant.cloud)
+    # A fresh MSAL app: the previous one may replay a pre-consent 400 for 60 s (§5.5). And a
+    # fresh token: a cached one keeps the roles it was issued with, for up to an hour, so a
+    # check right after the customer granted a missing role would still find it missing.
+    tokens.forget_tenant(tenant_id=tid, cloud=tenant.cloud, drop_cached_tokens=True)
     try:
         token = tokens.get_access_token(tenant_id=tid, cloud=tenant.cloud)
         claims = tokens.check_token(

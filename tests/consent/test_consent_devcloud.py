@@ -251,3 +251,83 @@ def test_a_blocked_tenant_is_classified_with_its_fix(
     client.force_login(alice)
     page = client.get(f"/tenants/{customer.pk}/").content.decode()
     assert "contact Microsoft support" in page
+
+
+def test_a_check_right_after_a_missing_role_is_granted_sees_the_role(
+    portal, devcloud, customer, customer_tenant
+):
+    tid = customer_tenant["tenant_id"]
+    devcloud.set_consent(tid, portal["client_id"], state="no_roles", roles=[])
+    Tenant.objects.filter(pk=customer.pk).update(entra_tenant_id=tid)
+    customer.refresh_from_db()
+    flow.verify_access(tenant=customer)
+    assert customer.consent_state == Tenant.ConsentState.MISSING_PERMISSIONS
+    devcloud.set_consent(tid, portal["client_id"], state="consented")
+    # The token without the role is still cached (for an hour): the check must not use it.
+    flow.verify_access(tenant=customer)
+    assert customer.consent_state == Tenant.ConsentState.CONSENTED
+    assert customer.granted_roles == ["Incident.Read.All"]
+    assert devcloud.requests_log(tenant=tid)["by_endpoint"]["token"] == 2
+
+
+def queued_tasks(redis_url: str) -> list[tuple[str, dict]]:
+    """(task name, kwargs) of every message waiting on the broker's default queue."""
+    import base64
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        raw = client.lrange("celery", 0, -1)
+    finally:
+        client.close()
+    messages = [json.loads(item) for item in raw]
+    return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[1]) for m in messages]
+
+
+@pytest.mark.parametrize("before", ["pending", "missing_permissions", "revoked"])
+def test_a_confirmed_consent_queues_exactly_one_sync(
+    portal,
+    celery_broker,
+    devcloud,
+    customer,
+    customer_tenant,
+    before,
+    django_capture_on_commit_callbacks,
+):
+    tid = customer_tenant["tenant_id"]
+    devcloud.set_consent(tid, portal["client_id"], state="consented")
+    Tenant.objects.filter(pk=customer.pk).update(entra_tenant_id=tid, consent_state=before)
+    customer.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        flow.verify_access(tenant=customer)
+    assert customer.consent_state == Tenant.ConsentState.CONSENTED
+    sync = [(flow.SYNC_TASK, {"tenant_id": customer.pk})]
+    assert queued_tasks(celery_broker) == sync
+
+    # "Check access" on a tenant that is consented already: no second sync.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        flow.verify_access(tenant=Tenant.objects.get(pk=customer.pk))
+    assert callbacks == []
+    assert queued_tasks(celery_broker) == sync
+
+
+def test_no_sync_is_queued_when_the_check_fails_or_sync_is_off(
+    portal, celery_broker, devcloud, customer, customer_tenant, django_capture_on_commit_callbacks
+):
+    tid = customer_tenant["tenant_id"]
+    devcloud.set_consent(tid, portal["client_id"], state="no_roles", roles=[])
+    Tenant.objects.filter(pk=customer.pk).update(
+        entra_tenant_id=tid, consent_state="pending", sync_enabled=False
+    )
+    customer.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        flow.verify_access(tenant=customer)
+        assert customer.consent_state == Tenant.ConsentState.MISSING_PERMISSIONS
+        devcloud.set_consent(tid, portal["client_id"], state="consented")
+        flow.verify_access(tenant=customer)
+        assert customer.consent_state == Tenant.ConsentState.CONSENTED
+    # Consented, but its sync is switched off: the schedule would skip it, and so do we.
+    assert callbacks == []
+    assert queued_tasks(celery_broker) == []

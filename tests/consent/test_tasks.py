@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from partner_portal.consent import tasks
+from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant
 from tests.consent.devcloud_helpers import consent
@@ -25,6 +26,33 @@ def test_a_throttled_attempt_waits_as_long_as_microsoft_asks():
 def test_other_retries_follow_the_schedule():
     assert tasks.retry_countdown(errors.ConsentRequired(), 0) == tasks.BACKOFF_SECONDS[0]
     assert tasks.retry_countdown(errors.Transient(), 99) == tasks.BACKOFF_SECONDS[-1]
+
+
+def test_the_sync_queued_after_consent_is_named_after_the_incident_sync_task():
+    from partner_portal.celery import app
+    from partner_portal.consent import flow
+    from partner_portal.incidents import tasks as incident_tasks
+
+    assert incident_tasks.sync_tenant.name == flow.SYNC_TASK
+    assert flow.SYNC_TASK in app.tasks
+
+
+def test_consent_and_tenants_never_import_incidents():
+    import ast
+    from pathlib import Path
+
+    import partner_portal
+
+    root = Path(partner_portal.__file__).parent
+    for app in ("consent", "tenants"):
+        for path in (root / app).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                assert not any(n.startswith("partner_portal.incidents") for n in names), path
 
 
 def test_the_task_is_acks_late_with_time_limits():
@@ -57,6 +85,16 @@ def test_a_real_worker_confirms_the_consent_end_to_end(
     tenant.refresh_from_db()
     assert tenant.granted_roles == ["Incident.Read.All"]
     assert str(tenant.entra_tenant_id) == dc["tenant_id"]
+    # …and queues its first sync, which the worker runs with the token the check cached.
+    wait_until(
+        lambda: SyncRun.objects.filter(tenant=tenant).exclude(outcome="running").exists(),
+        timeout=60,
+        what="the first sync",
+    )
+    runs = list(SyncRun.objects.filter(tenant=tenant).values_list("outcome", flat=True))
+    assert runs == [SyncOutcome.SUCCESS]
+    log = devcloud.requests_log(tenant=dc["tenant_id"])["by_endpoint"]
+    assert (log["token"], log["list_incidents"]) == (1, 1)
 
 
 @pytest.mark.integration
