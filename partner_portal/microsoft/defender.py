@@ -360,7 +360,8 @@ def iter_incident_pages(
 
     Follows `@odata.nextLink` when present; otherwise pages with `$skip` until a page is
     shorter than `$top`. `start_url` / `start_skip` resume a listing where a previous,
-    interrupted one stopped (the cursor of the last Page it yielded).
+    interrupted one stopped (the cursor of the last Page it yielded). With `token_rejected`,
+    a page refused with 401 is asked again once with a new token (see `_request`).
 
     Reference: https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents
     """
