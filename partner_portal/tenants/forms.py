@@ -38,9 +38,7 @@ class TenantForm(forms.ModelForm):
             "notes": forms.Textarea(attrs={"rows": 4}),
         }
         help_texts = {
-            "entra_tenant_id": (
-                "Optional: the customer's tenant ID (a GUID). Filled in by the consent."
-            ),
+            "entra_tenant_id": ("The customer's tenant ID (a GUID); the consent fills it in."),
             "primary_domain": "For example contoso.onmicrosoft.com.",
         }
         error_messages = {

@@ -4,123 +4,30 @@ over real HTTP, and SIGTERM stops every process it started (grandchildren includ
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.portal.settings_source import BASE_DIR, clean_env
-
-STARTUP_TIMEOUT = 120
-STOP_TIMEOUT = 30
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def process_table() -> dict[int, tuple[int, str]]:
-    """pid → (parent pid, start time) of every process, from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), fields[19])
-    return table
-
-
-def descendants(root: int) -> set[tuple[int, str]]:
-    table = process_table()
-    found, todo = set(), [root]
-    while todo:
-        parent = todo.pop()
-        for pid, (ppid, started) in table.items():
-            if ppid == parent and (pid, started) not in found:
-                found.add((pid, started))
-                todo.append(pid)
-    return found
-
-
-def alive(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
-    table = process_table()
-    return {(pid, started) for pid, started in processes if table.get(pid, (0, ""))[1] == started}
-
-
-class Output:
-    """The demo's output, collected by a thread, with waits on what it says."""
-
-    def __init__(self, stream) -> None:
-        self.text = ""
-        self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self.thread.start()
-
-    def _read(self, stream) -> None:
-        for line in iter(stream.readline, ""):
-            with self.changed:
-                self.text += line
-                self.changed.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not (match := re.search(pattern, self.text, re.MULTILINE)):
-                left = deadline - time.monotonic()
-                assert left > 0, f"no {pattern!r} in the demo's output:\n{self.text}"
-                self.changed.wait(left)
-        return match
+from tests.portal.demo_process import (
+    STARTUP_TIMEOUT,
+    STOP_TIMEOUT,
+    alive,
+    descendants,
+    running_demo,
+)
+from tests.portal.settings_source import BASE_DIR
 
 
 @pytest.fixture
 def demo(tmp_path):
-    port = free_port()
-    env = clean_env(tmp_path)  # no DATABASE_URL or REDIS_URL: the bare-machine path
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "demo",
-            f"--port={port}",
-            f"--devcloud-port={free_port()}",
-            f"--devcloud-http-port={free_port()}",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(proc.stdout)
-    try:
-        yield proc, output, f"http://127.0.0.1:{port}", env
-    finally:
-        # After a failure: stop it the polite way, then make sure nothing is left behind.
-        if proc.poll() is None:
-            children = descendants(proc.pid)
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for pid, _ in alive(children):
-                os.kill(pid, signal.SIGKILL)
+    with running_demo(tmp_path) as demo:
+        yield demo.proc, demo.output, demo.base_url, demo.env
 
 
 def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(demo):

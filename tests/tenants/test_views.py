@@ -280,3 +280,21 @@ def test_a_pending_tenant_says_the_portal_is_still_confirming(alice_client, tena
     assert "keeps trying for about 10 minutes" in page
     assert "AADSTS7000229: missing service principal" in page
     assert "Create a new consent link and send it" not in page
+
+
+def test_a_superuser_without_any_group_is_told_groups_are_optional(client, django_user_model):
+    # The demo's first screen: a superuser, no group in the database yet.
+    root = django_user_model.objects.create_superuser("root", "r@msp.example", "pw-unused-1")
+    client.force_login(root)
+    page = client.get("/tenants/new/").content.decode()
+    assert "As a superuser you see every tenant" in page
+    assert "ask an administrator" not in page
+
+
+def test_the_next_sync_of_a_one_minute_schedule_is_in_the_singular(
+    alice_client, tenant_a, settings
+):
+    settings.SYNC_INTERVAL_MINUTES = 1  # as in the demo
+    page = alice_client.get(f"/tenants/{tenant_a.pk}/").content.decode()
+    assert "within 1 minute<" in page
+    assert "1 minutes" not in page

@@ -45,13 +45,18 @@ REGISTER_APP = """
 import json, sys
 from devcloud.client import DevCloud
 a = json.load(sys.stdin)
-DevCloud(a["base_url"], a["ca_file"]).create_app(
+dc = DevCloud(a["base_url"], a["ca_file"])
+dc.create_app(
     client_id=a["client_id"],
     display_name=a["display_name"],
     secrets=[{"value": a["secret"]}],
     redirect_uris=a["redirect_uris"],
     required_permissions=a["required_permissions"],
 )
+known = {t["tenant_id"] for t in dc.tenants()}
+for tid in a.get("consented_tenants", []):
+    if tid in known:
+        dc.set_consent(tid, a["client_id"])
 """
 
 
@@ -353,7 +358,11 @@ class Command(BaseCommand):
         if not id_file.exists():
             id_file.write_text(str(uuid.uuid4()))
         client_id = id_file.read_text().strip()
-        error = self._register_app(registration | {"client_id": client_id})
+        # devcloud keeps consents in memory only; Microsoft keeps them. Grant again what this
+        # app was given before a restart, or those tenants would fail once cached tokens expire.
+        error = self._register_app(
+            registration | {"client_id": client_id, "consented_tenants": _consented_tenant_ids()}
+        )
         if error:
             client_id = str(uuid.uuid4())
             if self._register_app(registration | {"client_id": client_id}):
@@ -456,6 +465,19 @@ class Command(BaseCommand):
 
 class _StartupFailed(Exception):
     pass
+
+
+def _consented_tenant_ids() -> list[str]:
+    """Entra tenant IDs of the tenants whose consent the portal has recorded."""
+    from partner_portal.tenants.models import Tenant
+
+    states = [Tenant.ConsentState.CONSENTED, Tenant.ConsentState.PENDING]
+    return [
+        str(tid)
+        for tid in Tenant.objects.filter(consent_state__in=states)
+        .exclude(entra_tenant_id=None)
+        .values_list("entra_tenant_id", flat=True)
+    ]
 
 
 def _key_values(lines: list[str]) -> dict[str, str]:

@@ -1,0 +1,48 @@
+"""`manage.py demo` after a restart: devcloud forgot every consent (it keeps them in memory),
+Microsoft would not have; the demo grants again those the portal recorded."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from partner_portal.tenants.management.commands.demo import Command, _consented_tenant_ids
+from partner_portal.tenants.models import Tenant
+from tests.factories import ConsentedTenantFactory, TenantFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.integration]
+
+
+def test_the_tenants_whose_consent_the_portal_recorded_are_listed():
+    consented = ConsentedTenantFactory()
+    pending = ConsentedTenantFactory(consent_state=Tenant.ConsentState.PENDING)
+    ConsentedTenantFactory(consent_state=Tenant.ConsentState.REVOKED)
+    TenantFactory()  # never consented, no tenant ID
+    assert sorted(_consented_tenant_ids()) == sorted(
+        [str(consented.entra_tenant_id), str(pending.entra_tenant_id)]
+    )
+
+
+def test_registering_the_demo_app_grants_the_recorded_consents_again(devcloud):
+    contoso = devcloud.create_tenant(domain="contoso.onmicrosoft.com", display_name="Contoso")
+    fabrikam = devcloud.create_tenant(domain="fabrikam.onmicrosoft.com", display_name="Fabrikam")
+    client_id = str(uuid.uuid4())
+    error = Command()._register_app(
+        {
+            "base_url": devcloud.base_url,
+            "ca_file": devcloud.ca_file,
+            "client_id": client_id,
+            "display_name": "Partner Portal (demo)",
+            "secret": "a-secret-for-this-test-only",
+            "redirect_uris": ["http://127.0.0.1:8000/consent/callback/"],
+            "required_permissions": ["Incident.Read.All"],
+            # A tenant devcloud no longer knows (made through its control API) is skipped.
+            "consented_tenants": [contoso["tenant_id"], str(uuid.uuid4())],
+        }
+    )
+    assert error == ""
+    granted = devcloud.consent(contoso["tenant_id"], client_id)
+    assert granted["state"] == "consented"
+    assert granted["roles"] == ["Incident.Read.All"]
+    assert devcloud.consent(fabrikam["tenant_id"], client_id)["state"] == "none"
