@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from partner_portal.audit.events import client_ip
@@ -19,7 +16,7 @@ from partner_portal.microsoft.clouds import defender_roles
 from partner_portal.tenants import changes
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenants
 from partner_portal.tenants.forms import TenantFilterForm, TenantForm
-from partner_portal.tenants.models import Tenant, health_condition, with_health_rank
+from partner_portal.tenants.models import health_condition, with_health_rank
 
 PAGE_SIZE = 25
 
@@ -60,7 +57,6 @@ def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
         "sync_runs": tenant.sync_runs.all()[:10],
-        "next_sync": _next_sync(tenant),
         "links": tenant.consent_links.select_related("created_by")[:20],
         "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],
     }
@@ -69,25 +65,6 @@ def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
 
 def _describe(kind: str) -> type[errors.MicrosoftError] | None:
     return errors.describe(kind) if kind else None
-
-
-def _next_sync(tenant: Tenant) -> dict[str, object]:
-    """When beat's fan-out will next pick this tenant up, or why it will not."""
-    if not tenant.is_active:
-        return {"reason": "The tenant is disabled."}
-    if not tenant.sync_enabled:
-        return {"reason": "Sync is turned off for this tenant."}
-    if tenant.consent_state != Tenant.ConsentState.CONSENTED:
-        return {"reason": "Not until consent is confirmed."}
-    from django_celery_beat.models import PeriodicTask
-
-    interval = timedelta(minutes=settings.SYNC_INTERVAL_MINUTES)
-    task = PeriodicTask.objects.filter(name="sync-all-tenants", enabled=True).first()
-    last = task.last_run_at if task else None
-    at = last + interval if last else None
-    if at is not None and at < timezone.now():
-        at = None
-    return {"at": at, "interval": settings.SYNC_INTERVAL_MINUTES}
 
 
 def tenant_create(request: HttpRequest) -> HttpResponse:

@@ -296,5 +296,14 @@ def test_the_next_sync_of_a_one_minute_schedule_is_in_the_singular(
 ):
     settings.SYNC_INTERVAL_MINUTES = 1  # as in the demo
     page = alice_client.get(f"/tenants/{tenant_a.pk}/").content.decode()
-    assert "within 1 minute<" in page
+    assert "within 1 minute of the scheduler starting" in page
     assert "1 minutes" not in page
+
+
+def test_the_tenant_page_counts_its_incidents_and_links_to_them(alice_client, tenant_a, tenant_b):
+    from tests.factories import IncidentFactory
+
+    IncidentFactory.create_batch(3, tenant=tenant_a)
+    IncidentFactory(tenant=tenant_b)
+    page = alice_client.get(f"/tenants/{tenant_a.pk}/").content.decode()
+    assert f'href="/?tenant={tenant_a.pk}">3 synced</a>' in page
