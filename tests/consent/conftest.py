@@ -36,3 +36,24 @@ def consent_settings(settings):
     settings.MICROSOFT_CONSENT_BASE_URL = ""
     settings.MSP_NAME = "Contoso Managed Security"
     return settings
+
+
+@pytest.fixture
+def portal(devcloud_settings, redis_url, settings):
+    """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    return devcloud_settings
+
+
+@pytest.fixture
+def http(devcloud):
+    session = devcloud.session()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def customer_tenant(devcloud):
+    return devcloud.create_tenant(domain="northwind.onmicrosoft.com", display_name="Northwind")

@@ -23,27 +23,6 @@ from tests.factories import ConsentedTenantFactory
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def portal(devcloud_settings, redis_url, settings):
-    """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    return devcloud_settings
-
-
-@pytest.fixture
-def http(devcloud):
-    session = devcloud.session()
-    yield session
-    session.close()
-
-
-@pytest.fixture
-def customer_tenant(devcloud):
-    return devcloud.create_tenant(domain="northwind.onmicrosoft.com", display_name="Northwind")
-
-
 def test_the_full_round_trip_ends_with_the_tenant_consented_and_its_roles(
     client, http, portal, link, customer_tenant, settings, django_capture_on_commit_callbacks
 ):
