@@ -29,6 +29,13 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def exact_dashboard_summary(settings):
+    # Tests change incidents between requests: the summary is counted afresh each time
+    # (tests/incidents/test_dashboard_summary_cache.py turns the cache on).
+    settings.DASHBOARD_SUMMARY_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def redis_url() -> str:
     import redis

@@ -117,6 +117,17 @@ class IncidentFilter(django_filters.FilterSet):
         label="Updated to",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
+    # The summary chart's bars link here: one day's created incidents.
+    created_from = django_filters.DateFilter(
+        method="filter_created_from",
+        label="Created from",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    created_to = django_filters.DateFilter(
+        method="filter_created_to",
+        label="Created to",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",
@@ -161,6 +172,13 @@ class IncidentFilter(django_filters.FilterSet):
     def filter_updated_to(self, queryset: QuerySet, name: str, value) -> QuerySet:
         # Inclusive of the whole "to" day.
         return queryset.filter(last_update_time__lt=_start_of_day(value + timedelta(days=1)))
+
+    def filter_created_from(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        return queryset.filter(created_time__gte=_start_of_day(value))
+
+    def filter_created_to(self, queryset: QuerySet, name: str, value) -> QuerySet:
+        # Inclusive of the whole "to" day.
+        return queryset.filter(created_time__lt=_start_of_day(value + timedelta(days=1)))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # search_text is stored lower-cased, so a case-sensitive LIKE on the lower-cased term

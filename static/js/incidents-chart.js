@@ -29,6 +29,20 @@
       })
     },
     options: {
+      // A bar opens the list of its incidents (that day, that severity); the table under
+      // the chart has the same links for keyboard and screen-reader users.
+      onClick: function (event, elements) {
+        if (!elements.length) {
+          return;
+        }
+        var urls = data.datasets[elements[0].datasetIndex].urls;
+        if (urls && urls[elements[0].index]) {
+          window.location.assign(urls[elements[0].index]);
+        }
+      },
+      onHover: function (event, elements) {
+        event.native.target.style.cursor = elements.length ? "pointer" : "default";
+      },
       responsive: true,
       maintainAspectRatio: false,
       animation: false,

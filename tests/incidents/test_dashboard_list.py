@@ -101,6 +101,31 @@ def test_the_custom_update_range_includes_whole_days(alice_client, contoso_and_f
     assert rows(response) == ["Ransomware on FIN-01", "Phishing mail reported"]
 
 
+def test_the_created_range_includes_whole_utc_days_and_nothing_else(alice_client, tenant_a):
+    from datetime import UTC, datetime
+
+    from partner_portal.incidents.models import Incident
+
+    day = datetime(2026, 3, 10, tzinfo=UTC)
+    created = {
+        "day before, last second": day - timedelta(seconds=1),
+        "first second": day,
+        "last second": day + timedelta(days=1, seconds=-1),
+        "day after, first second": day + timedelta(days=1),
+    }
+    for name, when in created.items():
+        incident = make_incident(tenant_a, name=name)
+        Incident.objects.filter(pk=incident.pk).update(created_time=when)
+    one_day = get(alice_client, created_from="2026-03-10", created_to="2026-03-10")
+    assert sorted(rows(one_day)) == ["first second", "last second"]
+    assert sorted(rows(get(alice_client, created_from="2026-03-11"))) == ["day after, first second"]
+    assert sorted(rows(get(alice_client, created_to="2026-03-09"))) == ["day before, last second"]
+    # The form shows the range, so that Apply keeps it.
+    assert 'name="created_from" id="id_created_from" value="2026-03-10"' in (
+        one_day.content.decode()
+    )
+
+
 def test_search_covers_alert_titles_devices_and_users_via_search_text(alice_client, tenant_a):
     make_incident(
         tenant_a,

@@ -163,6 +163,44 @@ def test_the_chart_counts_incidents_created_per_day_by_severity(alice_client, te
     assert b"chart-4.6.1.umd.min.js" in response.content
 
 
+def test_every_bar_of_the_chart_links_to_exactly_its_incidents(alice_client, tenant_a, tenant_b):
+    make_incident(tenant_a, severity="High", created_hours_ago=0)
+    make_incident(tenant_a, severity="High", created_hours_ago=0)
+    make_incident(tenant_a, severity="Low", created_hours_ago=0)
+    make_incident(tenant_a, severity="Low", created_hours_ago=48, status="Resolved")
+    make_incident(tenant_b, severity="High", created_hours_ago=0)  # not alice's
+    response = alice_client.get(reverse("incidents:summary"))
+    chart = response.context["summary"].chart
+    for dataset in chart["datasets"]:
+        assert len(dataset["urls"]) == len(chart["labels"])
+        for day, n, url in zip(chart["labels"], dataset["data"], dataset["urls"], strict=True):
+            assert url == (f"/?created_from={day}&created_to={day}&severity={dataset['label']}")
+            if n:  # following a bar lists exactly the incidents it counts
+                page = alice_client.get(url).context["page"]
+                assert len(page.incidents) == n
+                assert {i.severity for i in page.incidents} == {dataset["label"]}
+    series = {d["label"]: d["data"] for d in chart["datasets"]}
+    assert (series["High"][-1], series["Low"][-1], series["Low"][-3]) == (2, 1, 1)
+    # The table under the chart carries the same links.
+    html = response.content.decode()
+    today = chart["labels"][-1]
+    assert f'<a href="/?created_from={today}&amp;created_to={today}&amp;severity=High">2</a>' in (
+        html
+    )
+
+
+def test_a_superuser_summary_counts_every_tenant(client, contoso_and_fabrikam):
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    summary = client.get(reverse("incidents:summary")).context["summary"]
+    assert summary.open_total == 5
+    assert sorted((row.name, row.total) for row in summary.tenants) == [
+        ("Contoso", 3),
+        ("Fabrikam", 2),
+    ]
+
+
 # --- export -------------------------------------------------------------------------------
 
 
