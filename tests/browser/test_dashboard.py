@@ -227,6 +227,29 @@ def test_staff_filter_search_and_open_an_incident(page, live_server, seeded, art
     page.screenshot(path=str(artifacts_dir / "incident-detail.png"), full_page=True)
 
 
+BUTTONS_ROW = """(() => {
+  const box = (el) => el.getBoundingClientRect();
+  const form = document.querySelector("form.filters");
+  const apply = box(form.querySelector("button[type=submit]"));
+  const clear = box(form.querySelector(".actions a"));
+  const fields = [...form.children].filter((el) => !el.classList.contains("actions"));
+  const lowest = Math.max(...fields.map((el) => box(el).bottom));
+  return {
+    sameRow: Math.abs(apply.top - clear.top) < 2 && clear.left > apply.right,
+    belowFields: apply.top >= lowest,
+    inside: clear.right <= box(form).right,
+  };
+})()"""
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_apply_and_clear_sit_side_by_side_on_their_own_last_row(page, live_server, seeded, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(page, live_server, "alice", PASSWORD)
+    expect(table_rows(page)).to_have_count(12)
+    assert page.evaluate(BUTTONS_ROW) == {"sameRow": True, "belowFields": True, "inside": True}
+
+
 def test_the_new_since_indicator_appears_after_a_sync_writes_incidents(
     page, live_server, seeded, tenant_a, settings
 ):
@@ -290,6 +313,25 @@ def test_the_summary_draws_the_chart_and_its_numbers_apply_filters(
         "Chart.getChart(document.getElementById('created-per-day')) !== undefined"
     )
     page.screenshot(path=str(artifacts_dir / "incidents-summary.png"), full_page=True)
+    # Clicking the High part of the latest day's bar lists that day's High incidents.
+    point = page.evaluate(
+        """(() => {
+          const chart = Chart.getChart(document.getElementById("created-per-day"));
+          const high = chart.data.datasets.findIndex((d) => d.label === "High");
+          const data = chart.data.datasets[high].data;
+          const day = data.length - 1 - [...data].reverse().findIndex((n) => n > 0);
+          const bar = chart.getDatasetMeta(high).data[day];
+          return {x: bar.x, y: (bar.y + bar.base) / 2, n: data[day], label: chart.data.labels[day]};
+        })()"""
+    )
+    canvas = page.locator("#created-per-day")
+    canvas.click(position={"x": point["x"], "y": point["y"]})
+    expect(page).to_have_url(
+        re.compile(rf"created_from={point['label']}&created_to={point['label']}&severity=High")
+    )
+    expect(table_rows(page)).to_have_count(point["n"])
+    expect(page.get_by_label("Created from")).to_have_value(point["label"])
+    page.go_back()
     numbers.locator('[data-severity="High"]').click()
     expect(page).to_have_url(re.compile(r"status=open&severity=High"))
     expect(table_rows(page)).to_have_count(3)
