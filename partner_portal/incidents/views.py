@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from html import escape
-from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -171,9 +171,9 @@ def incident_export(request: HttpRequest) -> StreamingHttpResponse:
     return response
 
 
-def _summary(tenant_names: dict[int, str], *, everyone: bool) -> tuple[dashboard.Summary, Any]:
+def _summary(tenant_names: dict[int, str], *, everyone: bool) -> tuple[dashboard.Summary, datetime]:
     """(summary, when it was counted): counted at most once a minute (the setting) per set
-    of visible tenants and day, since over a million incidents it costs ~0.5 s."""
+    of visible tenants and day, since over a million incidents counting takes 0.1–0.2 s."""
     now = timezone.now()
     seconds = settings.DASHBOARD_SUMMARY_CACHE_SECONDS
     tenants = hashlib.sha256(",".join(map(str, sorted(tenant_names))).encode()).hexdigest()
@@ -197,7 +197,9 @@ def _summary(tenant_names: dict[int, str], *, everyone: bool) -> tuple[dashboard
 @require_GET
 def incident_summary(request: HttpRequest) -> HttpResponse:
     tenant_names = dict(visible_tenants(request.user).values_list("pk", "display_name"))
-    summary, counted_at = _summary(tenant_names, everyone=request.user.is_superuser)
+    # The access rule's own condition for "every tenant" (access.visible_tenants).
+    everyone = request.user.is_active and request.user.is_superuser
+    summary, counted_at = _summary(tenant_names, everyone=everyone)
     return render(
         request,
         "incidents/summary.html",
