@@ -234,7 +234,7 @@ def matches(incident, predicates) -> bool:
     return all(op(getter(incident), value) for getter, op, value in predicates)
 
 
-def _int_option(req: Request, name: str, default: int) -> int:
+def int_option(req: Request, name: str, default: int) -> int:
     raw = req.q(name)
     if raw is None:
         return default
@@ -252,13 +252,13 @@ def list_incidents(app: DevCloudApp, req: Request) -> Response:
         for key in req.query:
             if key.startswith("$") and key not in ("$filter", "$top", "$skip"):
                 raise ODataError(f"Query option '{key}' is not supported.")
-        top = _int_option(req, "$top", DEFAULT_TOP)
+        top = int_option(req, "$top", DEFAULT_TOP)
         if top > MAX_TOP:
             raise ODataError(
                 f"The limit of '{MAX_TOP}' for Top query has been exceeded. The value from the "
                 f"incoming request is '{top}'."
             )
-        skip = _int_option(req, "$skip", 0)
+        skip = int_option(req, "$skip", 0)
         raw_filter = req.q("$filter")
         predicates = parse_filter(raw_filter) if raw_filter else []
     except ODataError as exc:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from . import defender
-from .defender import ODataError, matches, parse_filter
+from .defender import ODataError, int_option, matches, parse_filter
 from .generator import Incident
 from .state import dumps
 from .timefmt import format_ticks, parse_ticks
@@ -378,15 +378,6 @@ def _expand(req: Request) -> bool:
     return True
 
 
-def _int(req: Request, name: str, default: int) -> int:
-    raw = req.q(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"\d{1,9}", raw.strip()):
-        raise ODataError(f"Invalid value '{raw}' for {name} query option found.")
-    return int(raw)
-
-
 def list_incidents(app: DevCloudApp, req: Request) -> Response:
     checked = _guard(app, req, READ_ROLES)
     if isinstance(checked, Response):
@@ -396,13 +387,13 @@ def list_incidents(app: DevCloudApp, req: Request) -> Response:
         for key in req.query:
             if key.startswith("$") and key not in ("$filter", "$top", "$skip", "$expand", "$count"):
                 raise ODataError(f"Query option '{key}' is not supported.")
-        top = _int(req, "$top", DEFAULT_TOP)
+        top = int_option(req, "$top", DEFAULT_TOP)
         if top > MAX_TOP:
             raise ODataError(
                 f"The limit of '{MAX_TOP}' for Top query has been exceeded. The value from the "
                 f"incoming request is '{top}'."
             )
-        skip = _int(req, "$skip", 0)
+        skip = int_option(req, "$skip", 0)
         expand = _expand(req)
         count = (req.q("$count") or "false").lower() == "true"
         raw_filter = req.q("$filter")
