@@ -29,7 +29,8 @@ from django.utils import timezone
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
+from partner_portal.microsoft.client import required_roles
+from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, get_cloud
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -42,7 +43,6 @@ MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
 MAX_OTHER_PARAM_LENGTH = 2048
 MAX_QUERY_LENGTH = 8192
 _PRINTABLE = re.compile(r"^[\x20-\x7e\r\n\t\u00a0-\uffff]*$")
-_AADSTS = re.compile(r"AADSTS(\d{4,7})")
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,6 @@ PERMISSIONS = {
         "their progress in the Microsoft Defender portal.",
     ),
 }
-
-
-def required_roles() -> list[str]:
-    """The application permission the portal needs on the Defender API (singular names)."""
-    return defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
 
 
 def required_permissions() -> list[Permission]:
@@ -350,10 +345,10 @@ def handle_callback(
     if error:
         return _record_error(link, params, ip_address=ip_address)
 
-    returned = _param(params, "tenant").strip().lower()
-    if _param(params, "admin_consent").lower() != "true" or not is_guid(returned):
+    returned_tenant_id = _param(params, "tenant").strip().lower()
+    if _param(params, "admin_consent").lower() != "true" or not is_guid(returned_tenant_id):
         return _rejected("malformed", link=link, ip_address=ip_address, detail="no outcome")
-    return _record_success(link, returned, ip_address=ip_address)
+    return _record_success(link, returned_tenant_id, ip_address=ip_address)
 
 
 def _record_error(
@@ -361,8 +356,8 @@ def _record_error(
 ) -> CallbackResult:
     error = _param(params, "error")
     description = _param(params, "error_description")
-    match = _AADSTS.search(description)
-    code = f"AADSTS{match.group(1)}" if match else ""
+    number = errors.aadsts_code(description)
+    code = f"AADSTS{number}" if number is not None else ""
     cancelled = error == "access_denied" and (
         code in ("", "AADSTS65004") or _param(params, "error_subcode") == "cancel"
     )
@@ -418,13 +413,15 @@ def _error_page(outcome: str, error: str, code: str, link: ConsentLink) -> Callb
     return CallbackResult("error", 200, "Consent did not complete", message, steps, link, True)
 
 
-def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None) -> CallbackResult:
+def _record_success(
+    link: ConsentLink, returned_tenant_id: str, *, ip_address: str | None
+) -> CallbackResult:
     tenant = link.tenant
     expected = expected_tenant(link)
     mismatch = ""
-    if is_guid(expected) and expected != returned:
+    if is_guid(expected) and expected != returned_tenant_id:
         mismatch = "expected another tenant"
-    elif Tenant.objects.filter(entra_tenant_id=returned).exclude(pk=tenant.pk).exists():
+    elif Tenant.objects.filter(entra_tenant_id=returned_tenant_id).exclude(pk=tenant.pk).exists():
         mismatch = "tenant belongs to another customer"
     now = timezone.now()
     with transaction.atomic():
@@ -434,7 +431,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         ).update(
             completed_at=now,
             outcome=outcome,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             error_code="",
             error_description="",
         )
@@ -445,7 +442,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         if not mismatch:
             try:
                 with transaction.atomic():
-                    tenant.attach_entra_tenant(returned)
+                    tenant.attach_entra_tenant(returned_tenant_id)
             except IntegrityError:
                 # Another tenant took this ID between our check and the update.
                 mismatch = "tenant belongs to another customer"
@@ -457,14 +454,14 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             target=f"consentlink:{link.pk}",
             ip_address=ip_address,
             outcome=outcome,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             reason=mismatch,
         )
         if not mismatch:
             # Imported here: the tasks module imports this one.
             from partner_portal.consent.tasks import verify_tenant_access
 
-            verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
+            verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
     link.refresh_from_db()
     msp = settings.MSP_NAME
     if mismatch:
@@ -550,17 +547,17 @@ def verify_access(*, tenant: Tenant, attempt: int | None = None) -> Tenant:
     else:
         tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=roles)
         if not was_consented and tenant.is_syncable:
-            _start_first_sync(tenant_id=tenant.pk)
+            _start_first_sync(tenant_pk=tenant.pk)
     _audit_check(tenant, outcome=tenant.consent_state)
     return tenant
 
 
-def _start_first_sync(*, tenant_id: int) -> None:
+def _start_first_sync(*, tenant_pk: int) -> None:
     """Queue the tenant's sync once the new state is committed, instead of leaving its
     incidents to the next scheduled run (up to SYNC_INTERVAL_MINUTES later)."""
 
     def send() -> None:
-        current_app.send_task(SYNC_TASK, kwargs={"tenant_id": tenant_id})
+        current_app.send_task(SYNC_TASK, kwargs={"tenant_pk": tenant_pk})
 
     # robust: with the broker down, the consent still stands and the schedule syncs later.
     transaction.on_commit(send, robust=True)

@@ -5,7 +5,7 @@ from partner_portal.consent import views
 app_name = "consent"
 urlpatterns = [
     path("links/", views.link_list, name="links"),
-    path("links/new/<int:tenant_id>/", views.link_create, name="create"),
+    path("links/new/<int:tenant_pk>/", views.link_create, name="create"),
     path("links/<int:link_id>/", views.link_detail, name="detail"),
     path("links/<int:link_id>/revoke/", views.link_revoke, name="revoke"),
     path("callback/", views.callback, name="callback"),

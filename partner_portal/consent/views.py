@@ -42,13 +42,13 @@ def link_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, error)
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     link = flow.create_link(
         tenant=tenant,
         created_by=request.user,

@@ -242,7 +242,7 @@ def test_check_access_enqueues_the_verification_after_commit(
     with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post(f"/tenants/{tenant_a.pk}/check-access/")
     assert response.status_code == 302
-    assert sent == [{"tenant_id": tenant_a.pk}]
+    assert sent == [{"tenant_pk": tenant_a.pk}]
 
 
 def test_check_access_without_a_tenant_id_asks_for_consent_first(alice_client, team_a):
