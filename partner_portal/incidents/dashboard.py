@@ -7,6 +7,7 @@ rule is applied once, in one place, before any filter or count.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.db.models import BooleanField, Count, QuerySet
 from django.db.models.expressions import RawSQL
@@ -292,6 +295,30 @@ def summary(queryset: QuerySet[Incident], tenant_names: dict[int, str], *, today
         tenants=tenants,
         chart=created_per_day(queryset, today=today),
     )
+
+
+def cached_summary(tenant_names: dict[int, str], *, everyone: bool) -> tuple[Summary, datetime]:
+    """(summary, when it was counted) of `tenant_names` (all of them when `everyone`, the
+    access rule's `sees_every_tenant`): counted at most once a minute (the setting) per set
+    of visible tenants and day, since over a million incidents counting takes 0.1–0.2 s."""
+    now = timezone.now()
+    seconds = settings.DASHBOARD_SUMMARY_CACHE_SECONDS
+    tenants = hashlib.sha256(",".join(map(str, sorted(tenant_names))).encode()).hexdigest()
+    key = f"{SUMMARY_CACHE_PREFIX}{now.date().isoformat()}:{tenants}"
+    if seconds:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    # Whoever sees every tenant needs no tenant filter at all; otherwise the visible
+    # tenants' ids as literals rather than a subquery: PostgreSQL then knows how few tenants
+    # a staff member sees and reads the per-tenant index instead of the table.
+    incidents = Incident.objects.all()
+    if not everyone:
+        incidents = incidents.filter(tenant__in=list(tenant_names))
+    result = (summary(incidents, tenant_names, today=now.date()), now)
+    if seconds:
+        cache.set(key, result, seconds)
+    return result
 
 
 # --- CSV export ---------------------------------------------------------------------------

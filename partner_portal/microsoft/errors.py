@@ -201,6 +201,17 @@ AADSTS_ERRORS: dict[int, type[MicrosoftError]] = {
     50194: AppNotMultiTenant,
 }
 
+# AADSTS codes in the admin-consent redirect (not the token endpoint's), and what they say
+# about the administrator's attempt. 65004 is the Cancel button.
+CONSENT_CANCELLED = 65004
+CONSENT_PAGE_ERRORS: dict[int, str] = {
+    50020: "wrong_account",  # signed in with an account of another organisation
+    90094: "not_admin",  # not allowed to grant admin consent
+    90008: "not_admin",
+    65001: "not_admin",
+    90099: "not_admin",
+}
+
 ALL_ERRORS: dict[str, type[MicrosoftError]] = {
     cls.__name__: cls
     for cls in (

@@ -97,17 +97,3 @@ def tenant_toggle(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     else:
         messages.warning(request, f"{tenant.display_name} is disabled: it will not be synced.")
     return redirect("tenants:detail", tenant_pk=tenant.pk)
-
-
-@require_POST
-def tenant_check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_pk)
-    if tenant.entra_tenant_id is None:
-        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
-    else:
-        # The one place tenants reach into consent: the check is consent's workflow.
-        from partner_portal.consent.tasks import verify_tenant_access
-
-        verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
-        messages.info(request, "Access check started; refresh this page in a moment.")
-    return redirect("tenants:detail", tenant_pk=tenant.pk)

@@ -35,6 +35,7 @@ def test_the_sync_queued_after_consent_is_named_after_the_incident_sync_task():
 
     assert incident_tasks.sync_tenant.name == flow.SYNC_TASK
     assert flow.SYNC_TASK in app.tasks
+    assert tasks.verify_tenant_access.name == flow.VERIFY_TASK
 
 
 def test_consent_and_tenants_never_import_incidents():

@@ -33,7 +33,7 @@ def test_the_walker_finds_the_tenant_and_link_urls():
         "tenants:detail",
         "tenants:edit",
         "tenants:toggle",
-        "tenants:check_access",
+        "consent:check_access",
         "consent:create",
         "consent:detail",
         "consent:revoke",
