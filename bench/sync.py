@@ -257,7 +257,8 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from partner_portal.incidents.sync import search_text, severity_rank
+    from partner_portal.incidents.models import Severity
+    from partner_portal.incidents.sync import search_text
 
     now = timezone.now()
     postgres = connection.vendor == "postgresql"
@@ -277,7 +278,7 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             i.incident_id,
             i.name,
             i.severity,
-            severity_rank(i.severity),
+            Severity.rank_of(i.severity),
             i.status,
             i.classification,
             i.determination,

@@ -314,12 +314,7 @@ USE_TZ = True
 
 # --- Microsoft --------------------------------------------------------------------------
 
-MICROSOFT_CLOUDS = ("commercial", "gcc", "gcc_high", "dod")
-MICROSOFT_CLOUD = env.str("MICROSOFT_CLOUD", default="commercial")
-if MICROSOFT_CLOUD not in MICROSOFT_CLOUDS:
-    raise ImproperlyConfigured(
-        f"MICROSOFT_CLOUD={MICROSOFT_CLOUD!r} must be one of {', '.join(MICROSOFT_CLOUDS)}"
-    )
+# Each tenant has its own cloud (commercial, GCC, GCC High, DoD: `Tenant.cloud`).
 MICROSOFT_CLIENT_ID = env.str("MICROSOFT_CLIENT_ID", default="")
 MICROSOFT_CLIENT_SECRET = env.str("MICROSOFT_CLIENT_SECRET", default="")
 # Certificate credentials (preferred in production): PEM certificate + PEM private key.

@@ -27,7 +27,7 @@ SKIPPED_NAMESPACES = {"admin"}
 # URL argument → how to make an object of alice's tenant (tenant_a) that it points at
 # (ConsentLink pk for link_id, SyncRun pk for run_id).
 OBJECTS = {
-    "tenant_id": lambda tenant: tenant.pk,
+    "tenant_pk": lambda tenant: tenant.pk,
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
@@ -79,7 +79,7 @@ def test_every_url_argument_has_an_access_case():
 # A stand-in URLconf for the test below.
 urlpatterns = [
     path("runs/<int:run_number>/", lambda request, run_number: None, name="run"),
-    path("t/<int:tenant_id>/", lambda request, tenant_id: None, name="tenant"),
+    path("t/<int:tenant_pk>/", lambda request, tenant_pk: None, name="tenant"),
     path(
         "consent/",
         include(([path("<str:token>/", lambda r, token: None, name="landing")], "consent")),

@@ -37,14 +37,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from partner_portal.incidents.models import Alert, Incident, SyncOutcome, SyncRun
+from partner_portal.incidents.models import Alert, Incident, Severity, SyncOutcome, SyncRun
 from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import ConsentState, Tenant
 
 logger = logging.getLogger(__name__)
-
-SEVERITY_RANK = {"unspecified": 0, "informational": 1, "low": 2, "medium": 3, "high": 4}
 
 INCIDENT_FIELDS = [
     "name",
@@ -74,10 +72,6 @@ CONSENT_STATE_FOR_ERROR: dict[type[errors.MicrosoftError], str] = {
 }
 
 Progress = Callable[[SyncRun], None]
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITY_RANK.get(severity.strip().lower(), 0)
 
 
 def search_text(incident: defender.IncidentData) -> str:
@@ -121,7 +115,7 @@ def store_page(
             microsoft_id=item.incident_id,
             name=item.name,
             severity=item.severity[:32],
-            severity_rank=severity_rank(item.severity),
+            severity_rank=Severity.rank_of(item.severity),
             status=item.status[:32],
             classification=item.classification[:64],
             determination=item.determination[:64],

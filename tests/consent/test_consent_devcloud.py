@@ -284,7 +284,7 @@ def test_a_confirmed_consent_queues_exactly_one_sync(
     with django_capture_on_commit_callbacks(execute=True):
         flow.verify_access(tenant=customer)
     assert customer.consent_state == Tenant.ConsentState.CONSENTED
-    sync = [(flow.SYNC_TASK, {"tenant_id": customer.pk})]
+    sync = [(flow.SYNC_TASK, {"tenant_pk": customer.pk})]
     assert queued_tasks(celery_broker) == sync
 
     # "Check access" on a tenant that is consented already: no second sync.

@@ -44,7 +44,6 @@ def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("SYNC_INTERVAL_MINUTES", {"SYNC_INTERVAL_MINUTES": "0"}),
         ("PUBLIC_BASE_URL", {"PUBLIC_BASE_URL": "ftp://x"}),
         ("REDIS_URL", {"REDIS_URL": "http://x"}),
-        ("MICROSOFT_CLOUD", {"MICROSOFT_CLOUD": "mars"}),
         ("SECRET_KEY", {"DEBUG": "false", "SECRET_KEY": ""}),
         ("DATABASE_URL", {"DATABASE_URL": "mysql://portal@db/portal"}),
         ("MICROSOFT_CA_BUNDLE", {"MICROSOFT_CA_BUNDLE": "/nonexistent/ca.pem"}),

@@ -8,7 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from partner_portal.consent import flow
 
 # The kwarg names this walker knows how to fill; other apps' walkers cover theirs.
-KNOWN_KWARGS = {"tenant_id", "link_id"}
+KNOWN_KWARGS = {"tenant_pk", "link_id"}
 
 
 def scoped_patterns(patterns=None, namespace: str = "", converters: frozenset = frozenset()):
@@ -33,7 +33,7 @@ def test_the_walker_finds_the_tenant_and_link_urls():
         "tenants:detail",
         "tenants:edit",
         "tenants:toggle",
-        "tenants:check_access",
+        "consent:check_access",
         "consent:create",
         "consent:detail",
         "consent:revoke",
@@ -43,7 +43,7 @@ def test_the_walker_finds_the_tenant_and_link_urls():
 @pytest.fixture
 def objects(tenant_a, alice):
     link = flow.create_link(tenant=tenant_a, created_by=alice)
-    return {"tenant_id": tenant_a.pk, "link_id": link.pk}
+    return {"tenant_pk": tenant_a.pk, "link_id": link.pk}
 
 
 def url_for(name: str, kwargs: frozenset, objects: dict) -> str:
