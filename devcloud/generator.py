@@ -281,12 +281,14 @@ def _words(category: str) -> str:
 
 @dataclass
 class Incident:
-    """One incident of one tenant; `data` is the API representation (None = left out)."""
+    """One incident of one tenant; `data` is the API representation. A raw payload stored
+    through the control API keeps its exact bytes in `raw` (and may have a string ID)."""
 
-    incident_id: int
-    created: int
+    incident_id: int | str
+    created: int | None
     updated: int
     data: dict
+    raw: bytes | None = field(default=None, repr=False)
     json_cache: bytes | None = field(default=None, repr=False)
     graph_cache: dict = field(default_factory=dict, repr=False)
     extra: dict = field(default_factory=dict)  # Graph-only: description, summary, …

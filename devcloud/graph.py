@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -258,7 +257,10 @@ def _alert(alert: dict, tid: str, incident_id: int) -> dict:
 
 
 def graph_incident(incident: Incident, tid: str, *, expand: bool) -> bytes:
-    """The Graph JSON of one incident (cached until the incident changes)."""
+    """The Graph JSON of one incident (cached until the incident changes); a raw payload is
+    served exactly as given, whatever its shape."""
+    if incident.raw is not None:
+        return incident.raw
     key = "expanded" if expand else "plain"
     cached = incident.graph_cache.get(key)
     if cached is not None:
@@ -438,9 +440,7 @@ def _entity(req: Request, body: bytes, expand: bool) -> Response:
 
 
 def _lookup(tenant: Tenant, raw: str) -> Incident | None:
-    if not re.fullmatch(r"\d{1,18}", raw):
-        return None
-    return tenant.incidents.get(int(raw))
+    return tenant.lookup(raw)
 
 
 def _not_found(req: Request, raw: str) -> Response:
