@@ -253,6 +253,7 @@ def _alert(alert: dict, tid: str, incident_id: int) -> dict:
         "customDetails": {},
         "evidence": [_device_evidence(d, evidence_time) for d in alert.get("devices") or []]
         + [_evidence(e, evidence_time, verdict) for e in alert.get("entities") or []],
+        "additionalData": {},
     }
 
 

@@ -16,7 +16,14 @@ from urllib.parse import unquote
 
 from .generator import Generator, Incident
 from .pki import cert_thumbprints
-from .timefmt import TICKS_PER_SECOND, format_ticks, now_ticks, parse_ticks
+from .timefmt import (
+    TICKS_PER_SECOND,
+    centiseconds_up,
+    format_ticks,
+    full_ticks,
+    now_ticks,
+    parse_ticks,
+)
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
@@ -44,15 +51,6 @@ def dumps(obj: object) -> bytes:
     except UnicodeEncodeError:
         # A lone surrogate (from a raw payload) has no UTF-8 form: escape it as JSON does.
         return json.dumps(obj, separators=(",", ":")).encode("ascii")
-
-
-def strip_nulls(obj):
-    """Real Defender responses leave out null fields."""
-    if isinstance(obj, dict):
-        return {k: strip_nulls(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list):
-        return [strip_nulls(v) for v in obj]
-    return obj
 
 
 @dataclass
@@ -177,7 +175,7 @@ def incident_json(incident: Incident) -> bytes:
     if incident.raw is not None:
         return incident.raw
     if incident.json_cache is None:
-        incident.json_cache = dumps(strip_nulls(incident.data))
+        incident.json_cache = dumps(incident.data)
     return incident.json_cache
 
 
@@ -442,7 +440,7 @@ class Store:
     @staticmethod
     def _bump(incident: Incident) -> int:
         # Microsoft's clock moves forward; keep every change strictly after the previous one.
-        return max(now_ticks(), incident.updated + 1)
+        return centiseconds_up(max(now_ticks(), incident.updated + 1))
 
     def update_incident(
         self, tenant: Tenant, incident_id: int | str, changes: dict, author: str
@@ -477,7 +475,7 @@ class Store:
                     {
                         "comment": changes["comment"],
                         "createdBy": author,
-                        "createdTime": format_ticks(when),
+                        "createdTime": format_ticks(full_ticks(when)),
                     }
                 )
             incident.updated = when
