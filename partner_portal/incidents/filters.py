@@ -12,7 +12,7 @@ from django.utils import timezone
 from partner_portal.incidents.models import Incident
 from partner_portal.tenants.access import visible_tenants
 
-# Microsoft's raw spellings (see /work/shared/microsoft-protocols.md §6.4), highest first.
+# Microsoft's raw spellings (docs/microsoft-protocols.md §6.4), highest first.
 SEVERITIES = [
     ("High", "High"),
     ("Medium", "Medium"),
