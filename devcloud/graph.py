@@ -33,7 +33,8 @@ ODATA_JSON = (
 
 
 def camel(value: str | None) -> str | None:
-    return value[0].lower() + value[1:] if value else value
+    # Anything but a string (a raw payload's odd value) passes through for $filter to miss.
+    return value[0].lower() + value[1:] if isinstance(value, str) and value else value
 
 
 DETERMINATION = {
@@ -87,8 +88,8 @@ DETECTION_SOURCE = {
 
 
 def _determination(value: str | None) -> str | None:
-    if value is None:
-        return None
+    if not isinstance(value, str):
+        return value
     return DETERMINATION.get(value, camel(value))
 
 

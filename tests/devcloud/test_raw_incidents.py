@@ -170,3 +170,29 @@ def test_a_body_that_is_not_one_json_object_is_400(devcloud, consented, payload)
     with pytest.raises(DevCloudError) as err:
         devcloud.put_raw_incident(consented.tenant_id, payload)
     assert err.value.status == 400
+
+
+def test_filters_skip_odd_values_of_raw_payloads(devcloud, consented, http):
+    devcloud.set_consent(
+        consented.tenant_id,
+        consented.client_id,
+        roles=["Incident.Read.All", "SecurityIncident.Read.All"],
+    )
+    odd = '{"incidentId": 3, "status": ["Active"], "determination": {}, "assignedTo": 7}'
+    devcloud.put_raw_incident(consented.tenant_id, odd)
+    for scope, path, query in (
+        ("https://api.security.microsoft.com/.default", "/api/incidents", "status eq 'Active'"),
+        (
+            "https://graph.microsoft.com/.default",
+            "/v1.0/security/incidents",
+            "status eq 'active' and determination eq 'unknown'",
+        ),
+    ):
+        token = consented.token(http, scope=scope)
+        resp = http.get(
+            f"{consented.base_url}{path}",
+            params={"$filter": query},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status_code == 200, resp.text
+        assert odd.encode() not in resp.content
