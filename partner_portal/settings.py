@@ -148,8 +148,10 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 
+# Set but empty (`DATABASE_URL=` in a .env or compose file) means the default, as unset does.
+DATABASE_URL = env.str("DATABASE_URL", default="").strip()
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
+    "default": env.db_url_config(DATABASE_URL or f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
 }
 if DATABASES["default"]["ENGINE"] not in (
     "django.db.backends.sqlite3",

@@ -62,6 +62,26 @@ def test_a_bad_value_stops_the_start_with_a_message_naming_the_variable(
     assert variable in last_line
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_database_url_means_the_default_sqlite_file(tmp_path, value):
+    script = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['NAME'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {script}"],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path)
+        | {"DATABASE_URL": value, "DJANGO_SETTINGS_MODULE": "partner_portal.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["django.db.backends.sqlite3", str(tmp_path / "portal.sqlite3")]
+
+
 def test_half_a_certificate_credential_is_refused(tmp_path):
     cert = tmp_path / "app.crt"
     cert.write_text("not checked here")
