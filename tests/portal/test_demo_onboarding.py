@@ -8,6 +8,7 @@ database.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -33,10 +34,9 @@ def demo(tmp_path):
 
 def devcloud_of(demo: Demo) -> DevCloud:
     """devcloud's control API, trusting the CA the demo keeps under VAR_DIR/devcloud."""
-    base_url = demo.output.wait_for(r"devcloud base_url=(\S+)", STARTUP_TIMEOUT).group(1)
-    ca_file = demo.output.wait_for(r"devcloud ca_file=(\S+)", STARTUP_TIMEOUT).group(1)
-    assert ca_file.startswith(demo.env["VAR_DIR"])
-    return DevCloud(base_url, ca_file, timeout=10)
+    facts = json.loads(demo.output.wait_for(r"devcloud ready (\{.*\})$", STARTUP_TIMEOUT).group(1))
+    assert facts["ca_file"].startswith(demo.env["VAR_DIR"])
+    return DevCloud(facts["base_url"], facts["ca_file"], timeout=10)
 
 
 def dashboard_count(page, base_url: str) -> int:
