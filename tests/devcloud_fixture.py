@@ -7,6 +7,7 @@ Registered in tests/conftest.py. The process is started by devcloud's own launch
 - `devcloud` (function): the control-API client, after a reset (tenants, apps, faults, log,
   limits all back to empty/defaults). `.base_url` is HTTPS; `.http_base_url` serves the same
   app over plain HTTP (for the consent page in a browser).
+- `http` (function): a requests Session that trusts devcloud's CA.
 - `devcloud_settings` (function): points the MICROSOFT_* settings at devcloud and registers
   a fresh app (client id + secret) whose redirect URI is the portal's consent callback.
 """
@@ -37,6 +38,13 @@ def devcloud(devcloud_server) -> DevCloud:
     client = devcloud_server.client
     client.reset()  # also clears faults, the request log and limits
     return client
+
+
+@pytest.fixture
+def http(devcloud):
+    session = devcloud.session()
+    yield session
+    session.close()
 
 
 @pytest.fixture

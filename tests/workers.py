@@ -146,15 +146,3 @@ def _microsoft_env(settings) -> dict[str, object]:
         "MICROSOFT_HTTP_TIMEOUT",
     ]
     return {n: getattr(settings, n) for n in names if getattr(settings, n, "") not in ("", None)}
-
-
-def wait_until(predicate, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -13,18 +13,10 @@ import jwt
 import pytest
 
 from partner_portal.microsoft import errors, tokens
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-@pytest.fixture
-def portal(devcloud_settings, redis_url, settings):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    return devcloud_settings
 
 
 @pytest.fixture

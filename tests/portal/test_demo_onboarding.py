@@ -14,9 +14,8 @@ import re
 import pytest
 
 from devcloud.client import DevCloud
-from tests.browser.conftest import artifacts_dir, browser  # noqa: F401 (fixtures)
 from tests.portal.demo_process import STARTUP_TIMEOUT, Demo, running_demo
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -46,9 +45,7 @@ def dashboard_count(page, base_url: str) -> int:
 
 
 def test_a_tenant_onboarded_in_the_demo_gets_its_incidents_on_the_dashboard(
-    demo,
-    browser,  # noqa: F811
-    artifacts_dir,  # noqa: F811
+    demo, browser, artifacts_dir
 ):
     username, password = demo.credentials()
     devcloud = devcloud_of(demo)
