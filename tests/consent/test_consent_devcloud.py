@@ -12,7 +12,7 @@ from partner_portal.consent import flow
 from partner_portal.consent.models import ConsentLink
 from partner_portal.microsoft import errors, tokens
 from partner_portal.tenants.models import Tenant
-from tests.consent.devcloud_helpers import (
+from tests.consent.round_trip import (
     answer_consent_page,
     back_to_portal,
     consent,
@@ -140,7 +140,7 @@ def test_a_wrong_secret_fails_and_the_tenant_page_shows_the_fix(
 def test_certificate_credentials_work(
     client, http, portal, link, customer_tenant, settings, devcloud, tmp_path
 ):
-    from tests.devcloud.conftest import make_certificate
+    from tests.devcloud.registration import make_certificate
 
     key_pem, cert_pem = make_certificate()
     app = devcloud.create_app(

@@ -8,9 +8,9 @@ from partner_portal.consent import flow, tasks
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant
-from tests.consent.devcloud_helpers import consent
+from tests.consent.round_trip import consent
 from tests.factories import TenantFactory
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 
 def test_the_backoff_waits_about_ten_minutes_in_total():

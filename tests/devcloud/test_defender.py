@@ -247,7 +247,7 @@ def test_bad_tokens_are_401(devcloud, consented, http, api):
     _unauthorized(http.get(url, headers={"Authorization": "Bearer not-a-jwt"}))
     good = api.headers["Authorization"][7:]
     claims = jwt.decode(good, options={"verify_signature": False})
-    from tests.devcloud.conftest import make_certificate
+    from tests.devcloud.registration import make_certificate
 
     other_key, _ = make_certificate()
     header = jwt.get_unverified_header(good)

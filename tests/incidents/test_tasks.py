@@ -15,10 +15,10 @@ import pytest
 from partner_portal.incidents import tasks
 from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.tenants.models import Tenant
-from tests.conftest import service_unavailable
 from tests.factories import TenantFactory
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
-from tests.workers import wait_until
+from tests.services import service_unavailable
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

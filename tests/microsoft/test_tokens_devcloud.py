@@ -15,19 +15,11 @@ import jwt
 import pytest
 
 from partner_portal.microsoft import errors, tokens
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent.parent
 JWT_SHAPED = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-
-
-@pytest.fixture
-def portal(devcloud_settings, redis_url, settings):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    return devcloud_settings
 
 
 @pytest.fixture
