@@ -238,9 +238,9 @@ def validate_id_token(
     return Identity(
         object_id=str(claims["oid"]).lower(),
         tenant_id=tid,
-        username=str(claims.get("preferred_username") or "")[:150],
-        name=str(claims.get("name") or "")[:150],
-        email=str(claims.get("email") or "")[:254],
+        username=_text(claims.get("preferred_username"), 150),
+        name=_text(claims.get("name"), 150),
+        email=_text(claims.get("email"), 254),
         roles=_strings(claims.get("roles")),
         groups=[g.lower() for g in _strings(claims.get("groups"))],
         groups_overage=overage,
@@ -254,6 +254,14 @@ def sign_out_url(cfg: SignInConfig, *, post_logout_redirect_uri: str) -> str:
     base = cfg.browser_base_url or cfg.login_base_url
     query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri})
     return f"{base}/{cfg.tenant_id}/oauth2/v2.0/logout?{query}"
+
+
+def _text(value: Any, limit: int) -> str:
+    """A display string fit for the database: no NULs, no lone surrogates, bounded."""
+    if not isinstance(value, str):
+        return ""
+    clean = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    return clean[:limit]
 
 
 def _strings(value: Any) -> list[str]:
