@@ -35,6 +35,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEMO_USERNAME = "demo"
+DEMO_MSP_TENANT = "0d5e7f3a-5c1b-4e2d-9f8a-7b6c5d4e3f44"  # devcloud's MSP tenant (staff sign-in)
+DEMO_STAFF_GROUP = "MSP technicians"  # what the Portal.Technician app role maps to
 DEVCLOUD_READY_TIMEOUT = 90
 MANAGE_PY = str(Path(settings.BASE_DIR) / "manage.py")
 
@@ -57,6 +59,10 @@ known = {t["tenant_id"] for t in dc.tenants()}
 for tid in a.get("consented_tenants", []):
     if tid in known:
         dc.set_consent(tid, a["client_id"])
+if a["msp_tenant"] not in known:  # the MSP's own tenant, where staff sign in
+    dc.create_tenant(tenant_id=a["msp_tenant"], domain="msp-demo.onmicrosoft.com")
+    dc.create_user(a["msp_tenant"], "technician@msp-demo.onmicrosoft.com",
+                   app_roles={a["client_id"]: ["Portal.Technician"]})
 """
 
 
@@ -242,7 +248,7 @@ class Command(BaseCommand):
             while not supervisor.stop_requested.is_set() and not supervisor.exited():
                 if not web_up and _answers(port):
                     web_up = True
-                    self._banner(supervisor, base_url, password)
+                    self._banner(supervisor, base_url, password, entra="ENTRA_TENANT_ID" in env)
                 supervisor.stop_requested.wait(0.3)
             died = supervisor.exited()
             if died and not supervisor.stop_requested.is_set():
@@ -349,7 +355,11 @@ class Command(BaseCommand):
             "ca_file": info["ca_file"],
             "display_name": f"{settings.MSP_NAME} (demo)",
             "secret": secret,
-            "redirect_uris": [f"{portal_url}/consent/callback/"],
+            "redirect_uris": [
+                f"{portal_url}/{p}"
+                for p in ("consent/callback/", "login/entra/callback/", "login/")
+            ],
+            "msp_tenant": DEMO_MSP_TENANT,
             "required_permissions": [permission],
         }
         # The same client ID on every run, so that consents kept in devcloud's state still
@@ -378,6 +388,9 @@ class Command(BaseCommand):
             "MICROSOFT_CA_BUNDLE": info["ca_file"],
             "MICROSOFT_CLIENT_ID": client_id,
             "MICROSOFT_CLIENT_SECRET": secret,
+            "SIGN_IN_MODE": os.environ.get("SIGN_IN_MODE", "both"),
+            "ENTRA_TENANT_ID": DEMO_MSP_TENANT,
+            "ENTRA_ROLE_GROUPS": f"Portal.Technician={DEMO_STAFF_GROUP}",
         }
         if "http_base_url" in info:
             # Browsers go to devcloud's consent page over plain HTTP: they don't trust its CA.
@@ -450,7 +463,9 @@ class Command(BaseCommand):
             env=env,
         )
 
-    def _banner(self, supervisor: Supervisor, base_url: str, password: str) -> None:
+    def _banner(
+        self, supervisor: Supervisor, base_url: str, password: str, *, entra: bool = False
+    ) -> None:
         rule = "=" * 64
         supervisor.say(
             f"\n{rule}\n"
@@ -459,7 +474,13 @@ class Command(BaseCommand):
             f"    username: {DEMO_USERNAME}\n"
             f"    password: {password}\n"
             f"  (a new password on every run)   Ctrl-C stops everything.\n"
-            f"{rule}\n"
+            + (
+                f"  Or: Sign in with Microsoft → technician@msp-demo.onmicrosoft.com\n"
+                f"    (in devcloud; sees the tenants of the group '{DEMO_STAFF_GROUP}')\n"
+                if entra
+                else ""
+            )
+            + f"{rule}\n"
         )
 
 
