@@ -66,6 +66,7 @@ def user_for_identity(identity: Identity) -> Any:
             "overage",
             "Your account is in more Entra groups than fit in a sign-in token, so the portal "
             "cannot tell which of its groups you belong to.",
+            username=identity.username,
         )
     names = mapped_group_names(identity)
     refusal = None
@@ -82,7 +83,9 @@ def user_for_identity(identity: Identity) -> Any:
                 link.user.groups.clear()
                 link.roles = identity.roles
                 link.save(update_fields=["roles"])
-            refusal = SignInRefused("no_role", "Your account has no role in the portal.")
+            refusal = SignInRefused(
+                "no_role", "Your account has no role in the portal.", username=identity.username
+            )
         else:
             if link is None:
                 link = EntraIdentity.objects.create(
@@ -93,7 +96,9 @@ def user_for_identity(identity: Identity) -> Any:
             if link.user.is_active:
                 _update_user(link, identity, names)
             else:
-                refusal = SignInRefused("disabled", "Your portal account is disabled.")
+                refusal = SignInRefused(
+                    "disabled", "Your portal account is disabled.", username=identity.username
+                )
     if refusal is not None:
         raise refusal
     return link.user

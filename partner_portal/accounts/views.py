@@ -13,6 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from partner_portal.accounts import signin
+from partner_portal.audit import events
 from partner_portal.microsoft import signin as microsoft
 
 FLOWS = "entra_flows"  # session: state → {"flow", "next", "started"}
@@ -39,7 +40,19 @@ def _redirect_uri() -> str:
     return settings.PUBLIC_BASE_URL + reverse("entra_callback")
 
 
+# Refusals of a person Microsoft did sign in (the others need no Microsoft account to cause,
+# so they are not written to the audit log).
+AUDITED_REFUSALS = {"tenant", "guest", "mfa", "no_role", "overage", "disabled"}
+
+
 def _refused(request: HttpRequest, exc: microsoft.SignInRefused) -> HttpResponse:
+    if exc.reason in AUDITED_REFUSALS:
+        events.record(
+            "entra_sign_in_refused",
+            target=exc.username,
+            ip_address=events.client_ip(request),
+            reason=exc.reason,
+        )
     advice = ADVICE.get(exc.reason, "Try signing in again.").format(msp=settings.MSP_NAME)
     context = {"reason": exc.reason, "message": exc.message, "advice": advice}
     return render(request, "registration/entra_refused.html", context, status=403)
@@ -88,6 +101,13 @@ def entra_callback(request: HttpRequest) -> HttpResponse:
     except microsoft.SignInRefused as exc:
         return _refused(request, exc)
     login(request, user, backend=ENTRA_BACKEND)
+    events.record(
+        "signed_in_with_entra",
+        actor=user,
+        target=identity.username,
+        ip_address=events.client_ip(request),
+        roles=identity.roles,
+    )
     request.session[SIGNED_IN_WITH] = "entra"
     target = entry["next"]
     if not url_has_allowed_host_and_scheme(

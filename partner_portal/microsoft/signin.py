@@ -82,10 +82,11 @@ class Identity:
 class SignInRefused(Exception):
     """The sign-in cannot go on. `reason` picks the page; `message` is safe to show."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, username: str = "") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.username = username  # who Microsoft signed in, when known (the audit log)
 
 
 def _app(cfg: SignInConfig) -> msal.ConfidentialClientApplication:
@@ -161,7 +162,7 @@ def complete(cfg: SignInConfig, *, flow: dict[str, Any], params: dict[str, str])
     if not isinstance(id_token, str):
         raise SignInRefused("token", "Microsoft's answer had no ID token.")
     try:
-        key = claims_module._jwk_client(
+        key = claims_module.jwk_client(
             cfg.openid_configuration_url, cfg.ca_bundle, cfg.timeout
         ).get_signing_key_from_jwt(id_token)
     except jwt.PyJWKClientConnectionError as exc:
@@ -224,21 +225,28 @@ def validate_id_token(
 
     if not isinstance(claims["nonce"], str) or claims["nonce"] != nonce_sent(nonce or ""):
         raise SignInRefused("token", "The ID token was not issued for this sign-in (nonce).")
+    username = _text(claims.get("preferred_username"), 150)
     tid = str(claims["tid"]).lower()
     if tid != tenant_id.lower():
-        raise SignInRefused("tenant", "Your account belongs to another organization.")
+        raise SignInRefused(
+            "tenant", "Your account belongs to another organization.", username=username
+        )
     # A guest (B2B) user is authenticated by their home tenant, which Entra names in `idp`.
     idp = claims.get("idp")
     if idp and idp not in (issuer, f"https://sts.windows.net/{tid}/"):
-        raise SignInRefused("guest", "Guest accounts cannot sign in to the portal.")
+        raise SignInRefused(
+            "guest", "Guest accounts cannot sign in to the portal.", username=username
+        )
     amr = _strings(claims.get("amr"))
     if require_mfa and "mfa" not in amr:
-        raise SignInRefused("mfa", "This sign-in did not use multi-factor authentication.")
+        raise SignInRefused(
+            "mfa", "This sign-in did not use multi-factor authentication.", username=username
+        )
     overage = "groups" in (claims.get("_claim_names") or {})
     return Identity(
         object_id=str(claims["oid"]).lower(),
         tenant_id=tid,
-        username=_text(claims.get("preferred_username"), 150),
+        username=username,
         name=_text(claims.get("name"), 150),
         email=_text(claims.get("email"), 254),
         roles=_strings(claims.get("roles")),

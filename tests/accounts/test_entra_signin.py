@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from partner_portal.accounts.models import EntraIdentity
+from partner_portal.audit.models import AuditEvent
 from tests.entra_fixture import ROLE_A, ROLE_B, finish, sign_in, start
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,12 @@ def test_a_technician_signs_in_and_is_created_matched_by_oid(client, entra):
     assert [g.name for g in user.groups.all()] == ["team-a"]
     assert not user.has_usable_password() and not user.is_staff and not user.is_superuser
     assert client.get(reverse("incidents:list")).status_code == 200
+    event = AuditEvent.objects.get(action="signed_in_with_entra")
+    assert (event.actor, event.target, event.data) == (
+        user,
+        tech["user_principal_name"],
+        {"roles": [ROLE_A]},
+    )
 
     # The next sign-in finds the same user by oid, even with a new name and e-mail.
     entra.devcloud.update_user(
@@ -89,6 +96,8 @@ def test_the_mapping_is_reapplied_at_every_sign_in(client, entra, tenant_a, tena
     client.logout()
     refused(sign_in(client, entra, tech), "Ask your administrator")
     assert list(user.groups.all()) == []
+    event = AuditEvent.objects.get(action="entra_sign_in_refused")
+    assert (event.target, event.data) == ("grace@msp.onmicrosoft.com", {"reason": "no_role"})
     assert EntraIdentity.objects.get(user=user).roles == []
 
 
@@ -173,6 +182,7 @@ def test_a_tampered_state_is_refused(client, entra):
 @pytest.mark.django_db
 def test_a_callback_without_a_started_sign_in_is_refused(client, entra):
     refused(client.get(reverse("entra_callback"), {"code": "x", "state": "y"}), "not valid")
+    assert not AuditEvent.objects.exists()  # anyone can cause this: not worth a row
 
 
 @pytest.mark.django_db
