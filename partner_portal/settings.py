@@ -7,6 +7,7 @@ SECRET_KEY and PUBLIC_BASE_URL.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -368,6 +369,11 @@ if SIGN_IN_MODE != "password" and not ENTRA_TENANT_ID:
     raise ImproperlyConfigured(
         f"SIGN_IN_MODE={SIGN_IN_MODE} needs ENTRA_TENANT_ID (the MSP's own tenant ID)."
     )
+if ENTRA_TENANT_ID and not re.fullmatch(
+    r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", ENTRA_TENANT_ID
+):
+    # The ID token's issuer names the tenant by its GUID: a domain would never match.
+    raise ImproperlyConfigured(f"ENTRA_TENANT_ID={ENTRA_TENANT_ID!r} must be the tenant's GUID.")
 # Entra app role value → portal group name; Entra group object ID → portal group name.
 ENTRA_ROLE_GROUPS = env.dict("ENTRA_ROLE_GROUPS", default={})
 ENTRA_GROUP_GROUPS = env.dict("ENTRA_GROUP_GROUPS", default={})

@@ -142,6 +142,20 @@ def test_a_guest_of_the_msp_tenant_is_refused(client, entra):
 
 
 @pytest.mark.django_db
+def test_a_user_of_another_tenant_is_refused(client, entra):
+    other = entra.devcloud.create_tenant(domain="fabrikam.onmicrosoft.com")
+    stranger = entra.devcloud.create_user(
+        other["tenant_id"],
+        "mallory@fabrikam.onmicrosoft.com",
+        app_roles={entra.client_id: [ROLE_A]},  # the portal's app is multi-tenant
+    )
+    # The portal's request, completed at the tenant-independent endpoint by someone else.
+    auth_uri = start(client).replace(f"/{entra.tenant_id}/", "/organizations/")
+    refused(finish(client, entra.authorize(auth_uri, stranger)), "AADSTS9002313")
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_mfa_is_required_when_the_setting_says_so(client, entra, settings):
     settings.ENTRA_REQUIRE_MFA = True
     tech = entra.add_user("pwd-only@msp.onmicrosoft.com", roles=[ROLE_A], mfa=False)

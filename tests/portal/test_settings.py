@@ -52,6 +52,7 @@ def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("LOG_LEVEL", {"LOG_LEVEL": "loud"}),
         ("SIGN_IN_MODE", {"SIGN_IN_MODE": "sso"}),
         ("ENTRA_TENANT_ID", {"SIGN_IN_MODE": "entra"}),
+        ("ENTRA_TENANT_ID", {"SIGN_IN_MODE": "both", "ENTRA_TENANT_ID": "msp.onmicrosoft.com"}),
         ("ENTRA_REQUIRE_MFA", {"ENTRA_REQUIRE_MFA": "sure"}),
     ],
 )
