@@ -19,6 +19,7 @@ Reference: https://learn.microsoft.com/en-us/entra/identity-platform/id-token-cl
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -28,9 +29,11 @@ from urllib.parse import urlencode
 import jwt
 import msal
 import requests
+from msal.exceptions import MsalServiceError
 
 from partner_portal.microsoft import claims as claims_module
 from partner_portal.microsoft.http import new_session
+from partner_portal.microsoft.tokens import is_microsoft_login
 
 _UNAVAILABLE = "Microsoft's sign-in service did not answer. Try again in a minute."
 _LEEWAY_SECONDS = 120  # clock skew tolerated on exp/nbf/iat (MSAL used 2 minutes too)
@@ -93,11 +96,6 @@ def _app(cfg: SignInConfig) -> msal.ConfidentialClientApplication:
     # A new app per step with a throwaway token cache: nothing of the user's tokens outlives
     # the request. The shared http_cache keeps tenant discovery to one GET a day.
     session = new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
-    microsoft = (
-        cfg.login_base_url.split("//", 1)[-1]
-        .split("/")[0]
-        .endswith((".microsoftonline.com", ".microsoftonline.us"))
-    )
     with _http_cache_lock:
         try:
             return msal.ConfidentialClientApplication(
@@ -109,16 +107,15 @@ def _app(cfg: SignInConfig) -> msal.ConfidentialClientApplication:
                 http_cache=_http_cache,
                 # We want an ID token, not a refresh token to look after.
                 exclude_scopes=["offline_access"],
-                instance_discovery=None if microsoft else False,
+                # Instance discovery asks login.microsoftonline.com about the host (§0.5).
+                instance_discovery=None if is_microsoft_login(cfg.login_base_url) else False,
             )
         except ValueError as exc:
             raise SignInRefused(
                 "config", "The portal's Microsoft sign-in is misconfigured (tenant not found)."
             ) from exc
         except requests.RequestException as exc:
-            raise SignInRefused(
-                "unavailable", "Microsoft's sign-in service did not answer."
-            ) from exc
+            raise SignInRefused("unavailable", _UNAVAILABLE) from exc
 
 
 def begin(cfg: SignInConfig, *, redirect_uri: str) -> dict[str, Any]:
@@ -150,12 +147,13 @@ def complete(cfg: SignInConfig, *, flow: dict[str, Any], params: dict[str, str])
         raise SignInRefused("microsoft", _first_line(params.get("error_description", "")))
     try:
         result = _app(cfg).acquire_token_by_auth_code_flow(dict(flow), params)
+    except (requests.RequestException, MsalServiceError, json.JSONDecodeError) as exc:
+        # Unreachable, 5xx, or not JSON: nothing the person did wrong.
+        raise SignInRefused("unavailable", _UNAVAILABLE) from exc
     except ValueError as exc:  # state mismatch, no code: MSAL's CSRF checks
         raise SignInRefused("state", "This sign-in link is not valid any more.") from exc
     except RuntimeError as exc:  # MSAL's nonce check
         raise SignInRefused("token", "Microsoft's answer did not match this sign-in.") from exc
-    except requests.RequestException as exc:
-        raise SignInRefused("unavailable", _UNAVAILABLE) from exc
     if "error" in result:
         raise SignInRefused("microsoft", _first_line(result.get("error_description", "")))
     id_token = result.get("id_token")

@@ -281,3 +281,19 @@ def test_a_microsoft_session_ends_when_the_mode_becomes_password(client, entra, 
     assert client.get(reverse("incidents:list")).status_code == 200
     settings.SIGN_IN_MODE = "password"
     assert client.get(reverse("incidents:list")).status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 503},
+        {"kind": "malformed"},
+        {"kind": "reset"},
+    ],
+)
+def test_microsoft_failing_at_redemption_is_a_clear_page_not_an_error(client, entra, fault):
+    tech = entra.add_user("ada@msp.onmicrosoft.com", roles=[ROLE_A])
+    location = entra.authorize(start(client), tech)
+    entra.devcloud.add_fault(endpoint="token", count=1, **fault)
+    refused(finish(client, location), "did not answer")
