@@ -7,7 +7,11 @@ import uuid
 
 import pytest
 
-from partner_portal.tenants.management.commands.demo import Command, _consented_tenant_ids
+from partner_portal.tenants.management.commands.demo import (
+    DEMO_MSP_TENANT,
+    Command,
+    _consented_tenant_ids,
+)
 from partner_portal.tenants.models import Tenant
 from tests.factories import ConsentedTenantFactory, TenantFactory
 
@@ -46,3 +50,23 @@ def test_registering_the_demo_app_grants_the_recorded_consents_again(devcloud):
     assert granted["state"] == "consented"
     assert granted["roles"] == ["Incident.Read.All"]
     assert devcloud.consent(fabrikam["tenant_id"], client_id)["state"] == "none"
+
+
+def test_registering_the_demo_app_adds_a_technician_in_the_msp_tenant(devcloud):
+    client_id = str(uuid.uuid4())
+    error = Command()._register_app(
+        {
+            "base_url": devcloud.base_url,
+            "ca_file": devcloud.ca_file,
+            "client_id": client_id,
+            "display_name": "Partner Portal (demo)",
+            "secret": "a-secret-for-this-test-only",
+            "redirect_uris": ["http://127.0.0.1:8000/login/entra/callback/"],
+            "required_permissions": ["Incident.Read.All"],
+            "msp_tenant": DEMO_MSP_TENANT,
+        }
+    )
+    assert error == ""
+    [technician] = devcloud.users(DEMO_MSP_TENANT)
+    assert technician["user_principal_name"] == "technician@msp-demo.onmicrosoft.com"
+    assert technician["app_roles"] == {client_id: ["Portal.Technician"]}

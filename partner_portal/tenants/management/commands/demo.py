@@ -59,7 +59,8 @@ known = {t["tenant_id"] for t in dc.tenants()}
 for tid in a.get("consented_tenants", []):
     if tid in known:
         dc.set_consent(tid, a["client_id"])
-if a["msp_tenant"] not in known:  # the MSP's own tenant, where staff sign in
+# The MSP's own tenant, where staff sign in with Microsoft.
+if a.get("msp_tenant") and a["msp_tenant"] not in known:
     dc.create_tenant(tenant_id=a["msp_tenant"], domain="msp-demo.onmicrosoft.com")
     dc.create_user(a["msp_tenant"], "technician@msp-demo.onmicrosoft.com",
                    app_roles={a["client_id"]: ["Portal.Technician"]})
