@@ -5,4 +5,4 @@ from django.http import HttpRequest
 
 
 def portal(request: HttpRequest) -> dict[str, object]:
-    return {"msp_name": settings.MSP_NAME}
+    return {"msp_name": settings.MSP_NAME, "sign_in_mode": settings.SIGN_IN_MODE}

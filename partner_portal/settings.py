@@ -7,6 +7,7 @@ SECRET_KEY and PUBLIC_BASE_URL.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -110,6 +111,7 @@ INSTALLED_APPS = [
     "partner_portal.consent",
     "partner_portal.incidents",
     "partner_portal.audit",
+    "partner_portal.accounts",
 ]
 
 MIDDLEWARE = [
@@ -259,7 +261,9 @@ CELERY_BEAT_SCHEDULE = {
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Local passwords as SIGN_IN_MODE allows; sessions of Microsoft (Entra ID) sign-ins.
+    "partner_portal.accounts.backends.PasswordBackend",
+    "partner_portal.accounts.backends.EntraBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "incidents:list"
@@ -346,6 +350,34 @@ MICROSOFT_HTTP_TIMEOUT = env_int("MICROSOFT_HTTP_TIMEOUT", 30, minimum=1)
 MICROSOFT_INCIDENT_UPDATES = env_bool("MICROSOFT_INCIDENT_UPDATES", False)
 # Key for the token cache at rest; derived from SECRET_KEY when unset.
 TOKEN_CACHE_KEY = env.str("TOKEN_CACHE_KEY", default="")
+
+# --- Staff sign-in with Microsoft -------------------------------------------------------
+
+# Sign-in with the MSP's own Entra tenant (README "Signing in with Entra ID"). password: local
+# passwords only; entra: Microsoft only, and local passwords only for the break-glass
+# superusers; both: either.
+SIGN_IN_MODES = ("password", "entra", "both")
+SIGN_IN_MODE = env.str("SIGN_IN_MODE", default="password")
+if SIGN_IN_MODE not in SIGN_IN_MODES:
+    raise ImproperlyConfigured(f"SIGN_IN_MODE={SIGN_IN_MODE!r} must be password, entra or both.")
+SIGN_IN_BREAK_GLASS_USERS = env.list("SIGN_IN_BREAK_GLASS_USERS", default=[])
+ENTRA_TENANT_ID = env.str("ENTRA_TENANT_ID", default="").strip().lower()
+if SIGN_IN_MODE != "password" and not ENTRA_TENANT_ID:
+    raise ImproperlyConfigured(
+        f"SIGN_IN_MODE={SIGN_IN_MODE} needs ENTRA_TENANT_ID (the MSP's own tenant ID)."
+    )
+if ENTRA_TENANT_ID and not re.fullmatch(
+    r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", ENTRA_TENANT_ID
+):
+    # The ID token's issuer names the tenant by its GUID: a domain would never match.
+    raise ImproperlyConfigured(f"ENTRA_TENANT_ID={ENTRA_TENANT_ID!r} must be the tenant's GUID.")
+# Entra app role value → portal group name; Entra group object ID → portal group name.
+ENTRA_ROLE_GROUPS = env.dict("ENTRA_ROLE_GROUPS", default={})
+ENTRA_GROUP_GROUPS = env.dict("ENTRA_GROUP_GROUPS", default={})
+# Refuse ID tokens whose `amr` lacks "mfa" (when Conditional Access does not enforce MFA).
+ENTRA_REQUIRE_MFA = env_bool("ENTRA_REQUIRE_MFA", False)
+# How long a sign-in started at the portal may take at Microsoft before it is refused.
+ENTRA_SIGN_IN_MAX_SECONDS = env_int("ENTRA_SIGN_IN_MAX_SECONDS", 600, minimum=30)
 
 # --- Consent and sync -------------------------------------------------------------------
 

@@ -116,10 +116,10 @@ def check_token(
 def _signing_key(token: str, configuration_url: str, ca_bundle: str, timeout: float) -> Any:
     if not configuration_url:
         raise ValueError("verify_signature needs openid_configuration_url")
-    return _jwk_client(configuration_url, ca_bundle, timeout).get_signing_key_from_jwt(token).key
+    return jwk_client(configuration_url, ca_bundle, timeout).get_signing_key_from_jwt(token).key
 
 
-def _jwk_client(configuration_url: str, ca_bundle: str, timeout: float) -> jwt.PyJWKClient:
+def jwk_client(configuration_url: str, ca_bundle: str, timeout: float) -> jwt.PyJWKClient:
     with _jwk_lock:
         cached = _jwk_clients.get(configuration_url)
         if cached and cached[0] > time.monotonic():

@@ -45,7 +45,9 @@ def sample_url(name: str, params: frozenset) -> str:
 def is_public(name: str) -> bool:
     # Only sign-in itself and the consent pages customers open may be public (they are
     # marked @login_not_required); admin views are checked by the admin's own redirect.
-    return name in {"login", "admin:login"} or name.startswith("consent:")
+    return name in {"login", "admin:login", "entra_login", "entra_callback"} or name.startswith(
+        "consent:"
+    )
 
 
 URLS = named_urls()

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from partner_portal.demo import devcloud_control
-from partner_portal.tenants.management.commands.demo import _consented_tenant_ids
+from partner_portal.tenants.management.commands.demo import DEMO_MSP_TENANT, _consented_tenant_ids
 from partner_portal.tenants.models import Tenant
 from tests.factories import ConsentedTenantFactory, TenantFactory
 
@@ -64,3 +64,21 @@ def test_a_devcloud_that_does_not_answer_is_a_control_error_without_the_secret(d
             consented_tenants=[],
         )
     assert "a-secret-for-this-test-only" not in str(exc.value)
+
+
+def test_registering_the_demo_app_adds_a_technician_in_the_msp_tenant(devcloud):
+    client_id = str(uuid.uuid4())
+    devcloud_control.register_app(
+        base_url=devcloud.base_url,
+        ca_file=devcloud.ca_file,
+        client_id=client_id,
+        display_name="Partner Portal (demo)",
+        secret="a-secret-for-this-test-only",
+        redirect_uris=["http://127.0.0.1:8000/login/entra/callback/"],
+        required_permissions=["Incident.Read.All"],
+        consented_tenants=[],
+        msp_tenant=DEMO_MSP_TENANT,
+    )
+    [technician] = devcloud.users(DEMO_MSP_TENANT)
+    assert technician["user_principal_name"] == "technician@msp-demo.onmicrosoft.com"
+    assert technician["app_roles"] == {client_id: ["Portal.Technician"]}
