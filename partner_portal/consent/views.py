@@ -47,7 +47,7 @@ def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("tenants:detail", tenant_pk=tenant.pk)
     link = flow.create_link(
         tenant=tenant,
@@ -81,7 +81,10 @@ def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     if tenant.entra_tenant_id is None:
         messages.error(request, "The tenant ID is not known yet: send a consent link first.")
     else:
-        tasks.verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
+        # celery-types does not know delay_on_commit (Celery 5.4+).
+        tasks.verify_tenant_access.delay_on_commit(  # type: ignore[attr-defined]
+            tenant_pk=tenant.pk
+        )
         messages.info(request, "Access check started; refresh this page in a moment.")
     return redirect("tenants:detail", tenant_pk=tenant.pk)
 

@@ -77,7 +77,7 @@ Progress = Callable[[SyncRun], None]
 def search_text(incident: defender.IncidentData) -> str:
     """Lower-cased incident name, alert titles, device DNS names and user names (account
     names and UPNs), each once, for the dashboard's search box."""
-    words: list[str] = [incident.name]
+    words: list[Any] = [incident.name]
     for alert in incident.alerts:
         words.append(alert.title)
         for device in alert.devices:
