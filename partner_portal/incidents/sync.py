@@ -392,7 +392,7 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
 
 
 def sync_due_tenants() -> list[int]:
-    """The ids of tenants the scheduled sync should run for: syncable, and not held by a run
-    (running, or waiting out a retry's countdown)."""
+    """The primary keys of the tenants the scheduled sync should run for: syncable, and not
+    held by a run (running, or waiting out a retry's countdown)."""
     due = Tenant.objects.syncable().lease_free(timezone.now())
     return list(due.order_by("pk").values_list("pk", flat=True))
