@@ -14,13 +14,13 @@ from partner_portal.audit.events import client_ip
 from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
-from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_ids
+from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_pks
 
 PAGE_SIZE = 25
 
 
 def _get_link_for_user(request: HttpRequest, link_id: int) -> ConsentLink:
-    links = ConsentLink.objects.filter(tenant__in=visible_tenant_ids(request.user))
+    links = ConsentLink.objects.filter(tenant__in=visible_tenant_pks(request.user))
     return get_object_or_404(links.select_related("tenant", "created_by"), pk=link_id)
 
 
@@ -29,7 +29,7 @@ def _get_link_for_user(request: HttpRequest, link_id: int) -> ConsentLink:
 
 def link_list(request: HttpRequest) -> HttpResponse:
     form = LinkFilterForm(request.GET or None)
-    links = ConsentLink.objects.filter(tenant__in=visible_tenant_ids(request.user))
+    links = ConsentLink.objects.filter(tenant__in=visible_tenant_pks(request.user))
     if form.is_valid() and form.cleaned_data["status"]:
         links = links.filter(ConsentLink.status_condition(form.cleaned_data["status"]))
     links = links.select_related("tenant", "created_by").order_by("-created_at", "-pk")
@@ -47,7 +47,7 @@ def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("tenants:detail", tenant_pk=tenant.pk)
     link = flow.create_link(
         tenant=tenant,
@@ -81,7 +81,10 @@ def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     if tenant.entra_tenant_id is None:
         messages.error(request, "The tenant ID is not known yet: send a consent link first.")
     else:
-        tasks.verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
+        # celery-types does not know delay_on_commit (Celery 5.4+).
+        tasks.verify_tenant_access.delay_on_commit(  # type: ignore[attr-defined]
+            tenant_pk=tenant.pk
+        )
         messages.info(request, "Access check started; refresh this page in a moment.")
     return redirect("tenants:detail", tenant_pk=tenant.pk)
 

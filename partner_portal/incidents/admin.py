@@ -20,13 +20,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+ALERT_FIELDS = ("microsoft_id", "title", "severity", "status", "category", "service_source")
+
+
 class AlertInline(admin.TabularInline):
     model = Alert
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ["microsoft_id", "title", "severity", "status", "category", "service_source"]
-    readonly_fields = fields
+    fields = ALERT_FIELDS
+    readonly_fields = ALERT_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

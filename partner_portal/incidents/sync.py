@@ -77,7 +77,7 @@ Progress = Callable[[SyncRun], None]
 def search_text(incident: defender.IncidentData) -> str:
     """Lower-cased incident name, alert titles, device DNS names and user names (account
     names and UPNs), each once, for the dashboard's search box."""
-    words: list[str] = [incident.name]
+    words: list[Any] = [incident.name]
     for alert in incident.alerts:
         words.append(alert.title)
         for device in alert.devices:
@@ -392,7 +392,7 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
 
 
 def sync_due_tenants() -> list[int]:
-    """The ids of tenants the scheduled sync should run for: syncable, and not held by a run
-    (running, or waiting out a retry's countdown)."""
+    """The primary keys of the tenants the scheduled sync should run for: syncable, and not
+    held by a run (running, or waiting out a retry's countdown)."""
     due = Tenant.objects.syncable().lease_free(timezone.now())
     return list(due.order_by("pk").values_list("pk", flat=True))

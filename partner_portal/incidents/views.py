@@ -14,10 +14,18 @@ from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
+from django_htmx.middleware import HtmxDetails
 
 from partner_portal.incidents import dashboard
 from partner_portal.incidents.filters import SORTS, IncidentFilter
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (for the type checker)."""
+
+    htmx: HtmxDetails
+
 
 # Query-string keys that pick a page rather than filter the list.
 PAGE_KEYS = ("after", "before", "last")
@@ -45,7 +53,7 @@ def _filter(request: HttpRequest) -> IncidentFilter:
     )
 
 
-def _query(params: QueryDict, **extra: str) -> str:
+def _query(params: QueryDict, **extra: str | None) -> str:
     """The query string of `params` without paging keys, plus `extra` (empty values dropped)."""
     pairs = [
         (key, value)
@@ -76,7 +84,7 @@ def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
 
 
 @require_GET
-def incident_list(request: HttpRequest) -> HttpResponse:
+def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = _filter(request)
     incidents = filterset.qs
     sort = filterset.chosen_sort

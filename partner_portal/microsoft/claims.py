@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.http import new_session
@@ -60,7 +61,7 @@ def check_token(
     has expired, `errors.Transient` when the signing keys cannot be fetched.
     """
     audiences = [resource.rstrip("/"), resource.rstrip("/") + "/"]
-    options = {"verify_exp": True, "verify_aud": True, "require": ["exp", "tid"]}
+    options: Options = {"verify_exp": True, "verify_aud": True, "require": ["exp", "tid"]}
     try:
         if verify_signature:
             key = _signing_key(token, openid_configuration_url, ca_bundle, timeout)

@@ -33,7 +33,7 @@ def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None
     before = Tenant.objects.get(pk=form.instance.pk)
     groups_before = sorted(g.name for g in before.groups.all())
     tenant = form.save()
-    changes = {
+    changes: dict[str, list[Any]] = {
         name: [str(getattr(before, name)), str(getattr(tenant, name))]
         for name in AUDITED_FIELDS
         if getattr(before, name) != getattr(tenant, name)

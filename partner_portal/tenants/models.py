@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -232,7 +233,7 @@ class Tenant(models.Model):
 
     # --- State changes ----------------------------------------------------------------------
 
-    def _update(self, condition: Q | None = None, **fields: object) -> bool:
+    def _update(self, condition: Q | None = None, **fields: Any) -> bool:
         rows = Tenant.objects.filter(pk=self.pk)
         if condition is not None:
             rows = rows.filter(condition)
@@ -293,7 +294,7 @@ class Tenant(models.Model):
     ) -> None:
         """What an error says about consent or our credentials (a token refused, an API
         answer), with the consent state it implies when it implies one."""
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "consent_error_class": error_class,
             "consent_error_message": error_message,
             "consent_checked_at": timezone.now(),

@@ -8,7 +8,7 @@ from partner_portal.incidents.models import Severity
 
 register = template.Library()
 
-SEVERITY_CLASSES = {
+SEVERITY_CLASSES: dict[str, str] = {
     Severity.HIGH: "sev-high",
     Severity.MEDIUM: "sev-medium",
     Severity.LOW: "sev-low",
