@@ -362,6 +362,12 @@ if SIGN_IN_MODE not in SIGN_IN_MODES:
     raise ImproperlyConfigured(f"SIGN_IN_MODE={SIGN_IN_MODE!r} must be password, entra or both.")
 SIGN_IN_BREAK_GLASS_USERS = env.list("SIGN_IN_BREAK_GLASS_USERS", default=[])
 ENTRA_TENANT_ID = env.str("ENTRA_TENANT_ID", default="").strip().lower()
+# The Microsoft cloud of the MSP's own tenant (its login host).
+ENTRA_CLOUD = env.str("ENTRA_CLOUD", default="commercial")
+if ENTRA_CLOUD not in ("commercial", "gcc", "gcc_high", "dod"):
+    raise ImproperlyConfigured(
+        f"ENTRA_CLOUD={ENTRA_CLOUD!r} must be commercial, gcc, gcc_high or dod."
+    )
 if SIGN_IN_MODE != "password" and not ENTRA_TENANT_ID:
     raise ImproperlyConfigured(
         f"SIGN_IN_MODE={SIGN_IN_MODE} needs ENTRA_TENANT_ID (the MSP's own tenant ID)."

@@ -33,7 +33,13 @@ class EntraBackend(ModelBackend):
     """Sessions of Microsoft sign-ins (accounts.views.entra_callback logs users in with it).
     It never checks a password."""
 
-    def authenticate(self, request: Any, **credentials: Any) -> None:
+    def authenticate(
+        self,
+        request: Any,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         return None
 
     def get_user(self, user_id: Any) -> Any:

@@ -36,7 +36,7 @@ def sign_in_config() -> SignInConfig:
         }
     else:
         credential = settings.MICROSOFT_CLIENT_SECRET
-    cloud = get_cloud(settings.MICROSOFT_CLOUD, login_base_url=settings.MICROSOFT_LOGIN_BASE_URL)
+    cloud = get_cloud(settings.ENTRA_CLOUD, login_base_url=settings.MICROSOFT_LOGIN_BASE_URL)
     return SignInConfig(
         client_id=settings.MICROSOFT_CLIENT_ID,
         credential=credential,
@@ -101,6 +101,7 @@ def user_for_identity(identity: Identity) -> Any:
                 )
     if refusal is not None:
         raise refusal
+    assert link is not None  # noqa: S101 (a sign-in without a link was refused above)
     return link.user
 
 

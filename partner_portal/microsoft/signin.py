@@ -127,7 +127,7 @@ def begin(cfg: SignInConfig, *, redirect_uri: str) -> dict[str, Any]:
         # URL carries only a single-use code that is useless without the PKCE verifier and
         # our client secret.
         warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
-        flow = app.initiate_auth_code_flow(
+        flow: dict[str, Any] = app.initiate_auth_code_flow(
             scopes=[],  # MSAL adds openid and profile: an ID token is all we ask for
             redirect_uri=redirect_uri,
             response_mode="query",
