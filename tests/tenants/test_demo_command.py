@@ -82,3 +82,26 @@ def test_registering_the_demo_app_adds_a_technician_in_the_msp_tenant(devcloud):
     [technician] = devcloud.users(DEMO_MSP_TENANT)
     assert technician["user_principal_name"] == "technician@msp-demo.onmicrosoft.com"
     assert technician["app_roles"] == {client_id: ["Portal.Technician"]}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "devcloud ready",
+        "devcloud ready {not json",
+        'devcloud ready ["base_url"]',
+        'devcloud ready {"ca_file": "/x"}',
+        "devcloud ready \udcff\x00",
+        'devcloud tenant=6f1c domain=contoso.onmicrosoft.com display_name={"base_url": 1}',
+    ],
+)
+def test_a_line_that_is_not_a_ready_line_gives_no_facts(line):
+    assert devcloud_control.ready_facts(line) is None
+
+
+def test_the_ready_line_gives_devclouds_facts():
+    line = 'devcloud ready {"base_url": "https://127.0.0.1:1", "ca_file": "/s/ca.pem"}'
+    assert devcloud_control.ready_facts(line) == {
+        "base_url": "https://127.0.0.1:1",
+        "ca_file": "/s/ca.pem",
+    }
