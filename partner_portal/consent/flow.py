@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink
-from partner_portal.microsoft import errors, tokens
+from partner_portal.microsoft import discovery, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
 from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
 from partner_portal.tenants.models import Tenant
@@ -93,6 +93,48 @@ def public_url(link: ConsentLink) -> str:
     return f"{settings.PUBLIC_BASE_URL}/consent/{link.token}/"
 
 
+class ExpectationRefused(Exception):
+    """The expected tenant cannot be used for this link; `message` says why (for staff)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def resolve_expected_tenant(value: str, *, tenant: Tenant) -> tuple[str, str]:
+    """(tenant ID, domain) for what staff typed: a GUID as is, a domain resolved through
+    Microsoft's public discovery document, so that it is enforced like a GUID (M1)."""
+    value = value.strip().lower()
+    if not value or is_guid(value):
+        tenant_id, domain = value, ""
+    else:
+        try:
+            tenant_id = discovery.tenant_id_for_domain(
+                value,
+                login_base_url=tokens.login_base_url(tenant.cloud),
+                ca_bundle=settings.MICROSOFT_CA_BUNDLE,
+                timeout=settings.MICROSOFT_HTTP_TIMEOUT,
+            )
+        except errors.TenantNotFound:
+            raise ExpectationRefused(
+                f"Microsoft knows no tenant with the domain {value} (AADSTS90002): check the "
+                "spelling, or enter the customer's tenant ID."
+            ) from None
+        except errors.MicrosoftError as exc:
+            raise ExpectationRefused(
+                f"Could not ask Microsoft which tenant {value} belongs to ({exc.message}). "
+                "Try again, or enter the customer's tenant ID."
+            ) from None
+        domain = value
+    known = str(tenant.entra_tenant_id) if tenant.entra_tenant_id else ""
+    if known and tenant_id and tenant_id != known:
+        raise ExpectationRefused(
+            f"This customer's tenant ID is {known}; a link for another tenant would be "
+            "refused. Only a superuser can change the tenant ID."
+        )
+    return tenant_id, domain
+
+
 def create_link(
     *,
     tenant: Tenant,
@@ -100,10 +142,14 @@ def create_link(
     expected_tenant: str = "",
     ip_address: str | None = None,
 ) -> ConsentLink:
+    """A new link; a domain expectation is resolved to its tenant ID first
+    (ExpectationRefused when it cannot be)."""
+    tenant_id, domain = resolve_expected_tenant(expected_tenant, tenant=tenant)
     link = ConsentLink.objects.create(
         tenant=tenant,
         created_by=created_by,
-        expected_tenant=expected_tenant.strip().lower(),
+        expected_tenant=tenant_id,
+        expected_domain=domain,
     )
     record(
         "consent.link_created",
@@ -112,6 +158,7 @@ def create_link(
         target=f"consentlink:{link.pk}",
         ip_address=ip_address,
         expected_tenant=link.expected_tenant,
+        expected_domain=domain,
         expires_at=link.expires_at.isoformat(),
     )
     return link
@@ -163,8 +210,17 @@ class StateRejected(Exception):
         self.link = link
 
 
+def authority(link: ConsentLink) -> str:
+    """The tenant segment of the consent URL: the expected tenant ID, else `organizations`."""
+    return expected_tenant(link) or "organizations"
+
+
 def sign_state(link: ConsentLink) -> str:
-    return signing.dumps({"l": link.pk, "n": link.state_nonce}, salt=STATE_SALT)
+    # "a": the authority the admin was sent to. A state is good only for that authority, so
+    # an expectation that changed while the admin was at Microsoft cannot be bypassed.
+    return signing.dumps(
+        {"l": link.pk, "n": link.state_nonce, "a": authority(link)}, salt=STATE_SALT
+    )
 
 
 def verify_state(raw: str) -> ConsentLink:
@@ -187,6 +243,8 @@ def verify_state(raw: str) -> ConsentLink:
         raise StateRejected("forged", link)
     if not secrets.compare_digest(nonce, link.state_nonce):
         raise StateRejected("forged", link)
+    if data.get("a") != authority(link):
+        raise StateRejected("authority_changed", link)
     if link.completed_at is not None:
         raise StateRejected("replayed", link)
     if link.revoked_at is not None:
@@ -221,7 +279,7 @@ def start_consent(*, link: ConsentLink) -> str:
         link.refresh_from_db(fields=["state_nonce"])
     # Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
     # `organizations`, never `common`: personal accounts cannot give admin consent (§1.1).
-    path_tenant = expected_tenant(link) or "organizations"
+    path_tenant = authority(link)
     query = urlencode(
         {
             "client_id": settings.MICROSOFT_CLIENT_ID,
@@ -426,6 +484,8 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         mismatch = "expected another tenant"
     elif Tenant.objects.filter(entra_tenant_id=returned).exclude(pk=tenant.pk).exists():
         mismatch = "tenant belongs to another customer"
+    # No tenant ID to hold the answer against: record it, bind nothing until staff confirm.
+    unconfirmed = not mismatch and not is_guid(expected)
     now = timezone.now()
     with transaction.atomic():
         outcome = ConsentLink.Outcome.TENANT_MISMATCH if mismatch else ConsentLink.Outcome.GRANTED
@@ -437,12 +497,21 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             returned_tenant_id=returned,
             error_code="",
             error_description="",
+            awaiting_confirmation=unconfirmed,
         )
         if completed != 1:
             # Two callbacks raced for the same link and the other one won (or the link was
             # revoked or expired a moment ago).
             return _rejected("replayed", link=link, ip_address=ip_address)
-        if not mismatch:
+        if unconfirmed:
+            record(
+                "consent.binding_unconfirmed",
+                tenant=tenant,
+                target=f"consentlink:{link.pk}",
+                ip_address=ip_address,
+                returned_tenant_id=returned,
+            )
+        elif not mismatch:
             try:
                 with transaction.atomic():
                     Tenant.objects.filter(pk=tenant.pk).update(
@@ -466,7 +535,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             returned_tenant_id=returned,
             reason=mismatch,
         )
-        if not mismatch:
+        if not mismatch and not unconfirmed:
             # Imported here: the tasks module imports this one.
             from partner_portal.consent.tasks import verify_tenant_access
 
@@ -495,6 +564,64 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         ["You can close this window. Nothing else is needed from you."],
         link,
     )
+
+
+def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = None) -> str:
+    """A staff member confirms the tenant a link without expectation returned: it is bound
+    to the link's customer and checked. Returns '' on success, else why not (for staff).
+    The confirmation is single-use (conditional UPDATE)."""
+    returned = link.returned_tenant_id
+    tenant = link.tenant
+    now = timezone.now()
+    with transaction.atomic():
+        taken = ConsentLink.objects.filter(
+            pk=link.pk, awaiting_confirmation=True, outcome=ConsentLink.Outcome.GRANTED
+        ).update(awaiting_confirmation=False)
+        if taken != 1:
+            return "This consent was already confirmed or is not waiting for a confirmation."
+        problem = ""
+        if not is_guid(returned):
+            problem = "Microsoft returned no usable tenant ID."
+        elif tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned:
+            problem = "This customer already has another tenant ID."
+        else:
+            try:
+                with transaction.atomic():
+                    bound = Tenant.objects.filter(
+                        pk=tenant.pk, entra_tenant_id__isnull=True
+                    ).update(
+                        entra_tenant_id=returned,
+                        consent_state=Tenant.ConsentState.PENDING,
+                        consent_error_class="",
+                        consent_error_message="",
+                        updated_at=now,
+                    )
+            except IntegrityError:
+                bound = 0
+            if not bound and str(Tenant.objects.get(pk=tenant.pk).entra_tenant_id) != returned:
+                problem = "This tenant ID cannot be attached to this customer."
+            elif not bound:
+                Tenant.objects.filter(pk=tenant.pk).update(
+                    consent_state=Tenant.ConsentState.PENDING, updated_at=now
+                )
+        if problem:
+            ConsentLink.objects.filter(pk=link.pk).update(
+                outcome=ConsentLink.Outcome.TENANT_MISMATCH
+            )
+        record(
+            "consent.binding_confirmed" if not problem else "consent.binding_refused",
+            actor=actor,
+            tenant=tenant,
+            target=f"consentlink:{link.pk}",
+            ip_address=ip_address,
+            returned_tenant_id=returned,
+            reason=problem,
+        )
+        if not problem:
+            from partner_portal.consent.tasks import verify_tenant_access
+
+            verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
+    return problem
 
 
 # --- Verification ------------------------------------------------------------------------------

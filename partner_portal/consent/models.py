@@ -50,8 +50,10 @@ class ConsentLink(models.Model):
     expected_tenant = models.CharField(
         max_length=253,
         blank=True,
-        help_text="Tenant ID or domain the customer must consent with.",
+        help_text="Tenant ID the customer must consent with (a domain is resolved to it).",
     )
+    # The domain staff typed, for display; `expected_tenant` holds the ID it resolved to.
+    expected_domain = models.CharField(max_length=253, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -73,6 +75,9 @@ class ConsentLink(models.Model):
     error_code = models.CharField(max_length=128, blank=True)
     error_description = models.TextField(blank=True)
     returned_tenant_id = models.CharField(max_length=64, blank=True)
+    # A link without an expected tenant binds nothing by itself: the tenant Microsoft
+    # returned waits here until a staff member confirms it on the tenant page.
+    awaiting_confirmation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

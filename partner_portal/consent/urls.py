@@ -8,6 +8,7 @@ urlpatterns = [
     path("links/new/<int:tenant_id>/", views.link_create, name="create"),
     path("links/<int:link_id>/", views.link_detail, name="detail"),
     path("links/<int:link_id>/revoke/", views.link_revoke, name="revoke"),
+    path("links/<int:link_id>/confirm/", views.link_confirm, name="confirm"),
     path("callback/", views.callback, name="callback"),
     path("<slug:token>/", views.landing, name="landing"),
     path("<slug:token>/start/", views.start, name="start"),

@@ -49,12 +49,16 @@ def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, error)
         return redirect("tenants:detail", tenant_id=tenant.pk)
-    link = flow.create_link(
-        tenant=tenant,
-        created_by=request.user,
-        expected_tenant=form.cleaned_data["expected_tenant"],
-        ip_address=client_ip(request),
-    )
+    try:
+        link = flow.create_link(
+            tenant=tenant,
+            created_by=request.user,
+            expected_tenant=form.cleaned_data["expected_tenant"],
+            ip_address=client_ip(request),
+        )
+    except flow.ExpectationRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("tenants:detail", tenant_id=tenant.pk)
     messages.success(request, "Consent link created: copy it and send it to the customer.")
     return redirect("consent:detail", link_id=link.pk)
 
@@ -72,6 +76,20 @@ def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
         "consent/detail.html",
         {"link": link, "url": url, "message": message.strip()},
     )
+
+
+@require_POST
+def link_confirm(request: HttpRequest, link_id: int) -> HttpResponse:
+    """Bind the tenant a link without expectation returned (staff checked it is right)."""
+    link = _get_link_for_user(request, link_id)
+    problem = flow.confirm_binding(link=link, actor=request.user, ip_address=client_ip(request))
+    if problem:
+        messages.error(request, problem)
+    else:
+        messages.success(
+            request, f"Tenant {link.returned_tenant_id} is attached; access check started."
+        )
+    return redirect("tenants:detail", tenant_id=link.tenant_id)
 
 
 @require_POST

@@ -58,6 +58,9 @@ def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
         "consent_error": _describe(tenant.consent_error_class),
         "sync_runs": tenant.sync_runs.all()[:10],
         "links": tenant.consent_links.select_related("created_by")[:20],
+        "awaiting": tenant.consent_links.filter(awaiting_confirmation=True).order_by(
+            "-completed_at"
+        ),
         "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],
     }
     return render(request, "tenants/detail.html", context)
