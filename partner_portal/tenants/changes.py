@@ -39,6 +39,8 @@ def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None
         for name in AUDITED_FIELDS
         if getattr(before, name) != getattr(tenant, name)
     }
+    if before.entra_tenant_id != tenant.entra_tenant_id:
+        changes["incidents_deleted"] = _forget_binding(tenant=tenant)
     groups_after = sorted(g.name for g in tenant.groups.all())
     if groups_after != groups_before:
         changes["groups"] = [groups_before, groups_after]
@@ -53,6 +55,31 @@ def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None
             notes_changed="notes" in form.changed_data,
         )
     return tenant
+
+
+def _forget_binding(*, tenant: Tenant) -> int:
+    """A new Entra tenant ID: nothing learnt about the old tenant may stay. Consent state,
+    granted roles, the watermark and the old tenant's incidents go (M2); sync runs stay as
+    history. Returns how many incidents were deleted."""
+    Tenant.objects.filter(pk=tenant.pk).update(
+        consent_state=Tenant.ConsentState.NOT_CONSENTED,
+        granted_roles=[],
+        consent_error_class="",
+        consent_error_message="",
+        consent_checked_at=None,
+        incidents_watermark=None,
+        last_sync_at=None,
+        last_sync_outcome="",
+        last_sync_error_class="",
+        last_sync_error_message="",
+        updated_at=timezone.now(),
+    )
+    # Links still waiting for a confirmation were answered by some tenant for the old record.
+    tenant.consent_links.filter(awaiting_confirmation=True).update(awaiting_confirmation=False)
+    deleted = tenant.incidents.count()
+    tenant.incidents.all().delete()
+    tenant.refresh_from_db()
+    return deleted
 
 
 def set_enabled(

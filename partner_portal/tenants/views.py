@@ -83,6 +83,22 @@ def tenant_edit(request: HttpRequest, tenant_id: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_id)
     form = TenantForm(request.POST or None, instance=tenant, user=request.user)
     if request.method == "POST" and form.is_valid():
+        if form.changes_entra_tenant_id and request.POST.get("confirm_tenant_id") != "yes":
+            return render(
+                request,
+                "tenants/confirm_tenant_id.html",
+                {
+                    "tenant": tenant,
+                    "new_id": form.cleaned_data["entra_tenant_id"],
+                    "incident_count": tenant.incidents.count(),
+                    "posted": [
+                        (k, v)
+                        for k in request.POST
+                        for v in request.POST.getlist(k)
+                        if k not in ("csrfmiddlewaretoken", "confirm_tenant_id")
+                    ],
+                },
+            )
         changes.update_tenant(form=form, actor=request.user, ip_address=client_ip(request))
         messages.success(request, "Changes saved.")
         return redirect("tenants:detail", tenant_id=tenant.pk)
