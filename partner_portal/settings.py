@@ -95,7 +95,8 @@ CSRF_TRUSTED_ORIGINS = env.list(
 MSP_NAME = env.str("MSP_NAME", default="Partner Portal")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with a site that admits superusers only (partner_portal/admin.py).
+    "partner_portal.admin.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
