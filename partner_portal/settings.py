@@ -359,6 +359,9 @@ TOKEN_CACHE_KEY = env.str("TOKEN_CACHE_KEY", default="")
 
 CONSENT_LINK_MAX_AGE_DAYS = env_int("CONSENT_LINK_MAX_AGE_DAYS", 14, minimum=1)
 CONSENT_STATE_MAX_AGE_SECONDS = env_int("CONSENT_STATE_MAX_AGE_SECONDS", 3600, minimum=60)
+# Rejected consent callbacks are counted per client address; at most one audit row per
+# address per this many seconds (0: one per rejection).
+CONSENT_REJECTION_AUDIT_SECONDS = env_int("CONSENT_REJECTION_AUDIT_SECONDS", 60)
 SYNC_OVERLAP_MINUTES = env_int("SYNC_OVERLAP_MINUTES", 5)
 DEFENDER_CALLS_PER_MINUTE = env_int("DEFENDER_CALLS_PER_MINUTE", 50, minimum=1)
 DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)

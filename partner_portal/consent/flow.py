@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from celery import current_app
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -307,6 +308,29 @@ class CallbackResult:
     can_retry: bool = False
 
 
+REJECTION_COUNT_SECONDS = 3600
+
+
+def count_rejection(ip_address: str | None) -> tuple[bool, int]:
+    """Count a rejected callback per source address in the cache (L4): anyone can call the
+    callback, and an audit row per request let them fill the audit table. Returns whether
+    to audit this one (at most once per CONSENT_REJECTION_AUDIT_SECONDS per address) and
+    how many were rejected from that address since its last audit row."""
+    address = ip_address or "unknown"
+    counter = f"consent:rejected:{address}"
+    cache.add(counter, 0, timeout=REJECTION_COUNT_SECONDS)
+    try:
+        rejected = cache.incr(counter)
+    except ValueError:  # expired between add() and incr()
+        cache.set(counter, 1, timeout=REJECTION_COUNT_SECONDS)
+        rejected = 1
+    interval = settings.CONSENT_REJECTION_AUDIT_SECONDS
+    if interval > 0 and not cache.add(f"consent:rejected-audited:{address}", 1, timeout=interval):
+        return False, rejected
+    cache.set(counter, 0, timeout=REJECTION_COUNT_SECONDS)
+    return True, rejected
+
+
 def _rejected(
     reason: str,
     *,
@@ -314,14 +338,17 @@ def _rejected(
     ip_address: str | None = None,
     detail: str = "",
 ) -> CallbackResult:
-    record(
-        "consent.callback_rejected",
-        tenant=link.tenant if link else None,
-        target=f"consentlink:{link.pk}" if link else "",
-        ip_address=ip_address,
-        reason=reason,
-        detail=detail[:200],
-    )
+    audit, rejected = count_rejection(ip_address)
+    if audit:
+        record(
+            "consent.callback_rejected",
+            tenant=link.tenant if link else None,
+            target=f"consentlink:{link.pk}" if link else "",
+            ip_address=ip_address,
+            reason=reason,
+            detail=detail[:200],
+            rejected_since_last_audit=rejected,
+        )
     msp = settings.MSP_NAME
     if reason == "replayed":
         return CallbackResult(
