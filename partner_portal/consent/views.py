@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -117,7 +119,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
     if not link.is_usable:
         return _unavailable(request, link)
     flow.record_open(link=link, ip_address=client_ip(request))
-    return render(
+    response = render(
         request,
         "consent/landing.html",
         {
@@ -127,6 +129,10 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
             "expected_tenant": flow.expected_tenant(link),
         },
     )
+    # The form posts here and is redirected to Microsoft: CSP's form-action covers redirects.
+    parts = urlsplit(flow.consent_base_url(link.tenant))
+    response._csp_update = {"form-action": [f"{parts.scheme}://{parts.netloc}"]}
+    return response
 
 
 @login_not_required
