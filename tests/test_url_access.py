@@ -21,7 +21,7 @@ from partner_portal.incidents.models import SyncRun
 from tests.factories import ConsentLinkFactory, IncidentFactory
 
 # Public by design: the customer's administrator has no portal account.
-PUBLIC = {"consent:landing", "consent:callback", "consent:start"}
+PUBLIC = {"consent:landing", "consent:callback", "consent:start", "consent:retry"}
 # The admin isn't tenant-scoped: it is for superusers only (test_the_admin_is_for_superusers_only).
 SKIPPED_NAMESPACES = {"admin"}
 # URL argument → how to make an object of alice's tenant (tenant_a) that it points at

@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from partner_portal.audit.events import record
-from partner_portal.consent.models import ConsentLink
+from partner_portal.consent.models import ConsentLink, hash_token, new_link_token
 from partner_portal.microsoft import discovery, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
 from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
@@ -90,8 +90,39 @@ def is_guid(value: str) -> bool:
 # --- Links ---------------------------------------------------------------------------------
 
 
-def public_url(link: ConsentLink) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/consent/{link.token}/"
+def public_url(link: ConsentLink, token: str = "") -> str:
+    """The customer's URL; needs the raw token (only known when the link is created)."""
+    return f"{settings.PUBLIC_BASE_URL}/consent/{token or link.token}/"
+
+
+def link_for_token(token: str) -> ConsentLink | None:
+    """The link a public token opens (looked up by its hash)."""
+    return ConsentLink.objects.select_related("tenant").filter(token_hash=hash_token(token)).first()
+
+
+def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None) -> ConsentLink:
+    """A new link for a lost one (its token cannot be shown again): same tenant and
+    expectation; the old one is revoked if still unused."""
+    new = ConsentLink.objects.create(
+        tenant=link.tenant,
+        created_by=actor,
+        expected_tenant=link.expected_tenant,
+        expected_domain=link.expected_domain,
+        token=new_link_token(),
+    )
+    revoke_link(link=link, actor=actor, ip_address=ip_address)
+    record(
+        "consent.link_created",
+        actor=actor,
+        tenant=link.tenant,
+        target=f"consentlink:{new.pk}",
+        ip_address=ip_address,
+        expected_tenant=new.expected_tenant,
+        expected_domain=new.expected_domain,
+        expires_at=new.expires_at.isoformat(),
+        replaces=f"consentlink:{link.pk}",
+    )
+    return new
 
 
 class ExpectationRefused(Exception):
@@ -146,11 +177,14 @@ def create_link(
     """A new link; a domain expectation is resolved to its tenant ID first
     (ExpectationRefused when it cannot be)."""
     tenant_id, domain = resolve_expected_tenant(expected_tenant, tenant=tenant)
+    # The raw token stays on this instance only (the database keeps its hash): the caller
+    # shows the link once.
     link = ConsentLink.objects.create(
         tenant=tenant,
         created_by=created_by,
         expected_tenant=tenant_id,
         expected_domain=domain,
+        token=new_link_token(),
     )
     record(
         "consent.link_created",
@@ -386,6 +420,11 @@ def _rejected(
         [f"Open the consent link {msp} sent you and continue from there."],
         link,
     )
+
+
+def reject_callback(reason: str, *, link: ConsentLink | None, ip_address: str | None):
+    """The rejected-state page (counted and audited like a rejected callback)."""
+    return _rejected(reason, link=link, ip_address=ip_address)
 
 
 def _param(params: Mapping[str, Any], name: str) -> str:

@@ -9,7 +9,9 @@ urlpatterns = [
     path("links/<int:link_id>/", views.link_detail, name="detail"),
     path("links/<int:link_id>/revoke/", views.link_revoke, name="revoke"),
     path("links/<int:link_id>/confirm/", views.link_confirm, name="confirm"),
+    path("links/<int:link_id>/replace/", views.link_replace, name="replace"),
     path("callback/", views.callback, name="callback"),
+    path("callback/retry/", views.retry, name="retry"),
     path("<slug:token>/", views.landing, name="landing"),
     path("<slug:token>/start/", views.start, name="start"),
 ]

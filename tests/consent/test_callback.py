@@ -305,3 +305,16 @@ def test_consenting_again_for_the_same_tenant_rechecks_it(
     customer.refresh_from_db()
     assert customer.consent_state == Tenant.ConsentState.PENDING
     assert len(enqueued) == 1
+
+
+def test_open_the_consent_page_again_goes_back_to_microsoft_with_a_fresh_state(
+    client, link, consent_settings
+):
+    state = start_state(client, link)
+    page = callback(client, error="access_denied", error_description=CANCEL, state=state)
+    assert b'action="/consent/callback/retry/"' in page.content
+    again = client.post("/consent/callback/retry/", {"state": state})
+    assert again.status_code == 302
+    assert "/v2.0/adminconsent?" in again["Location"]
+    # A forged state gets the rejection page, nothing else.
+    assert client.post("/consent/callback/retry/", {"state": "forged"}).status_code == 400
