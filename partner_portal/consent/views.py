@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from partner_portal.audit.events import client_ip
-from partner_portal.consent import flow
+from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_ids
@@ -44,13 +44,13 @@ def link_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, error)
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     try:
         link = flow.create_link(
             tenant=tenant,
@@ -60,7 +60,7 @@ def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
         )
     except flow.ExpectationRefused as exc:
         messages.error(request, exc.message)
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     return _show_once(request, link)
 
 
@@ -117,7 +117,19 @@ def link_confirm(request: HttpRequest, link_id: int) -> HttpResponse:
         messages.success(
             request, f"Tenant {link.returned_tenant_id} is attached; access check started."
         )
-    return redirect("tenants:detail", tenant_id=link.tenant_id)
+    return redirect("tenants:detail", tenant_pk=link.tenant_id)
+
+
+@require_POST
+def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    """The tenant page's "Check access" button: the verification task, after commit."""
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    if tenant.entra_tenant_id is None:
+        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
+    else:
+        tasks.verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
+        messages.info(request, "Access check started; refresh this page in a moment.")
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
 @require_POST

@@ -10,25 +10,12 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident
+from partner_portal.incidents.models import Incident, Severity, Status
 from partner_portal.tenants.access import visible_tenants
 
-# Microsoft's raw spellings (see /work/shared/microsoft-protocols.md §6.4), highest first.
-SEVERITIES = [
-    ("High", "High"),
-    ("Medium", "Medium"),
-    ("Low", "Low"),
-    ("Informational", "Informational"),
-    ("UnSpecified", "Unspecified"),
-]
+SEVERITIES = Severity.choices
 OPEN = "open"
-STATUSES = [
-    (OPEN, "Open (not resolved)"),
-    ("Active", "Active"),
-    ("InProgress", "In progress"),
-    ("Resolved", "Resolved"),
-    ("Redirected", "Redirected"),
-]
+STATUSES = [(OPEN, "Open (not resolved)"), *Status.choices]
 CLASSIFICATIONS = [
     ("Unknown", "Unknown"),
     ("TruePositive", "True positive"),
@@ -178,7 +165,7 @@ class IncidentFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == OPEN:
-            return queryset.exclude(status="Resolved")
+            return queryset.exclude(status=Status.RESOLVED)
         return queryset.filter(status=value)
 
     def filter_assigned_to(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from partner_portal.audit.events import record
 from partner_portal.tenants.forms import TenantForm
@@ -61,24 +60,11 @@ def _forget_binding(*, tenant: Tenant) -> int:
     """A new Entra tenant ID: nothing learnt about the old tenant may stay. Consent state,
     granted roles, the watermark and the old tenant's incidents go (M2); sync runs stay as
     history. Returns how many incidents were deleted."""
-    Tenant.objects.filter(pk=tenant.pk).update(
-        consent_state=Tenant.ConsentState.NOT_CONSENTED,
-        granted_roles=[],
-        consent_error_class="",
-        consent_error_message="",
-        consent_checked_at=None,
-        incidents_watermark=None,
-        last_sync_at=None,
-        last_sync_outcome="",
-        last_sync_error_class="",
-        last_sync_error_message="",
-        updated_at=timezone.now(),
-    )
+    tenant.forget_consent()
     # Links still waiting for a confirmation were answered by some tenant for the old record.
     tenant.consent_links.filter(awaiting_confirmation=True).update(awaiting_confirmation=False)
     deleted = tenant.incidents.count()
     tenant.incidents.all().delete()
-    tenant.refresh_from_db()
     return deleted
 
 
@@ -86,11 +72,8 @@ def set_enabled(
     *, tenant: Tenant, enabled: bool, actor: Any, ip_address: str | None = None
 ) -> bool:
     """Enable or disable a tenant; False when it already was."""
-    changed = Tenant.objects.filter(pk=tenant.pk, is_active=not enabled).update(
-        is_active=enabled, updated_at=timezone.now()
-    )
+    changed = tenant.set_active(enabled)
     if changed:
-        tenant.is_active = enabled
         record(
             "tenant.enabled" if enabled else "tenant.disabled",
             actor=actor,
@@ -98,4 +81,4 @@ def set_enabled(
             target=f"tenant:{tenant.pk}",
             ip_address=ip_address,
         )
-    return bool(changed)
+    return changed

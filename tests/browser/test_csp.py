@@ -7,8 +7,8 @@ import pytest
 
 from partner_portal.consent import flow
 from partner_portal.incidents.models import Incident
-from tests.browser.conftest import sign_in
 from tests.browser.test_dashboard import seeded  # noqa: F401 (fixture)
+from tests.chromium import sign_in
 
 pytestmark = pytest.mark.browser
 
