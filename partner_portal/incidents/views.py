@@ -5,7 +5,13 @@ from html import escape
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -166,8 +172,12 @@ def incident_new_count(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def incident_export(request: HttpRequest) -> StreamingHttpResponse:
+def incident_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     filterset = _filter(request)
+    if any(name != "sort" for name in filterset.errors):
+        # Fail closed: an invalid filter exports nothing but the reason.
+        reasons = "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
+        return HttpResponseBadRequest(f"Invalid filter: {reasons}", content_type="text/plain")
     lines = dashboard.export_lines(filterset.qs, sort=filterset.chosen_sort)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = f"incidents-{timezone.now():%Y%m%d-%H%M}.csv"

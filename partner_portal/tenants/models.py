@@ -314,6 +314,24 @@ class Tenant(models.Model):
             updated_at=timezone.now(),
         )
 
+    def forget_consent(self) -> None:
+        """A superuser changed the Entra tenant ID: nothing learnt about the old tenant
+        stays (consent state, granted roles, watermark, last sync); the new one starts
+        not consented."""
+        self._update(
+            consent_state=ConsentState.NOT_CONSENTED,
+            granted_roles=[],
+            consent_error_class="",
+            consent_error_message="",
+            consent_checked_at=None,
+            incidents_watermark=None,
+            last_sync_at=None,
+            last_sync_outcome="",
+            last_sync_error_class="",
+            last_sync_error_message="",
+            updated_at=timezone.now(),
+        )
+
     def set_active(self, enabled: bool) -> bool:
         """Enable or disable the tenant; False when it already was."""
         return self._update(Q(is_active=not enabled), is_active=enabled, updated_at=timezone.now())
