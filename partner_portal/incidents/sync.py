@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from partner_portal.incidents import budget
+from partner_portal.incidents import budget, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncOutcome, SyncRun
 from partner_portal.microsoft import clouds, defender, errors, http
 from partner_portal.tenants.models import ConsentState, Tenant
@@ -141,6 +141,7 @@ def store_page(
         for item in newest.values()
     ]
     with transaction.atomic():
+        before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
         existing = set(
             Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
                 "microsoft_id", flat=True
@@ -157,6 +158,7 @@ def store_page(
                 "microsoft_id", "pk"
             )
         )
+        outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
         Alert.objects.filter(incident_id__in=pks.values()).delete()
         alerts: dict[tuple[int, str], Alert] = {}
         for item in newest.values():
