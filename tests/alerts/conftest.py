@@ -4,6 +4,7 @@ a free port of 127.0.0.1 in this process, recording what they receive."""
 from __future__ import annotations
 
 import email
+import email.policy
 import socket
 import threading
 from collections.abc import Iterator
@@ -26,7 +27,8 @@ class _Inbox:
         self.messages: list[Message] = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        self.messages.append(email.message_from_bytes(envelope.content))
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append(parsed)
         return "250 OK"
 
 
