@@ -281,6 +281,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         reset(username=DEMO_USERNAME)  # a lockout from an earlier run must not lock the demo
+        from partner_portal.alerts.demo import ensure_demo_rule
+
+        ensure_demo_rule(user=user)  # "High and above, all tenants → console email"
         return password
 
     def _devcloud_available(self) -> bool:
