@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
@@ -85,10 +86,19 @@ def deliver(*, delivery_id: int, now: datetime | None = None) -> Outcome:
         )
     except channels.SendFailed as exc:
         return _failed(delivery=delivery, mine=mine, exc=exc, now=now)
+    except InvalidToken:
+        # Encrypted with another SECRET_KEY: only re-entering the URL can fix it.
+        said = "The channel's URL or secret can't be decrypted (SECRET_KEY changed?): re-enter it."
+        return _failed(
+            delivery=delivery, mine=mine, exc=channels.SendFailed(said, transient=False), now=now
+        )
+    except Exception as exc:  # a bug: retried like a transient failure, so it ends at give-up
+        logger.exception("Delivery %s raised", delivery.pk)
+        failure = channels.SendFailed(f"{type(exc).__name__}: {exc}", transient=True)
+        return _failed(delivery=delivery, mine=mine, exc=failure, now=now)
     mine.update(status=DeliveryStatus.SENT, sent_at=timezone.now(), lease_until=None, last_error="")
-    Channel.objects.filter(pk=delivery.channel_id, failing_since__isnull=False).update(
-        failing_since=None
-    )
+    if delivery.channel.failing_since is not None:
+        Channel.objects.filter(pk=delivery.channel_id).update(failing_since=None)
     return Outcome("sent")
 
 

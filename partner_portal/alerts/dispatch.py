@@ -140,9 +140,10 @@ def dispatch(*, now: datetime | None = None, limit: int | None = None) -> list[i
 
 def stale(*, now: datetime | None = None) -> list[int]:
     """Deliveries whose task seems lost: due a while ago and still pending, or held by a
-    worker whose lease ran out (it died mid-send)."""
+    worker whose lease ran out (it died mid-send). Their due time moves to now, so that a
+    backlog (tasks queued, not lost) is handed out again only once per SWEEP_GRACE."""
     now = now or timezone.now()
-    return list(
+    ids = list(
         Delivery.objects.filter(
             Q(status=DeliveryStatus.PENDING, due_at__lte=now - SWEEP_GRACE)
             | Q(status=DeliveryStatus.SENDING, lease_until__lt=now)
@@ -150,6 +151,8 @@ def stale(*, now: datetime | None = None) -> list[int]:
         .order_by("due_at")
         .values_list("pk", flat=True)[:BATCH]
     )
+    Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(due_at=now)
+    return ids
 
 
 def first_sync_done(tenant_id: int) -> bool:

@@ -258,3 +258,37 @@ def test_would_have_fired_counts_the_last_7_days(db):
         change(incident, severity=severity)
     change(IncidentFactory(tenant=tenant), imported=True)
     assert dispatch.would_have_fired(rule=r) == 2
+
+
+def test_the_sweep_hands_a_backlog_out_again_only_once_a_minute(db, receiver):
+    rule(webhook_channel(receiver.url))
+    change()
+    (pk,) = dispatch.dispatch()
+    later = timezone.now() + timedelta(seconds=61)
+    assert dispatch.stale(now=later) == [pk]  # its task may be lost: queue another
+    assert dispatch.stale(now=later + timedelta(seconds=30)) == []  # not every dispatcher run
+    assert dispatch.stale(now=later + timedelta(seconds=61)) == [pk]
+
+
+def test_a_channel_encrypted_with_another_secret_key_fails_with_the_fix(db, receiver, settings):
+    rule(webhook_channel(receiver.url))
+    change()
+    (pk,) = dispatch.dispatch()
+    settings.SECRET_KEY = "another-secret-key-" * 3
+    assert delivery.deliver(delivery_id=pk).status == "failed"
+    assert "re-enter it" in Delivery.objects.get(pk=pk).last_error
+    assert receiver.requests == []
+
+
+def test_a_bug_while_sending_is_retried_then_given_up_never_stuck(db, receiver, monkeypatch):
+    rule(webhook_channel(receiver.url))
+    change()
+    (pk,) = dispatch.dispatch()
+
+    def broken(**kwargs):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(delivery.channels, "send", broken)
+    assert delivery.deliver(delivery_id=pk).status == "retry"
+    d = Delivery.objects.get(pk=pk)
+    assert (d.status, d.last_error) == (DeliveryStatus.PENDING, "KeyError: 'surprise'")
