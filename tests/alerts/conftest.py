@@ -87,8 +87,26 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
+    yield from _receive(tls=None)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path, monkeypatch) -> Iterator[Receiver]:
+    """The receiver over HTTPS with a throwaway CA that requests (in apprise) trusts."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    yield from _receive(tls=cert)
+
+
+def _receive(tls) -> Iterator[Receiver]:
     port = free_port()
-    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
+    scheme = "https" if tls else "http"
+    state = Receiver(url=f"{scheme}://127.0.0.1:{port}/hook")
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -111,6 +129,12 @@ def receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield state

@@ -292,3 +292,37 @@ def test_a_bug_while_sending_is_retried_then_given_up_never_stuck(db, receiver, 
     assert delivery.deliver(delivery_id=pk).status == "retry"
     d = Delivery.objects.get(pk=pk)
     assert (d.status, d.last_error) == (DeliveryStatus.PENDING, "KeyError: 'surprise'")
+
+
+def test_teams_gets_a_readable_card_through_apprise(db, tls_receiver):
+    """A Teams Workflows webhook (apprise's `workflow://host:port/workflow/signature`), here
+    a local HTTPS receiver standing in for Power Automate."""
+    import json
+    from urllib.parse import urlsplit
+
+    port = urlsplit(tls_receiver.url).port
+    teams = Channel(name="SOC Teams", kind="teams")
+    teams.url = f"workflow://127.0.0.1:{port}/wf123/sig456/"
+    teams.save()
+    rule(teams)
+    c = change()
+    (pk,) = dispatch.dispatch()
+    assert delivery.deliver(delivery_id=pk).status == "sent"
+    (request,) = tls_receiver.requests
+    assert request.path.startswith("/workflows/wf123/triggers/manual/paths/invoke")
+    card = json.dumps(json.loads(request.body))
+    assert c.incident.name in card and "New High incident" in card
+
+
+def test_teams_refusing_is_retried(db, tls_receiver):
+    from urllib.parse import urlsplit
+
+    tls_receiver.default = 503
+    teams = Channel(name="SOC Teams", kind="teams")
+    teams.url = f"workflow://127.0.0.1:{urlsplit(tls_receiver.url).port}/wf123/sig456/"
+    teams.save()
+    rule(teams)
+    change()
+    (pk,) = dispatch.dispatch()
+    assert delivery.deliver(delivery_id=pk).status == "retry"
+    assert "did not accept" in Delivery.objects.get(pk=pk).last_error
