@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
@@ -258,6 +257,3 @@ class Delivery(models.Model):
     @staticmethod
     def new_message_id() -> str:
         return "msg_" + secrets.token_hex(16)
-
-    def due_in(self, now: datetime) -> float:
-        return max(0.0, (self.due_at - now).total_seconds())
