@@ -29,6 +29,8 @@ BATCH = 500
 SWEEP_GRACE = timedelta(seconds=60)
 # A first sync's digest waits this long for the rest of the tenant's pages.
 IMPORT_WAIT = timedelta(seconds=30)
+# Outbox rows and their deliveries are kept this long (a rule's test looks back 7 days).
+KEEP = timedelta(days=30)
 
 
 def give_up_at(due: datetime) -> datetime:
@@ -153,6 +155,21 @@ def stale(*, now: datetime | None = None) -> list[int]:
     )
     Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(due_at=now)
     return ids
+
+
+def prune(*, now: datetime | None = None, batch: int = 1000) -> int:
+    """Forget dispatched outbox rows (and so their deliveries) and digests older than KEEP,
+    a batch at a time (Django's cascade loads what it deletes)."""
+    cutoff = (now or timezone.now()) - KEEP
+    old = IncidentChange.objects.filter(created_at__lt=cutoff, dispatched_at__isnull=False)
+    changes, _ = IncidentChange.objects.filter(
+        pk__in=list(old.values_list("pk", flat=True)[:batch])
+    ).delete()
+    digests = Delivery.objects.filter(change=None, created_at__lt=cutoff)
+    gone, _ = Delivery.objects.filter(
+        pk__in=list(digests.values_list("pk", flat=True)[:batch])
+    ).delete()
+    return changes + gone
 
 
 def first_sync_done(tenant_id: int) -> bool:

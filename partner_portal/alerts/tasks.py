@@ -24,6 +24,8 @@ def dispatch_alerts() -> int:
     try:
         due = dispatch.dispatch()
         due += dispatch.stale()
+        if cache.add("alerts:prune", 1, timeout=600):  # every 10 minutes is plenty
+            dispatch.prune()
     finally:
         cache.delete("alerts:dispatch")
     now = timezone.now()

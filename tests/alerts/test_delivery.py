@@ -326,3 +326,13 @@ def test_teams_refusing_is_retried(db, tls_receiver):
     (pk,) = dispatch.dispatch()
     assert delivery.deliver(delivery_id=pk).status == "retry"
     assert "did not accept" in Delivery.objects.get(pk=pk).last_error
+
+
+def test_old_outbox_rows_and_deliveries_are_pruned(db, receiver):
+    rule(webhook_channel(receiver.url))
+    change()
+    (pk,) = dispatch.dispatch()
+    delivery.deliver(delivery_id=pk)
+    assert dispatch.prune(now=timezone.now() + timedelta(days=29)) == 0
+    assert dispatch.prune(now=timezone.now() + timedelta(days=31)) >= 2
+    assert not IncidentChange.objects.exists() and not Delivery.objects.exists()
