@@ -141,3 +141,12 @@ def test_the_demo_rule_is_made_once(db):
         made = ensure_demo_rule(user=user)
     assert Rule.objects.get() == made and made.name == DEMO_RULE
     assert made.min_severity == "High" and made.channels.get().kind == "email"
+
+
+def test_the_owner_deletes_a_rule_and_a_channel(alice_client, alice):
+    mail = email_channel(created_by=alice)
+    r = rule(mail, created_by=alice)
+    alice_client.post(reverse("alerts:rule_delete", kwargs={"rule_id": r.pk}))
+    assert not Rule.objects.exists()
+    alice_client.post(reverse("alerts:channel_delete", kwargs={"channel_id": mail.pk}))
+    assert not Channel.objects.exists()
