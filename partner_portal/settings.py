@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "partner_portal.incidents",
     "partner_portal.audit",
     "partner_portal.accounts",
+    "partner_portal.alerts",
 ]
 
 MIDDLEWARE = [
@@ -148,6 +149,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "partner_portal.context_processors.portal",
+                "partner_portal.alerts.context_processors.failing_channels",
             ],
         },
     },
@@ -252,6 +254,7 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_INTERVAL_MINUTES = env_int("SYNC_INTERVAL_MINUTES", 5, minimum=1)
+ALERTS_DISPATCH_SECONDS = env_int("ALERTS_DISPATCH_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.
@@ -259,6 +262,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partner_portal.incidents.tasks.sync_all_tenants",
         "schedule": SYNC_INTERVAL_MINUTES * 60.0,
         "options": {"expires": SYNC_INTERVAL_MINUTES * 60.0},
+    },
+    # Turn the sync's outbox into deliveries and pick up deliveries whose task was lost.
+    "dispatch-alerts": {
+        "task": "partner_portal.alerts.tasks.dispatch_alerts",
+        "schedule": float(ALERTS_DISPATCH_SECONDS),
+        "options": {"expires": 60.0},
     },
 }
 
@@ -432,6 +441,25 @@ DASHBOARD_POLL_SECONDS = env_int("DASHBOARD_POLL_SECONDS", 30, minimum=1)
 # How long the summary page's numbers are reused (per set of visible tenants and day): over
 # a million incidents they cost hundreds of milliseconds to count. 0 turns the cache off.
 DASHBOARD_SUMMARY_CACHE_SECONDS = env_int("DASHBOARD_SUMMARY_CACHE_SECONDS", 60, minimum=0)
+
+# --- Alerting ---------------------------------------------------------------------------
+
+# Where alert emails go out: smtp://user:password@host:587 (submission+tls://… for STARTTLS,
+# smtp+ssl://… for TLS), or consolemail:// to print them (the default, and the demo's).
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
+vars().update(environ.Env.email_url_config(EMAIL_URL))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Partner Portal <alerts@localhost>")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+# At most this many messages per channel per minute; the rest are folded into one digest.
+ALERTS_MAX_PER_CHANNEL_PER_MINUTE = env_int("ALERTS_MAX_PER_CHANNEL_PER_MINUTE", 20, minimum=1)
+# A delivery that keeps failing (429, 5xx, timeouts) is retried with exponential backoff from
+# ALERTS_RETRY_BACKOFF_SECONDS and marked failed ALERTS_GIVE_UP_SECONDS after it was due.
+ALERTS_RETRY_BACKOFF_SECONDS = env_int("ALERTS_RETRY_BACKOFF_SECONDS", 10, minimum=1)
+ALERTS_GIVE_UP_SECONDS = env_int("ALERTS_GIVE_UP_SECONDS", 3600, minimum=1)
+# Timeout of one webhook/Teams/Slack call, and how long a worker holds a delivery it is
+# sending (after that, e.g. when the worker died, another worker takes it over).
+ALERTS_HTTP_TIMEOUT = env_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
+ALERTS_SEND_LEASE_SECONDS = env_int("ALERTS_SEND_LEASE_SECONDS", 120, minimum=1)
 
 # --- Logging ----------------------------------------------------------------------------
 

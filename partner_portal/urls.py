@@ -16,5 +16,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("tenants/", include("partner_portal.tenants.urls")),
     path("consent/", include("partner_portal.consent.urls")),
+    path("alerts/", include("partner_portal.alerts.urls")),
     path("", include("partner_portal.incidents.urls")),
 ]

@@ -18,7 +18,7 @@ from django.urls import URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
 from partner_portal.incidents.models import SyncRun
-from tests.factories import ConsentLinkFactory, IncidentFactory
+from tests.factories import ConsentLinkFactory, IncidentFactory, UserFactory
 
 # Public by design: the customer's administrator has no portal account.
 PUBLIC = {"consent:landing", "consent:callback", "consent:start", "consent:retry"}
@@ -31,7 +31,28 @@ OBJECTS = {
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
+    "rule_id": lambda tenant: _rule_of(tenant).pk,
+    "channel_id": lambda tenant: _channel_of_alice().pk,
 }
+
+
+def _channel_of_alice():
+    from partner_portal.alerts.models import Channel
+
+    alice = UserFactory(username="alice")
+    return Channel.objects.create(
+        name="mail", kind="email", recipients="a@x.example", created_by=alice
+    )
+
+
+def _rule_of(tenant):
+    """A rule covering tenant_a alone: alice (who sees it) may see the rule, strangers not."""
+    from partner_portal.alerts.models import Rule
+
+    rule = Rule.objects.create(name="A only", scope="tenants", kinds=["new"])
+    rule.tenants.set([tenant])
+    rule.channels.set([_channel_of_alice()])
+    return rule
 
 
 def _walk(patterns, namespace: str = "", arguments: frozenset[str] = frozenset()):

@@ -164,6 +164,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         reset(username=DEMO_USERNAME)  # a lockout from an earlier run must not lock the demo
+        from partner_portal.alerts.demo import ensure_demo_rule
+
+        ensure_demo_rule(user=user)  # "High and above, all tenants → console email"
         return password
 
     def _child_env(self, base_url: str) -> dict[str, str]:
