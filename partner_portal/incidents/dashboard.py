@@ -179,6 +179,15 @@ def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
     return min(counted, cap), counted > cap
 
 
+def rows_before(queryset: QuerySet, *, sort: str, incident: Incident) -> tuple[int, bool]:
+    """(rows before `incident` in `sort` order, more): where a keyset page starts, for
+    "51–100 of 374". Capped like the count, and one query on every page."""
+    fields, descending = parse_sort(sort)
+    values = [getattr(incident, field) for field in fields]
+    before = queryset.filter(_row_compare(queryset, fields, ">" if descending else "<", values))
+    return capped_count(before)
+
+
 def new_since_count(queryset: QuerySet, since: datetime) -> tuple[int, bool]:
     return capped_count(queryset.filter(last_update_time__gt=since), NEW_COUNT_CAP)
 
