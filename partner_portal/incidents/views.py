@@ -297,6 +297,7 @@ def incident_summary(request: HttpRequest) -> HttpResponse:
             "counted_at": counted_at,
             # Reversed once: {% url %} in every cell of the tenant table costs ~20 ms.
             "list_url": reverse("incidents:list"),
+            "tenants_url": reverse("tenants:list"),
             # The most severe first; the rest are a click away on the list.
             "tenant_rows": summary.tenants[:SUMMARY_TENANT_ROWS],
             "more_tenants": max(0, len(summary.tenants) - SUMMARY_TENANT_ROWS),
