@@ -11,4 +11,6 @@ urlpatterns = [
     path("callback/", views.callback, name="callback"),
     path("<slug:token>/", views.landing, name="landing"),
     path("<slug:token>/start/", views.start, name="start"),
+    # Anything else under /consent/ (a link cut short or mangled by an e-mail program).
+    path("<path:rest>", views.not_found),
 ]

@@ -14,6 +14,7 @@ from partner_portal.audit.events import client_ip
 from partner_portal.consent import flow
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
+from partner_portal.error_pages import error_page
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_ids
 
 PAGE_SIZE = 25
@@ -91,11 +92,28 @@ def _unavailable(request: HttpRequest, link: ConsentLink) -> HttpResponse:
     return render(request, "consent/unavailable.html", {"link": link}, status=410)
 
 
+def _public_link(token: str) -> ConsentLink | None:
+    return ConsentLink.objects.select_related("tenant").filter(token=token).first()
+
+
+@login_not_required
+@never_cache
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """A link that is not (or no longer) one of ours: the branded page, never Django's debug
+    page, which with DEBUG on would list every URL pattern to the customer."""
+    # A link whose last "/" was lost still opens (this route hides APPEND_SLASH's redirect).
+    if rest and "/" not in rest and _public_link(rest) is not None:
+        return redirect("consent:landing", token=rest)
+    return error_page(request, 404)
+
+
 @login_not_required
 @never_cache
 @require_GET
 def landing(request: HttpRequest, token: str) -> HttpResponse:
-    link = get_object_or_404(ConsentLink.objects.select_related("tenant"), token=token)
+    link = _public_link(token)
+    if link is None:
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     flow.record_open(link=link, ip_address=client_ip(request))
@@ -115,7 +133,9 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 @require_POST
 def start(request: HttpRequest, token: str) -> HttpResponse:
-    link = get_object_or_404(ConsentLink.objects.select_related("tenant"), token=token)
+    link = _public_link(token)
+    if link is None:
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     return redirect(flow.start_consent(link=link))
