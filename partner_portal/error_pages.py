@@ -10,9 +10,9 @@ from django.template.loader import render_to_string
 
 TITLES = {
     400: ("This request could not be understood", "Check the address, or go back and try again."),
-    403: ("You can't open this page", "It is not available to your account."),
+    403: ("You can’t open this page", "It is not available to your account."),
     404: (
-        "This page doesn't exist",
+        "This page doesn’t exist",
         "The address may be mistyped, or the link may be incomplete: links are long, and an "
         "e-mail program can cut them. Copy the whole link again, or ask for a new one.",
     ),

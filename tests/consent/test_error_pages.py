@@ -26,7 +26,7 @@ def test_a_tampered_consent_link_gets_the_branded_page(client, db, settings, deb
     response = client.get(url)
     assert response.status_code == 404
     html = response.content.decode()
-    assert "This page doesn&#x27;t exist" in html
+    assert "This page doesn’t exist" in html
     assert settings.MSP_NAME in html
     # Neither Django's debug page nor its URL patterns, nor the staff navigation.
     assert "Using the URLconf" not in html and "partner_portal.urls" not in html
@@ -38,7 +38,7 @@ def test_starting_from_an_unknown_link_gets_the_branded_page(client, db, setting
     settings.DEBUG = debug
     response = client.post(reverse("consent:start", kwargs={"token": "x" * 43}))
     assert response.status_code == 404
-    assert "This page doesn&#x27;t exist" in response.content.decode()
+    assert "This page doesn’t exist" in response.content.decode()
 
 
 def test_a_link_that_lost_its_last_slash_still_opens(client, tenant_a, alice):
@@ -61,7 +61,7 @@ def test_an_unknown_staff_page_is_branded_with_the_navigation(alice_client):
     response = alice_client.get("/no-such-page/")
     assert response.status_code == 404
     html = response.content.decode()
-    assert "This page doesn&#x27;t exist" in html
+    assert "This page doesn’t exist" in html
     assert "Go to the incident list" in html and "Consent links" in html
 
 
@@ -73,7 +73,7 @@ def test_another_users_incident_is_the_branded_404(client, bob, tenant_a):
     client.force_login(bob)
     response = client.get(reverse("incidents:detail", kwargs={"incident_id": incident.pk}))
     assert response.status_code == 404
-    assert "This page doesn&#x27;t exist" in response.content.decode()
+    assert "This page doesn’t exist" in response.content.decode()
 
 
 def test_400_403_and_500_are_branded(rf, db):
