@@ -12,6 +12,7 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in
@@ -274,4 +275,64 @@ def test_a_tampered_consent_link_shows_the_branded_404(
     # The real link still works.
     page.goto(f"{live_server.url}/consent/{link.token}/")
     expect(page.get_by_role("heading", level=1)).not_to_have_text("This page doesn’t exist")
+    ctx.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_the_tenant_pages_for_triage(
+    browser, live_server, many, tenant_a, team_a, viewport, monkeypatch
+):
+    from partner_portal.incidents import tasks
+    from partner_portal.incidents.models import SyncOutcome, SyncRun
+    from tests.factories import TenantFactory
+
+    # No worker here: the run is written by the test, as a worker would write it.
+    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: None)
+    waiting = TenantFactory(display_name="Waiting Ltd", groups=[team_a])
+    page = open_page(browser, live_server, viewport)
+    # The list: open High and Medium counts per tenant, linked to those incidents.
+    page.goto(f"{live_server.url}/tenants/")
+    row = page.locator("tr", has=page.get_by_role("link", name="Contoso", exact=True))
+    # Contoso: the ransomware and ten of the thirty older ones.
+    expect(row.get_by_role("link", name=re.compile("open High incidents"))).to_have_text(
+        re.compile(r"^11")
+    )
+    assert sideways_scroll(page) <= 0
+    # A tenant that can't sync: the buttons look disabled and say why.
+    page.goto(f"{live_server.url}/tenants/{waiting.pk}/")
+    sync_now = page.get_by_role("button", name="Sync now")
+    expect(sync_now).to_be_disabled()
+    expect(sync_now).to_have_accessible_description(
+        "Not until the customer's consent is confirmed."
+    )
+    assert sync_now.evaluate("(b) => getComputedStyle(b).cursor") == "not-allowed"
+    enabled_color = page.get_by_role("link", name="Edit").evaluate(
+        "(a) => getComputedStyle(a).color"
+    )
+    assert sync_now.evaluate("(b) => getComputedStyle(b).color") != enabled_color
+    # Sync now on a consented tenant: the box polls until the run ends, then stops.
+    page.goto(f"{live_server.url}/tenants/{tenant_a.pk}/")
+    page.get_by_role("button", name="Sync now").click()
+    box = page.locator("#sync-status")
+    expect(box).to_contain_text("waiting for a worker")
+    expect(box).to_have_attribute("data-polling", "1")
+    run = SyncRun.objects.create(
+        tenant=tenant_a, started_at=timezone.now(), outcome=SyncOutcome.RUNNING, pages=2
+    )
+    expect(box).to_contain_text("page 2", timeout=10_000)
+    run.outcome, run.finished_at = SyncOutcome.SUCCESS, timezone.now()
+    run.save()
+    expect(box).to_contain_text("Last sync", timeout=10_000)
+    expect(box).not_to_have_attribute("data-polling", "1")
+    # The activity log says who pressed it, in words.
+    expect(page.get_by_role("region", name="Activity")).to_contain_text("alice pressed Sync now.")
+    page.context.close()
+
+
+def test_the_favicon_is_found(browser, live_server, db):
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    response = page.goto(f"{live_server.url}/favicon.ico")
+    assert response.status == 200
+    assert "svg" in response.headers["content-type"]
     ctx.close()
