@@ -114,6 +114,8 @@ def running_demo(var_dir: Path) -> Iterator[Demo]:
             f"--port={port}",
             f"--devcloud-port={free_port()}",
             f"--devcloud-http-port={free_port()}",
+            # The tests wait for the worker's and beat's INFO lines ("ready.").
+            "--verbose",
         ],
         cwd=BASE_DIR,
         env=env,

@@ -46,3 +46,28 @@ def test_registering_the_demo_app_grants_the_recorded_consents_again(devcloud):
     assert granted["state"] == "consented"
     assert granted["roles"] == ["Incident.Read.All"]
     assert devcloud.consent(fabrikam["tenant_id"], client_id)["state"] == "none"
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.started: dict[str, list[str]] = {}
+
+    def start(self, name: str, command: list[str], **kwargs: object) -> None:
+        self.started[name] = command
+
+
+@pytest.mark.parametrize(("verbose", "level"), [(False, "WARNING"), (True, "INFO")])
+def test_the_worker_and_beat_log_warnings_only_unless_verbose(verbose, level):
+    command = Command()
+    command.child_log_level = "INFO" if verbose else "WARNING"
+    recorder = _Recorder()
+    command._start_portal(recorder, {}, 8000, 2)
+    for name in ("worker", "beat"):
+        args = recorder.started[name]
+        assert args[args.index("--loglevel") + 1] == level
+
+
+def test_the_demo_has_a_verbose_switch():
+    parser = Command().create_parser("manage.py", "demo")
+    assert parser.parse_args(["--verbose"]).verbose
+    assert not parser.parse_args([]).verbose

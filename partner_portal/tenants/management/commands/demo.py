@@ -36,6 +36,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEMO_USERNAME = "demo"
 DEVCLOUD_READY_TIMEOUT = 90
+BANNER_EVERY_SECONDS = 300
 MANAGE_PY = str(Path(settings.BASE_DIR) / "manage.py")
 
 # Run in a child interpreter so that this process never imports devcloud (a foreign system:
@@ -193,6 +194,9 @@ class Command(BaseCommand):
             "--devcloud-http-port", type=int, default=8444, help="devcloud's HTTP port (8444)"
         )
         parser.add_argument("--no-devcloud", action="store_true", help="do not start devcloud")
+        parser.add_argument(
+            "--verbose", action="store_true", help="worker and beat log at INFO, not WARNING"
+        )
         parser.add_argument("--worker-threads", type=int, default=4, help="Celery threads (4)")
         parser.add_argument(
             "--stop-timeout",
@@ -203,6 +207,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
+        # A quiet console: the worker's and beat's INFO lines (one per task) drown the banner.
+        self.child_log_level = "INFO" if options["verbose"] else "WARNING"
         ports = [port]
         use_devcloud = not options["no_devcloud"] and self._devcloud_available()
         if use_devcloud:
@@ -238,10 +244,14 @@ class Command(BaseCommand):
                     "running without it, so consent and sync have nothing to talk to."
                 )
             self._start_portal(supervisor, env, port, options["worker_threads"])
-            web_up = False
+            web_up, banner_at = False, 0.0
             while not supervisor.stop_requested.is_set() and not supervisor.exited():
                 if not web_up and _answers(port):
                     web_up = True
+                # At the end of start-up, and again every few minutes: the sign-in details
+                # never scroll out of reach for good.
+                if web_up and time.monotonic() - banner_at >= BANNER_EVERY_SECONDS:
+                    banner_at = time.monotonic()
                     self._banner(supervisor, base_url, password)
                 supervisor.stop_requested.wait(0.3)
             died = supervisor.exited()
@@ -305,6 +315,10 @@ class Command(BaseCommand):
         }
         # devcloud's incidents evolve every minute: sync as often, unless told otherwise.
         env.setdefault("SYNC_INTERVAL_MINUTES", "1")
+        # Quiet unless --verbose (or LOG_LEVEL) asks otherwise; runserver's "development
+        # server" warning is what the demo is.
+        env.setdefault("LOG_LEVEL", getattr(self, "child_log_level", "WARNING"))
+        env.setdefault("DJANGO_RUNSERVER_HIDE_WARNING", "true")
         return env
 
     def _start_devcloud(
@@ -427,7 +441,7 @@ class Command(BaseCommand):
                 "--hostname",
                 "demo-worker@%h",
                 "--loglevel",
-                "INFO",
+                self.child_log_level,
                 "--without-mingle",
                 "--without-gossip",
             ],  # fmt: skip
@@ -445,7 +459,7 @@ class Command(BaseCommand):
                 "--scheduler",
                 "django_celery_beat.schedulers:DatabaseScheduler",
                 "--loglevel",
-                "INFO",
+                self.child_log_level,
             ],  # fmt: skip
             env=env,
         )
