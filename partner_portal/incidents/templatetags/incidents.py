@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django import template
-from django.contrib.humanize.templatetags.humanize import naturaltime
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
@@ -54,6 +54,13 @@ def when(value: datetime | None) -> str:
     )
 
 
+def _ago(value: datetime) -> str:
+    # The largest unit only ("1 day ago", not "1 day, 2 hours ago"): it fits a table cell.
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value, depth=1)} ago"
+
+
 @register.filter
 def age(value: datetime | None) -> str:
     """`<time>` saying how long ago ("5 minutes ago"), local time and UTC on hover."""
@@ -66,5 +73,5 @@ def age(value: datetime | None) -> str:
         f"{local:%Y-%m-%d %H:%M}",
         local.tzname() or "",
         _utc_title(value),
-        naturaltime(value),
+        _ago(value),
     )
