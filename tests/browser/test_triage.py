@@ -336,3 +336,27 @@ def test_the_favicon_is_found(browser, live_server, db):
     assert response.status == 200
     assert "svg" in response.headers["content-type"]
     ctx.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_paging_says_where_it_is_and_keeps_full_pages(
+    browser, live_server, many, tenant_a, viewport
+):
+    for i in range(70):  # 42 + 70 = 112 rows: pages of 50, 50 and 12
+        make_incident(tenant_a, name=f"Older incident {i}", hours_ago=100 + i)
+    page = open_page(browser, live_server, viewport)
+    count = page.locator("#result-count")
+    expect(count).to_have_text("1–50 of 112 incidents")
+    page.get_by_role("link", name="Last »").click()
+    expect(count).to_have_text("101–112 of 112 incidents")
+    expect(rows(page)).to_have_count(12)
+    page.get_by_role("link", name="‹ Previous").click()
+    expect(count).to_have_text("51–100 of 112 incidents")
+    page.get_by_role("link", name="‹ Previous").click()
+    expect(count).to_have_text("1–50 of 112 incidents")
+    expect(rows(page)).to_have_count(50)
+    # An incident number finds its incident.
+    page.get_by_label("Search").fill("900007")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page).first).to_contain_text("unfamiliar location number 7")
+    page.context.close()
