@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from partner_portal.tenants.models import Tenant
 
@@ -71,6 +72,9 @@ class Incident(models.Model):
             models.Index(
                 fields=["created_time", "severity", "tenant"], name="incident_created_sev"
             ),
+            # The "Assigned to me" view's count on every list page (assigned_to__iexact),
+            # which would otherwise read every row when few are assigned to the viewer.
+            models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
         ]
 
     def __str__(self) -> str:
