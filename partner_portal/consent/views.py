@@ -10,8 +10,8 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from partner_portal.audit.events import client_ip
-from partner_portal.consent import flow
+from partner_portal.audit.events import client_ip, record
+from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
 from partner_portal.error_pages import error_page
@@ -43,13 +43,13 @@ def link_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, error)
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     link = flow.create_link(
         tenant=tenant,
         created_by=request.user,
@@ -73,6 +73,26 @@ def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
         "consent/detail.html",
         {"link": link, "url": url, "message": message.strip()},
     )
+
+
+@require_POST
+def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    """The tenant page's "Check access" button: the verification task, after commit."""
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    if tenant.entra_tenant_id is None:
+        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
+    else:
+        tasks.verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
+        # Who asked, for the tenant's activity log.
+        record(
+            "tenant.access_check_requested",
+            actor=request.user,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=client_ip(request),
+        )
+        messages.info(request, "Access check started; refresh this page in a moment.")
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
 @require_POST

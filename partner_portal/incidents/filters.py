@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident
+from partner_portal.incidents.models import Incident, Status
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenants
@@ -125,7 +125,7 @@ class IncidentFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == OPEN:
-            return queryset.exclude(status="Resolved")
+            return queryset.exclude(status=Status.RESOLVED)
         return queryset.filter(status=value)
 
     def filter_assigned_to(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -8,6 +8,38 @@ from django.db.models.functions import Upper
 from partner_portal.tenants.models import Tenant
 
 
+class Severity(models.TextChoices):
+    """Microsoft's raw spellings (microsoft-protocols.md §6.4), highest first. The field
+    keeps whatever Microsoft sends; these are the values the portal knows and ranks."""
+
+    HIGH = "High", "High"
+    MEDIUM = "Medium", "Medium"
+    LOW = "Low", "Low"
+    INFORMATIONAL = "Informational", "Informational"
+    UNSPECIFIED = "UnSpecified", "Unspecified"
+
+    @property
+    def rank(self) -> int:
+        """4 for High … 0 for UnSpecified, for sorting."""
+        members = list(Severity)
+        return len(members) - 1 - members.index(self)
+
+    @classmethod
+    def rank_of(cls, raw: str) -> int:
+        """The rank of a severity as received, in any case; 0 when unknown."""
+        wanted = raw.strip().lower()
+        return next((s.rank for s in cls if s.value.lower() == wanted), 0)
+
+
+class Status(models.TextChoices):
+    """Microsoft's incident statuses (raw spellings, as `Severity`)."""
+
+    ACTIVE = "Active", "Active"
+    IN_PROGRESS = "InProgress", "In progress"
+    RESOLVED = "Resolved", "Resolved"
+    REDIRECTED = "Redirected", "Redirected"
+
+
 class Incident(models.Model):
     """A Microsoft 365 Defender incident of one tenant, as last synced.
 

@@ -14,6 +14,6 @@ urlpatterns = [
     path("incidents/views/<int:view_id>/default/", views.view_default, name="view_default"),
     path("preferences/", views.preferences, name="preferences"),
     # The tenant page's "Sync now" and its live status.
-    path("sync/tenants/<int:tenant_id>/", sync_views.sync_now, name="sync_now"),
-    path("sync/tenants/<int:tenant_id>/status/", sync_views.sync_status, name="sync_status"),
+    path("sync/tenants/<int:tenant_pk>/", sync_views.sync_now, name="sync_now"),
+    path("sync/tenants/<int:tenant_pk>/status/", sync_views.sync_status, name="sync_status"),
 ]

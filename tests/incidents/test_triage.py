@@ -92,7 +92,7 @@ def test_the_way_back_only_ever_leads_to_the_list(alice_client, contoso_and_fabr
 
 
 def test_tenant_names_link_to_the_tenant(alice_client, contoso_and_fabrikam, tenant_a):
-    tenant_url = reverse("tenants:detail", kwargs={"tenant_id": tenant_a.pk})
+    tenant_url = reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})
     assert f'href="{tenant_url}"' in alice_client.get(LIST).content.decode()
     summary = alice_client.get(reverse("incidents:summary")).content.decode()
     assert f'href="{tenant_url}"' in summary

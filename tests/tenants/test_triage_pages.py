@@ -27,11 +27,11 @@ def enqueued(monkeypatch):
 
 
 def detail(client, tenant) -> str:
-    return client.get(reverse("tenants:detail", kwargs={"tenant_id": tenant.pk})).content.decode()
+    return client.get(reverse("tenants:detail", kwargs={"tenant_pk": tenant.pk})).content.decode()
 
 
 def status(client, tenant) -> str:
-    url = reverse("incidents:sync_status", kwargs={"tenant_id": tenant.pk})
+    url = reverse("incidents:sync_status", kwargs={"tenant_pk": tenant.pk})
     return client.get(url).content.decode()
 
 
@@ -62,7 +62,7 @@ def test_a_second_customer_of_the_same_name_is_refused(alice_client, team_a, nam
 
 def test_a_customer_keeps_its_own_name_when_edited(alice_client, tenant_a, team_a):
     response = alice_client.post(
-        reverse("tenants:edit", kwargs={"tenant_id": tenant_a.pk}),
+        reverse("tenants:edit", kwargs={"tenant_pk": tenant_a.pk}),
         {
             "display_name": tenant_a.display_name.lower(),
             "cloud": "commercial",
@@ -106,7 +106,7 @@ def test_open_links_from_before_the_consent_are_marked_superseded(alice_client, 
     links = {
         link.pk: link
         for link in alice_client.get(
-            reverse("tenants:detail", kwargs={"tenant_id": tenant_a.pk})
+            reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})
         ).context["links"]
     }
     assert links[old.pk].superseded
@@ -123,11 +123,11 @@ def test_sync_now_and_check_access_are_in_the_activity_log_in_words(
     monkeypatch.setattr(consent_tasks.verify_tenant_access, "delay_on_commit", lambda **kw: None)
     alice.first_name, alice.last_name = "Alice", "Archer"
     alice.save()
-    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     alice_client.post(
-        reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}), {"full": "1"}
+        reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}
     )
-    alice_client.post(reverse("tenants:check_access", kwargs={"tenant_id": tenant_a.pk}))
+    alice_client.post(reverse("consent:check_access", kwargs={"tenant_pk": tenant_a.pk}))
     html = detail(alice_client, tenant_a)
     assert "Alice Archer pressed Sync now." in html
     assert "Alice Archer pressed Full re-sync." in html
@@ -147,7 +147,7 @@ def test_every_recorded_event_reads_as_words(tenant_a, alice):
 
 def test_the_sync_box_polls_from_sync_now_until_the_run_is_over(alice_client, tenant_a, enqueued):
     assert "hx-trigger" not in status(alice_client, tenant_a)  # idle: no polling
-    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     waiting = status(alice_client, tenant_a)
     assert 'hx-trigger="every 3s"' in waiting and "waiting for a worker" in waiting
     run = SyncRun.objects.create(
@@ -163,6 +163,6 @@ def test_the_sync_box_polls_from_sync_now_until_the_run_is_over(alice_client, te
 def test_a_request_no_worker_takes_stops_the_polling_after_a_while(
     alice_client, tenant_a, enqueued
 ):
-    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     AuditEvent.objects.update(created_at=timezone.now() - timedelta(minutes=3))
     assert "hx-trigger" not in status(alice_client, tenant_a)

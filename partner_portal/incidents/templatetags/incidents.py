@@ -9,12 +9,17 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from partner_portal.incidents.models import Severity
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 
 register = template.Library()
 
-SEVERITY_CLASSES = {"High": "sev-high", "Medium": "sev-medium", "Low": "sev-low"}
+SEVERITY_CLASSES = {
+    Severity.HIGH: "sev-high",
+    Severity.MEDIUM: "sev-medium",
+    Severity.LOW: "sev-low",
+}
 
 
 @register.filter
