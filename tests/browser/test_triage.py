@@ -15,8 +15,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
 from tests.browser.test_dashboard import SEED, seeded  # noqa: F401 (a fixture)
+from tests.chromium import sign_in
 from tests.incidents.dashboard_data import make_incident
 
 PASSWORD = "correct horse battery"
