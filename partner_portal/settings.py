@@ -129,6 +129,7 @@ MIDDLEWARE = [
     # Signed-in pages (and the CSV export) are never kept by browsers or proxies.
     "partner_portal.middleware.no_store_when_signed_in",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "partner_portal.incidents.time_zones.time_zone_middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.

@@ -296,6 +296,8 @@ def _every_url(tenant, link) -> list[tuple[str, str]]:
             continue
         if "token" in arguments:
             kwargs = {"token": link.token}
+        elif "rest" in arguments:  # consent:not_found, the branded 404 of unknown links
+            kwargs = {"rest": "no-such-link"}
         else:
             kwargs = {argument: OBJECTS[argument](tenant) for argument in arguments}
         urls.append((name, reverse(name, kwargs=kwargs)))

@@ -13,19 +13,26 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.shortcuts import resolve_url
 from django.urls import URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
-from partner_portal.incidents.models import SyncRun
+from partner_portal.incidents.models import SavedView, SyncRun
 from tests.factories import ConsentLinkFactory, IncidentFactory, UserFactory
 
 # Public by design: the customer's administrator has no portal account.
-PUBLIC = {"consent:landing", "consent:callback", "consent:start", "consent:retry"}
+PUBLIC = {
+    "consent:landing",
+    "consent:callback",
+    "consent:start",
+    "consent:retry",
+    "consent:not_found",
+}
 # The admin isn't tenant-scoped: it is for superusers only (test_the_admin_is_for_superusers_only).
 SKIPPED_NAMESPACES = {"admin"}
 # URL argument → how to make an object of alice's tenant (tenant_a) that it points at
-# (ConsentLink pk for link_id, SyncRun pk for run_id).
+# (ConsentLink pk for link_id, SyncRun pk for run_id, SavedView pk for view_id).
 OBJECTS = {
     "tenant_pk": lambda tenant: tenant.pk,
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
@@ -33,15 +40,28 @@ OBJECTS = {
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
     "rule_id": lambda tenant: _rule_of(tenant).pk,
     "channel_id": lambda tenant: _channel_of_alice().pk,
+    # A saved view belongs to a user, not a tenant: alice's.
+    "view_id": lambda tenant: (
+        SavedView.objects.get_or_create(user=_alice(), name="Alice's view", query="severity=High")[
+            0
+        ].pk
+    ),
 }
+
+
+def _alice():
+    # The cast's alice when a test has her; UserFactory would reset her password (and with it
+    # her signed-in session).
+    return get_user_model().objects.filter(username="alice").first() or UserFactory(
+        username="alice"
+    )
 
 
 def _channel_of_alice():
     from partner_portal.alerts.models import Channel
 
-    alice = UserFactory(username="alice")
     return Channel.objects.create(
-        name="mail", kind="email", recipients="a@x.example", created_by=alice
+        name="mail", kind="email", recipients="a@x.example", created_by=_alice()
     )
 
 

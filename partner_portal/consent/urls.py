@@ -15,4 +15,6 @@ urlpatterns = [
     path("callback/retry/", views.retry, name="retry"),
     path("<slug:token>/", views.landing, name="landing"),
     path("<slug:token>/start/", views.start, name="start"),
+    # Anything else under /consent/ (a link cut short or mangled by an e-mail program).
+    path("<path:rest>", views.not_found, name="not_found"),
 ]

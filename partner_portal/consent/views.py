@@ -6,16 +6,17 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from partner_portal.audit.events import client_ip
+from partner_portal.audit.events import client_ip, record
 from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
+from partner_portal.error_pages import error_page
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_pks
 
 PAGE_SIZE = 25
@@ -131,6 +132,14 @@ def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         tasks.verify_tenant_access.delay_on_commit(  # type: ignore[attr-defined]
             tenant_pk=tenant.pk
         )
+        # Who asked, for the tenant's activity log.
+        record(
+            "tenant.access_check_requested",
+            actor=request.user,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=client_ip(request),
+        )
         messages.info(request, "Access check started; refresh this page in a moment.")
     return redirect("tenants:detail", tenant_pk=tenant.pk)
 
@@ -154,11 +163,22 @@ def _unavailable(request: HttpRequest, link: ConsentLink) -> HttpResponse:
 
 @login_not_required
 @never_cache
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """A link that is not (or no longer) one of ours: the branded page, never Django's debug
+    page, which with DEBUG on would list every URL pattern to the customer."""
+    # A link whose last "/" was lost still opens (this route hides APPEND_SLASH's redirect).
+    if rest and "/" not in rest and flow.link_for_token(rest) is not None:
+        return redirect("consent:landing", token=rest)
+    return error_page(request, 404)
+
+
+@login_not_required
+@never_cache
 @require_GET
 def landing(request: HttpRequest, token: str) -> HttpResponse:
     link = flow.link_for_token(token)
     if link is None:
-        raise Http404
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     flow.record_open(link=link, ip_address=client_ip(request))
@@ -183,7 +203,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
 def start(request: HttpRequest, token: str) -> HttpResponse:
     link = flow.link_for_token(token)
     if link is None:
-        raise Http404
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     return redirect(flow.start_consent(link=link))

@@ -7,43 +7,27 @@ from datetime import date, datetime, time, timedelta
 import django_filters
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident, Severity, Status
+from partner_portal.incidents.models import Incident, Status
+from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenants
 
-SEVERITIES = Severity.choices
+# Microsoft's spellings as values, plain words as labels (microsoft/vocabulary.py).
+SEVERITIES = vocabulary.choices(Kind.SEVERITY)
 OPEN = "open"
-STATUSES = [(OPEN, "Open (not resolved)"), *Status.choices]
-CLASSIFICATIONS = [
-    ("Unknown", "Unknown"),
-    ("TruePositive", "True positive"),
-    ("FalsePositive", "False positive"),
-    ("InformationalExpectedActivity", "Informational, expected activity"),
-]
-DETERMINATIONS = [
-    (value, value)
-    for value in (
-        "NotAvailable",
-        "MultiStagedAttack",
-        "MaliciousUserActivity",
-        "CompromisedAccount",
-        "Malware",
-        "Phishing",
-        "UnwantedSoftware",
-        "SecurityTesting",
-        "LineOfBusinessApplication",
-        "ConfirmedActivity",
-        "Clean",
-        "NoEnoughDataToValidate",
-        "Apt",
-        "SecurityPersonnel",
-        "Other",
-    )
-]
+STATUSES = [(OPEN, "Open (not resolved)"), *vocabulary.choices(Kind.STATUS)]
+CLASSIFICATIONS = vocabulary.choices(Kind.CLASSIFICATION)
+DETERMINATIONS = vocabulary.choices(Kind.DETERMINATION)
 UNASSIGNED = "unassigned"
-UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+UPDATED_WITHIN = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 SORTS = [
     ("-updated", "Last update, newest first"),
     ("updated", "Last update, oldest first"),
@@ -133,7 +117,7 @@ class IncidentFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",
-        help_text="Incident names, alert titles, device and user names.",
+        help_text="Incident numbers and names, alert titles, device and user names.",
     )
 
     sort = django_filters.ChoiceFilter(
@@ -198,4 +182,9 @@ class IncidentFilter(django_filters.FilterSet):
         value = value.strip().lower()
         if not value:
             return queryset
-        return queryset.filter(search_text__contains=value)
+        matches = Q(search_text__contains=value)
+        # An incident number (as Defender shows it, perhaps with its "#") finds that incident.
+        number = value.removeprefix("#")
+        if number.isascii() and number.isdigit() and len(number) <= 18:
+            matches |= Q(microsoft_id=int(number))
+        return queryset.filter(matches)

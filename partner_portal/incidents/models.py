@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from partner_portal.tenants.models import Tenant
 
@@ -102,6 +104,9 @@ class Incident(models.Model):
             models.Index(
                 fields=["created_time", "severity", "tenant"], name="incident_created_sev"
             ),
+            # The "Assigned to me" view's count on every list page (assigned_to__iexact),
+            # which would otherwise read every row when few are assigned to the viewer.
+            models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
         ]
 
     def __str__(self) -> str:
@@ -232,3 +237,43 @@ class IncidentChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.incident_id} @ {self.version:%Y-%m-%d %H:%M:%S}: {', '.join(self.kinds)}"
+
+
+class SavedView(models.Model):
+    """A named incident list of one staff member: the list's query string (filters and sort).
+
+    The query is the whole view, so a view is shared by sharing its list URL. At most one
+    view per user is the default, opened when the list is visited without a query.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="savedview_unique_name"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_default=True), name="savedview_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Preference(models.Model):
+    """One staff member's display preferences. The time zone starts as the browser's."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'UTC'}"

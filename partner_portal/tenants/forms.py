@@ -86,6 +86,18 @@ class TenantForm(forms.ModelForm):
             and self.instance.pk is not None
         )
 
+    def clean_display_name(self) -> str:
+        name = " ".join(self.cleaned_data["display_name"].split())
+        # Two customers of one name can't be told apart in lists and filters; "contoso" and
+        # "Contoso" are the same name.
+        taken = Tenant.objects.filter(display_name__iexact=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(
+                "Another customer already has this name. Add something that tells them apart, "
+                "such as the city or the domain."
+            )
+        return name
+
     def clean_primary_domain(self) -> str:
         domain = self.cleaned_data["primary_domain"].strip().lower()
         if domain and ("." not in domain or " " in domain or "/" in domain):

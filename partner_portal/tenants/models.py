@@ -335,3 +335,18 @@ class Tenant(models.Model):
     def set_active(self, enabled: bool) -> bool:
         """Enable or disable the tenant; False when it already was."""
         return self._update(Q(is_active=not enabled), is_active=enabled, updated_at=timezone.now())
+
+
+def tenant_choices(tenants: QuerySet[Tenant]) -> list[tuple[int, str]]:
+    """(pk, label) in name order; tenants that share a name (in any case) are told apart by
+    their domain, or their number when they have none."""
+    rows = list(
+        tenants.order_by("display_name", "pk").values_list("pk", "display_name", "primary_domain")
+    )
+    seen: dict[str, int] = {}
+    for _, name, _ in rows:
+        seen[name.casefold()] = seen.get(name.casefold(), 0) + 1
+    return [
+        (pk, f"{name} ({domain or f'#{pk}'})" if seen[name.casefold()] > 1 else name)
+        for pk, name, domain in rows
+    ]
