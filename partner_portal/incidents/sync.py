@@ -22,24 +22,31 @@ recorded (with the consent state they imply) and returned as a failed run.
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from partner_portal.incidents import budget
-from partner_portal.incidents.models import Alert, Incident, SyncOutcome, SyncRun
-from partner_portal.microsoft import clouds, defender, errors, http
+from partner_portal.incidents.models import (
+    Alert,
+    Incident,
+    SyncOutcome,
+    SyncProblem,
+    SyncRun,
+    id_hash,
+)
+from partner_portal.microsoft import clouds, defender, errors, http, vocabulary
 from partner_portal.tenants.models import ConsentState, Tenant
 
 logger = logging.getLogger(__name__)
-
-SEVERITY_RANK = {"unspecified": 0, "informational": 1, "low": 2, "medium": 3, "high": 4}
 
 INCIDENT_FIELDS = [
     "name",
@@ -58,6 +65,7 @@ INCIDENT_FIELDS = [
     "alert_count",
     "search_text",
     "raw",
+    "text_repaired",
     "synced_at",
 ]
 
@@ -75,10 +83,6 @@ def lease_seconds() -> int:
     """How long a run holds its tenant: longer than the task's hard time limit, so a lease
     outlives any run that is still alive, and expires on its own after a crash."""
     return settings.SYNC_LEASE_SECONDS
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITY_RANK.get(severity.strip().lower(), 0)
 
 
 def search_text(incident: defender.IncidentData) -> str:
@@ -102,85 +106,187 @@ def search_text(incident: defender.IncidentData) -> str:
     return " ".join(seen)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What storing one page did: incidents created and updated, and items recorded as sync
+    problems (those that could not be parsed, plus those the database refused)."""
+
+    created: int
+    updated: int
+    problems: int
+
+
 def store_page(
     *, tenant: Tenant, incidents: list[defender.IncidentData], synced_at: datetime
 ) -> tuple[int, int]:
-    """Upsert one page of incidents and replace their alerts, in one transaction.
-    Returns (created, updated)."""
+    """Upsert one page of incidents and replace their alerts. Returns (created, updated);
+    an incident the database refuses becomes a sync problem (see `store_items`)."""
+    stored = store_items(tenant=tenant, incidents=incidents, synced_at=synced_at)
+    return stored.created, stored.updated
+
+
+def store_items(
+    *,
+    tenant: Tenant,
+    incidents: list[defender.IncidentData],
+    synced_at: datetime,
+    problems: Sequence[defender.ItemProblem] = (),
+) -> Stored:
+    """Store a page item by item, without paying for it when nothing is wrong:
+
+    1. the whole page in one transaction (the fast path: a few queries for 100 incidents);
+    2. if the database refuses it, each incident in its own savepoint, so that one poison
+       incident cannot block the others;
+    3. each incident it still refuses, and each item of `problems` (could not be parsed),
+       is recorded as a `SyncProblem`; an incident stored clears its problem.
+    """
     # The same incident twice in a page (paging shifted under us): keep the newest.
     newest: dict[int, defender.IncidentData] = {}
     for item in incidents:
         known = newest.get(item.incident_id)
         if known is None or item.last_update_time >= known.last_update_time:
             newest[item.incident_id] = item
-    if not newest:
+    refused: list[defender.ItemProblem] = []
+    try:
+        with transaction.atomic():
+            created, updated = _upsert(tenant, list(newest.values()), synced_at)
+    except Exception:  # whatever one item does to the database, find which one below
+        logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
+        created = updated = 0
+        for item in newest.values():
+            try:
+                with transaction.atomic():
+                    c, u = _upsert(tenant, [item], synced_at)
+            except Exception as exc:
+                refused.append(_refused(item, exc))
+                continue
+            created, updated = created + c, updated + u
+    failed = {p.incident_id for p in refused}
+    stored_keys = {problem_key(str(i)) for i in newest if str(i) not in failed}
+    if stored_keys:
+        SyncProblem.objects.filter(tenant=tenant, key__in=stored_keys).delete()
+    for problem in [*problems, *refused]:
+        record_problem(tenant=tenant, problem=problem, now=synced_at)
+    return Stored(created, updated, len(problems) + len(refused))
+
+
+def _upsert(
+    tenant: Tenant, items: list[defender.IncidentData], synced_at: datetime
+) -> tuple[int, int]:
+    """Upsert incidents and replace their alerts (callers hold a transaction)."""
+    if not items:
         return 0, 0
-    ids = list(newest)
+    ids = [item.incident_id for item in items]
     rows = [
         Incident(
             tenant=tenant,
             microsoft_id=item.incident_id,
             name=item.name,
-            severity=item.severity[:32],
-            severity_rank=severity_rank(item.severity),
-            status=item.status[:32],
-            classification=item.classification[:64],
-            determination=item.determination[:64],
-            assigned_to=item.assigned_to[:255],
+            severity=item.severity,
+            severity_rank=vocabulary.severity_rank(item.severity),
+            status=item.status,
+            classification=item.classification,
+            determination=item.determination,
+            assigned_to=item.assigned_to,
             tags=item.tags,
             comments=item.comments,
             redirect_incident_id=item.redirect_incident_id,
             created_time=item.created_time,
             last_update_time=item.last_update_time,
-            portal_url=item.incident_uri[:500],
+            portal_url=item.incident_uri,
             alert_count=len({a.alert_id for a in item.alerts}),
             search_text=search_text(item),
             raw=item.raw,
+            text_repaired=item.text_repaired,
             synced_at=synced_at,
         )
-        for item in newest.values()
+        for item in items
     ]
-    with transaction.atomic():
-        existing = set(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", flat=True
+    existing = set(
+        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
+            "microsoft_id", flat=True
+        )
+    )
+    Incident.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["tenant", "microsoft_id"],
+        update_fields=INCIDENT_FIELDS,
+    )
+    pks = dict(
+        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
+            "microsoft_id", "pk"
+        )
+    )
+    Alert.objects.filter(incident_id__in=pks.values()).delete()
+    alerts: dict[tuple[int, str], Alert] = {}
+    for item in items:
+        for a in item.alerts:
+            alerts[(pks[item.incident_id], a.alert_id)] = Alert(
+                incident_id=pks[item.incident_id],
+                microsoft_id=a.alert_id,
+                microsoft_id_hash=id_hash(a.alert_id),
+                title=a.title,
+                description=a.description,
+                severity=a.severity,
+                category=a.category,
+                status=a.status,
+                detection_source=a.detection_source,
+                service_source=a.service_source,
+                mitre_techniques=a.mitre_techniques,
+                first_activity=a.first_activity,
+                last_activity=a.last_activity,
+                devices=a.devices,
+                entities=a.entities,
+                raw=a.raw,
             )
-        )
-        Incident.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["tenant", "microsoft_id"],
-            update_fields=INCIDENT_FIELDS,
-        )
-        pks = dict(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", "pk"
-            )
-        )
-        Alert.objects.filter(incident_id__in=pks.values()).delete()
-        alerts: dict[tuple[int, str], Alert] = {}
-        for item in newest.values():
-            for a in item.alerts:
-                alerts[(pks[item.incident_id], a.alert_id)] = Alert(
-                    incident_id=pks[item.incident_id],
-                    microsoft_id=a.alert_id[:200],
-                    title=a.title,
-                    description=a.description,
-                    severity=a.severity[:32],
-                    category=a.category[:64],
-                    status=a.status[:32],
-                    detection_source=a.detection_source[:64],
-                    service_source=a.service_source[:64],
-                    mitre_techniques=a.mitre_techniques,
-                    first_activity=a.first_activity,
-                    last_activity=a.last_activity,
-                    devices=a.devices,
-                    entities=a.entities,
-                    raw=a.raw,
-                )
-        Alert.objects.bulk_create(alerts.values(), batch_size=500)
+    Alert.objects.bulk_create(alerts.values(), batch_size=500)
     created = len(set(ids) - existing)
     return created, len(ids) - created
+
+
+def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:
+    logger.warning("Tenant incident %s could not be stored: %s", item.incident_id, type(exc))
+    raw = {**item.raw, "alerts": [a.raw for a in item.alerts]}
+    error = f"{type(exc).__name__}: {exc}"
+    return defender.ItemProblem(
+        incident_id=str(item.incident_id),
+        error=defender.repair_text(error)[0][:2000],
+        raw_text=json.dumps(raw, ensure_ascii=True, default=str),
+        last_update_time=item.last_update_time,
+    )
+
+
+def problem_key(incident_id: str, raw_text: str = "") -> str:
+    """One problem per incident ID (its number, however it was spelt), or per raw item when
+    there is no ID."""
+    text = incident_id.strip()
+    if text.isdigit():
+        text = str(int(text))
+    return id_hash(text) if text else id_hash("raw:" + raw_text)
+
+
+def record_problem(*, tenant: Tenant, problem: defender.ItemProblem, now: datetime) -> None:
+    """Insert or refresh (last seen, count, error, raw text) the tenant's problem record."""
+    key = problem_key(problem.incident_id, problem.raw_text)
+    fields = {"error": problem.error, "raw_text": problem.raw_text, "last_seen": now}
+    for _ in range(2):  # a concurrent insert of the same key: update theirs
+        if SyncProblem.objects.filter(tenant=tenant, key=key).update(
+            count=F("count") + 1, **fields
+        ):
+            return
+        try:
+            with transaction.atomic():
+                SyncProblem.objects.create(
+                    tenant=tenant,
+                    key=key,
+                    microsoft_id=problem.incident_id,
+                    first_seen=now,
+                    **fields,
+                )
+            return
+        except IntegrityError:
+            continue
 
 
 def take_lease(*, tenant: Tenant, now: datetime, held: datetime | None = None) -> datetime | None:
@@ -366,8 +472,11 @@ def _run(
             before_call=before_call,
         )
         for page in pages:
-            created, updated = store_page(
-                tenant=tenant, incidents=page.incidents, synced_at=timezone.now()
+            stored = store_items(
+                tenant=tenant,
+                incidents=page.incidents,
+                synced_at=timezone.now(),
+                problems=page.problems,
             )
             for item in page.incidents:
                 if newest is None or item.last_update_time > newest:
@@ -379,9 +488,12 @@ def _run(
                 page=page.number + 1,
             )
             run.pages += 1
-            run.created_count += created
-            run.updated_count += updated
-            run.save(update_fields=["pages", "api_calls", "created_count", "updated_count"])
+            run.created_count += stored.created
+            run.updated_count += stored.updated
+            run.problems += stored.problems
+            run.save(
+                update_fields=["pages", "api_calls", "created_count", "updated_count", "problems"]
+            )
             if progress:
                 progress(run)
     except errors.MicrosoftError as exc:
