@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from partner_portal.incidents.filters import DEFAULT_SORT, SEVERITIES
 from partner_portal.incidents.models import Incident
+from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenant_ids
 
 PAGE_SIZE = 50
@@ -319,6 +321,15 @@ class _Echo:
         return value
 
 
+# Columns whose values are shown in words (an unknown value as Microsoft sent it).
+EXPORT_LABELS = {
+    "severity": Kind.SEVERITY,
+    "status": Kind.STATUS,
+    "classification": Kind.CLASSIFICATION,
+    "determination": Kind.DETERMINATION,
+}
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -340,8 +351,14 @@ def export_lines(queryset: QuerySet[Incident], *, sort: str) -> Iterator[str]:
         .values_list(*[name for name, _ in EXPORT_COLUMNS])
         .iterator(chunk_size=2000)
     )
+    kinds = [EXPORT_LABELS.get(name) for name, _ in EXPORT_COLUMNS]
     for row in rows:
-        yield writer.writerow([_cell(value) for value in row])
+        yield writer.writerow(
+            [
+                _cell(vocabulary.label(kind, value) if kind and value else value)
+                for kind, value in zip(kinds, row, strict=True)
+            ]
+        )
 
 
 # --- Incident detail ----------------------------------------------------------------------

@@ -10,50 +10,16 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from partner_portal.incidents.models import Incident
+from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenants
 
-# Microsoft's raw spellings (see /work/shared/microsoft-protocols.md §6.4), highest first.
-SEVERITIES = [
-    ("High", "High"),
-    ("Medium", "Medium"),
-    ("Low", "Low"),
-    ("Informational", "Informational"),
-    ("UnSpecified", "Unspecified"),
-]
+# Stored values are `vocabulary`'s canonical spellings; the labels are its words.
+SEVERITIES = vocabulary.choices(Kind.SEVERITY)
 OPEN = "open"
-STATUSES = [
-    (OPEN, "Open (not resolved)"),
-    ("Active", "Active"),
-    ("InProgress", "In progress"),
-    ("Resolved", "Resolved"),
-    ("Redirected", "Redirected"),
-]
-CLASSIFICATIONS = [
-    ("Unknown", "Unknown"),
-    ("TruePositive", "True positive"),
-    ("FalsePositive", "False positive"),
-    ("InformationalExpectedActivity", "Informational, expected activity"),
-]
-DETERMINATIONS = [
-    (value, value)
-    for value in (
-        "NotAvailable",
-        "MultiStagedAttack",
-        "MaliciousUserActivity",
-        "CompromisedAccount",
-        "Malware",
-        "Phishing",
-        "UnwantedSoftware",
-        "SecurityTesting",
-        "LineOfBusinessApplication",
-        "ConfirmedActivity",
-        "Clean",
-        "NoEnoughDataToValidate",
-        "Apt",
-        "SecurityPersonnel",
-        "Other",
-    )
-]
+STATUSES = [(OPEN, "Open (not resolved)"), *vocabulary.choices(Kind.STATUS)]
+CLASSIFICATIONS = vocabulary.choices(Kind.CLASSIFICATION)
+DETERMINATIONS = vocabulary.choices(Kind.DETERMINATION)
 UNASSIGNED = "unassigned"
 UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 SORTS = [
@@ -154,7 +120,8 @@ class IncidentFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == OPEN:
-            return queryset.exclude(status="Resolved")
+            # Known open statuses only: a status Microsoft adds later is not open by accident.
+            return queryset.filter(status__in=vocabulary.OPEN_STATUSES)
         return queryset.filter(status=value)
 
     def filter_assigned_to(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

@@ -228,7 +228,7 @@ def test_the_export_streams_exactly_the_filtered_rows(alice_client, contoso_and_
         str(a2.microsoft_id),
         "Phishing mail reported",
         "Medium",
-        "InProgress",
+        "In progress",  # words, not Microsoft's spelling
         "",
         "",
         "secop@contoso.com",
@@ -300,7 +300,7 @@ def test_the_detail_page_shows_every_field_alerts_devices_and_entities(
         "Ransomware on FIN-01",
         "Contoso",
         str(incident.microsoft_id),
-        "TruePositive",
+        "True positive",  # the label of TruePositive
         "Malware",
         "secop@contoso.com",
         "Ransomware behavior detected",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import template
 
+from partner_portal.microsoft import vocabulary
+
 register = template.Library()
 
 SEVERITY_CLASSES = {"High": "sev-high", "Medium": "sev-medium", "Low": "sev-low"}
@@ -19,3 +21,10 @@ def severity_class(severity: str) -> str:
 def https_only(url: str) -> str:
     """Only https links leave the portal: a synced value must not become a javascript: link."""
     return url if isinstance(url, str) and url.lower().startswith("https://") else ""
+
+
+@register.filter
+def label(value: str, kind: str) -> str:
+    """Words for a severity/status/classification/determination/alert_status value; an
+    unknown one is shown as Microsoft sent it."""
+    return vocabulary.label(vocabulary.Kind(kind), value or "")
