@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink
-from partner_portal.microsoft import errors, tokens
-from partner_portal.microsoft.claims import granted_roles
+from partner_portal.microsoft import errors
 from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
+from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
 STATE_SALT = "partner_portal.consent.state"
@@ -445,13 +445,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         if not mismatch:
             try:
                 with transaction.atomic():
-                    Tenant.objects.filter(pk=tenant.pk).update(
-                        entra_tenant_id=returned,
-                        consent_state=Tenant.ConsentState.PENDING,
-                        consent_error_class="",
-                        consent_error_message="",
-                        updated_at=now,
-                    )
+                    tenant.attach_entra_tenant(returned)
             except IntegrityError:
                 # Another tenant took this ID between our check and the update.
                 mismatch = "tenant belongs to another customer"
@@ -500,13 +494,28 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
 # --- Verification ------------------------------------------------------------------------------
 
 
-def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
-    """Get a token for the tenant, check its claims, and store what is really granted.
+# Right after a consent Entra may answer 700016/7000229 for a few minutes while the service
+# principal propagates. These waits add up to about 10 minutes before we call it failed.
+BACKOFF_SECONDS = (10, 20, 40, 60, 90, 120, 120, 120)
+MAX_ATTEMPTS = len(BACKOFF_SECONDS)
+
+
+def retry_countdown(exc: errors.MicrosoftError, attempt: int) -> int:
+    """Seconds before the next attempt: Retry-After for a 429, else the backoff schedule."""
+    if isinstance(exc, errors.Throttled):
+        return max(1, min(exc.retry_after, 3600))
+    return BACKOFF_SECONDS[min(attempt, MAX_ATTEMPTS - 1)]
+
+
+def verify_access(*, tenant: Tenant, attempt: int | None = None) -> Tenant:
+    """Get a new token for the tenant, check its claims, and store what is really granted.
     A tenant that becomes `consented` (from any other state) gets its first sync queued.
 
-    With `final=False`, an error worth retrying (Transient; ConsentRequired while the
-    tenant is `pending`, as Entra may still answer 700016/7000229 for a few minutes right
-    after consent) is noted on the tenant and re-raised for the task to retry.
+    `attempt` is the task's count (from 0). While it is below MAX_ATTEMPTS, an error worth
+    retrying (Transient; ConsentRequired while the tenant is `pending`, as Entra may still
+    answer 700016/7000229 for a few minutes right after consent) is noted on the tenant and
+    raised as RetryLater (countdown, cursor `{"attempt": n}`). Without it (the management
+    command) every outcome is final.
     """
     if tenant.entra_tenant_id is None:
         tenant.record_access_check(
@@ -516,17 +525,9 @@ def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
         )
         _audit_check(tenant, outcome="not_consented")
         return tenant
-    tid = str(tenant.entra_tenant_id)
     was_consented = tenant.consent_state == Tenant.ConsentState.CONSENTED
-    # A fresh MSAL app: the previous one may replay a pre-consent 400 for 60 s (§5.5). And a
-    # fresh token: a cached one keeps the roles it was issued with, for up to an hour, so a
-    # check right after the customer granted a missing role would still find it missing.
-    tokens.forget_tenant(tenant_id=tid, cloud=tenant.cloud, drop_cached_tokens=True)
     try:
-        token = tokens.get_access_token(tenant_id=tid, cloud=tenant.cloud)
-        claims = tokens.check_token(
-            token, tenant_id=tid, cloud=tenant.cloud, required_roles=required_roles()
-        )
+        roles = tenant.incident_client().check_access()
     except errors.MissingPermissions as exc:
         tenant.record_access_check(
             state=Tenant.ConsentState.MISSING_PERMISSIONS,
@@ -537,20 +538,17 @@ def verify_access(*, tenant: Tenant, final: bool = True) -> Tenant:
     except errors.MicrosoftError as exc:
         pending = tenant.consent_state == Tenant.ConsentState.PENDING
         retryable = not exc.permanent or (isinstance(exc, errors.ConsentRequired) and pending)
-        if retryable and not final:
-            # Keep the state; say what we are waiting for, and let the task retry.
-            Tenant.objects.filter(pk=tenant.pk).update(
-                consent_error_class=exc.kind,
-                consent_error_message=exc.message,
-                consent_checked_at=timezone.now(),
-            )
-            raise
+        if retryable and attempt is not None and attempt < MAX_ATTEMPTS:
+            # Keep the state; say what we are waiting for, and let the caller retry.
+            tenant.record_consent_error(error_class=exc.kind, error_message=exc.message)
+            countdown = retry_countdown(exc, attempt)
+            raise RetryLater(countdown, {"attempt": attempt + 1}, cause=exc) from exc
         # A passing outage does not undo an earlier consent; the error is still shown.
         failed = exc.permanent or pending
         state = Tenant.ConsentState.FAILED if failed else tenant.consent_state
         tenant.record_access_check(state=state, error_class=exc.kind, error_message=exc.message)
     else:
-        tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=granted_roles(claims))
+        tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=roles)
         if not was_consented and tenant.is_syncable:
             _start_first_sync(tenant_id=tenant.pk)
     _audit_check(tenant, outcome=tenant.consent_state)

@@ -13,17 +13,23 @@ One run for one tenant:
    anything we received, so the next run's window still holds it;
 4. record the outcome on the SyncRun and the tenant, and release the lease.
 
-A transient error (429, 5xx, timeout…) leaves the watermark where it was and re-raises
-with a `resume` cursor attached (`exc.resume`), so the task retries from the next page
-instead of starting over. A 401 is first retried once with a new token (a token revoked or
-expired on the way says nothing about consent). Permanent errors (a second 401, a 403…) are
-recorded (with the consent state they imply) and returned as a failed run.
+Microsoft is reached only through the tenant's client (`Tenant.incident_client`), which
+owns the token, the one retry after a 401 and the call budget.
+
+The retry policy is here, once: a transient error (429, 5xx, timeout…) leaves the watermark
+where it was, keeps the lease, and raises `RetryLater` with a countdown (as long as
+Microsoft or our call budget asks for a 429; backoff with jitter otherwise) and a cursor,
+so that the caller (the task's retry, the command's sleep) resumes from the next page
+instead of starting over. Past `SYNC_MAX_THROTTLED_RETRIES` / `SYNC_MAX_RETRIES` the run
+fails and lets go of the tenant. Permanent errors (a second 401, a 403…) are recorded (with
+the consent state they imply) and returned as a failed run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,10 +37,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from partner_portal.incidents import budget
 from partner_portal.incidents.models import (
     Alert,
     Incident,
@@ -43,7 +48,9 @@ from partner_portal.incidents.models import (
     SyncRun,
     id_hash,
 )
-from partner_portal.microsoft import clouds, defender, errors, http, vocabulary
+from partner_portal.microsoft import defender, errors, vocabulary
+from partner_portal.microsoft.client import IncidentClient
+from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import ConsentState, Tenant
 
 logger = logging.getLogger(__name__)
@@ -78,11 +85,10 @@ CONSENT_STATE_FOR_ERROR: dict[type[errors.MicrosoftError], str] = {
 
 Progress = Callable[[SyncRun], None]
 
-
-def lease_seconds() -> int:
-    """How long a run holds its tenant: longer than the task's hard time limit, so a lease
-    outlives any run that is still alive, and expires on its own after a crash."""
-    return settings.SYNC_LEASE_SECONDS
+# A run fetches at most this many problem incidents again (Defender allows 100 GETs/min).
+PROBLEM_RETRIES_PER_RUN = 20
+# How far ahead of our clock a lastUpdateTime may be and still move the watermark.
+WATERMARK_SKEW = timedelta(hours=1)
 
 
 def search_text(incident: defender.IncidentData) -> str:
@@ -289,74 +295,13 @@ def record_problem(*, tenant: Tenant, problem: defender.ItemProblem, now: dateti
             continue
 
 
-def take_lease(*, tenant: Tenant, now: datetime, held: datetime | None = None) -> datetime | None:
-    """The lease's expiry when we got it, None when another run holds the tenant.
-
-    `held` is the expiry of a lease this run already holds (kept over a retry's countdown,
-    see `pause`): taking it again is allowed, to nobody else until it expires.
-    """
-    until = now + timedelta(seconds=lease_seconds())
-    free = Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
-    if held is not None:
-        free |= Q(sync_lease_until=held)
-    taken = Tenant.objects.filter(pk=tenant.pk).filter(free).update(sync_lease_until=until)
-    return until if taken == 1 else None
-
-
-def release_lease(*, tenant_id: int, until: datetime | None) -> None:
-    # Only our own lease: if ours expired and another run took the tenant, leave theirs.
-    if until is not None:
-        Tenant.objects.filter(pk=tenant_id, sync_lease_until=until).update(sync_lease_until=None)
-
-
-def pause(*, tenant_id: int, resume: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Keep an interrupted run's lease over its retry countdown (plus a normal lease, so
-    that it expires on its own if the retry never comes), so that no scheduled run starts
-    over from the watermark meanwhile and spends the same call budget. Returns the cursor
-    to retry with."""
-    held = _parse(resume.get("lease"))
-    if held is None:
-        return resume
-    until = timezone.now() + timedelta(seconds=seconds + lease_seconds())
-    kept = Tenant.objects.filter(pk=tenant_id, sync_lease_until=held).update(sync_lease_until=until)
-    return {**resume, "lease": _iso(until) if kept else None}
-
-
-def _token_provider(tenant: Tenant) -> defender.TokenProvider:
-    from partner_portal.microsoft import tokens
-
-    tenant_id = str(tenant.entra_tenant_id)
-
-    def provide() -> str:
-        return tokens.get_access_token(tenant_id=tenant_id, cloud=tenant.cloud)
-
-    return provide
-
-
-def _token_rejected(tenant: Tenant) -> defender.TokenRejected:
-    """What a 401 from the API does: drop the tenant's token everywhere, so that the one
-    retry of the request (see `defender._request`) goes with a new token. Only a second 401
-    is `Forbidden` and marks the tenant `missing_permissions`."""
-    from partner_portal.microsoft import tokens
-
-    tenant_id = str(tenant.entra_tenant_id)
-
-    def drop() -> None:
-        logger.info("Defender refused tenant %s's token (401): retrying with a new one", tenant.pk)
-        tokens.forget_tenant(tenant_id=tenant_id, cloud=tenant.cloud, drop_cached_tokens=True)
-
-    return drop
-
-
-def _base_url(tenant: Tenant) -> str:
-    cloud = clouds.get_cloud(tenant.cloud, defender_base_url=settings.MICROSOFT_DEFENDER_BASE_URL)
-    return cloud.defender_base_url
-
-
 def _window_start(tenant: Tenant, full: bool) -> datetime | None:
     if full or tenant.incidents_watermark is None:
         return None
-    return tenant.incidents_watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
+    try:
+        return tenant.incidents_watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
+    except OverflowError:  # a watermark in year 1: everything is after it
+        return None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -377,13 +322,13 @@ def sync_tenant(
 ) -> SyncRun:
     """Sync one tenant's incidents (see the module docstring). Returns the SyncRun.
 
-    Raises `errors.Transient` (Throttled included) with `exc.resume` and `exc.sync_run_id`
-    set, for the caller to retry later with `resume=exc.resume`.
+    Raises `RetryLater` when a transient error interrupted it and retries remain: call
+    again after `countdown` seconds with `resume=cursor`.
     """
     now = timezone.now()
     resume = resume or {}
     run = _run_for(tenant=tenant, full=full, task_id=task_id, resume=resume, now=now)
-    lease = take_lease(tenant=tenant, now=now, held=_parse(resume.get("lease")))
+    lease = tenant.take_sync_lease(now=now, held=_parse(resume.get("lease")))
     if lease is None:
         run.outcome = SyncOutcome.SKIPPED
         run.finished_at = timezone.now()
@@ -398,20 +343,16 @@ def sync_tenant(
         error_class="WorkerLost",
         error_message="The worker running this sync stopped; a later run took over.",
     )
-    keep_lease = False
+    held_for_retry = False
     try:
         tenant.refresh_from_db()
-        return _run(tenant=tenant, run=run, resume=resume, progress=progress)
-    except errors.Transient as exc:
-        cursor = getattr(exc, "resume", None)
-        if cursor is not None:
-            # The caller retries from the cursor: it keeps the lease meanwhile (`pause`).
-            cursor["lease"] = _iso(lease)
-            keep_lease = True
+        return _run(tenant=tenant, run=run, resume=resume, lease=lease, progress=progress)
+    except RetryLater:
+        held_for_retry = True  # `_retry_later` kept the lease over the countdown
         raise
     finally:
-        if not keep_lease:
-            release_lease(tenant_id=tenant.pk, until=lease)
+        if not held_for_retry:
+            tenant.release_sync_lease(lease=lease)
 
 
 def _run_for(
@@ -435,7 +376,12 @@ def _run_for(
 
 
 def _run(
-    *, tenant: Tenant, run: SyncRun, resume: dict[str, Any], progress: Progress | None
+    *,
+    tenant: Tenant,
+    run: SyncRun,
+    resume: dict[str, Any],
+    lease: datetime,
+    progress: Progress | None,
 ) -> SyncRun:
     since = _parse(resume["since"]) if "since" in resume else _window_start(tenant, run.full)
     newest = _parse(resume.get("newest"))
@@ -446,39 +392,39 @@ def _run(
         "next_url": resume.get("next_url"),
         "next_skip": resume.get("next_skip", 0),
         "page": resume.get("page", 1),
+        "lease": _iso(lease),
+        "throttled": resume.get("throttled", 0),
+        "failures": resume.get("failures", 0),
     }
-
-    def before_call() -> None:
-        try:
-            budget.take(tenant_id=str(tenant.entra_tenant_id), app_id=settings.MICROSOFT_CLIENT_ID)
-        except errors.Throttled:
-            raise
-        except Exception:  # the cache (Redis) is down: Microsoft's own 429s still protect us
-            logger.warning("Call budget unavailable; calling without it", exc_info=True)
-        run.api_calls += 1
-
     try:
-        pages = defender.iter_incident_pages(
-            base_url=_base_url(tenant),
-            token_provider=_token_provider(tenant),
-            token_rejected=_token_rejected(tenant),
-            session=http.new_session(
-                timeout=settings.MICROSOFT_HTTP_TIMEOUT, ca_bundle=settings.MICROSOFT_CA_BUNDLE
-            ),
+        client = tenant.incident_client()
+    except errors.MicrosoftError as exc:  # no Entra tenant ID (yet)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        return run
+    calls_before = run.api_calls
+    try:
+        pages = client.incident_pages(
             since=since,
             start_url=cursor["next_url"],
             start_skip=cursor["next_skip"],
             first_page_number=cursor["page"],
-            before_call=before_call,
         )
+        listed: set[str] = set()
         for page in pages:
+            synced_at = timezone.now()
             stored = store_items(
                 tenant=tenant,
                 incidents=page.incidents,
-                synced_at=timezone.now(),
+                synced_at=synced_at,
                 problems=page.problems,
             )
+            listed |= {str(i.incident_id) for i in page.incidents}
+            listed |= {p.incident_id for p in page.problems}
             for item in page.incidents:
+                # A lastUpdateTime in the future (a broken or hostile answer) would move the
+                # window past every real change and stop the tenant's sync for good.
+                if item.last_update_time > synced_at + WATERMARK_SKEW:
+                    continue
                 if newest is None or item.last_update_time > newest:
                     newest = item.last_update_time
             cursor.update(
@@ -488,6 +434,7 @@ def _run(
                 page=page.number + 1,
             )
             run.pages += 1
+            run.api_calls = calls_before + client.api_calls
             run.created_count += stored.created
             run.updated_count += stored.updated
             run.problems += stored.problems
@@ -496,42 +443,107 @@ def _run(
             )
             if progress:
                 progress(run)
+        retry_problems(tenant=tenant, client=client, run=run, skip=listed)
+        run.api_calls = calls_before + client.api_calls
     except errors.MicrosoftError as exc:
-        return _interrupted(tenant=tenant, run=run, exc=exc, cursor=cursor)
+        run.api_calls = calls_before + client.api_calls
+        if isinstance(exc, errors.Transient):
+            return _retry_later(tenant=tenant, run=run, exc=exc, cursor=cursor)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _record_consent_error(tenant=tenant, exc=exc)
+        return run
     except BaseException as exc:  # a bug or a time limit: record it, then let it propagate
+        run.api_calls = calls_before + client.api_calls
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
         raise
     return _succeeded(tenant=tenant, run=run, newest=newest)
 
 
+def retry_problems(
+    *, tenant: Tenant, client: IncidentClient, run: SyncRun, skip: set[str] = frozenset()
+) -> None:
+    """Fetch each of the tenant's problem incidents once more (`GET /api/incidents/{id}`),
+    the longest-waiting first, up to `PROBLEM_RETRIES_PER_RUN`; store those that now parse
+    and store (their problem is cleared), count the others again. `skip`: IDs this run's
+    listing already received (and stored or recorded).
+
+    Best effort, after the listing: a transient error ends the retries until the next run
+    instead of failing or repeating a run whose pages are stored.
+    """
+    problems = SyncProblem.objects.filter(tenant=tenant).order_by("last_seen", "pk")
+    tried = 0
+    for problem in problems.iterator():
+        incident_id = problem.retryable_id
+        if incident_id is None or str(incident_id) in skip:
+            continue
+        if tried >= PROBLEM_RETRIES_PER_RUN:
+            return
+        tried += 1
+        now = timezone.now()
+        try:
+            item = client.get_incident(incident_id)
+        except errors.BadResponse as exc:  # still unreadable (or refused): seen once more
+            record_problem(
+                tenant=tenant,
+                problem=defender.ItemProblem(
+                    problem.microsoft_id, f"BadResponse: {exc.message}", problem.raw_text
+                ),
+                now=now,
+            )
+            run.problems += 1
+            continue
+        except errors.Transient as exc:
+            logger.info("Tenant %s: problem retries stop for this run: %s", tenant.pk, exc)
+            return
+        if item is None:
+            # Microsoft no longer has it (merged away, or past retention): nothing to store.
+            logger.warning(
+                "Tenant %s: incident %s of a sync problem is gone (404)", tenant.pk, incident_id
+            )
+            problem.delete()
+            continue
+        stored = store_items(tenant=tenant, incidents=[item], synced_at=now)
+        run.created_count += stored.created
+        run.updated_count += stored.updated
+        run.problems += stored.problems
+
+
+def _retry_later(
+    *, tenant: Tenant, run: SyncRun, exc: errors.Transient, cursor: dict[str, Any]
+) -> SyncRun:
+    """The retry policy: raise RetryLater, or fail the run once retries are used up."""
+    if isinstance(exc, errors.Throttled):
+        # Wait exactly as long as Microsoft (or our call budget) asks.
+        run.throttled_waits += 1
+        cursor["throttled"] += 1
+        countdown = float(exc.retry_after)
+        over = cursor["throttled"] > settings.SYNC_MAX_THROTTLED_RETRIES
+        outcome = SyncOutcome.THROTTLED
+    else:
+        cursor["failures"] += 1
+        base = settings.SYNC_RETRY_BACKOFF_SECONDS * 2 ** (cursor["failures"] - 1)
+        countdown = base + random.uniform(0, base)  # noqa: S311 (jitter, not crypto)
+        over = cursor["failures"] > settings.SYNC_MAX_RETRIES
+        outcome = SyncOutcome.RETRYING
+    if over:
+        # The next scheduled run starts again from the committed watermark.
+        logger.warning("Sync of tenant %s gave up after retries: %s", tenant.pk, exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        return run
+    _finish(tenant=tenant, run=run, outcome=outcome, exc=exc)
+    lease = tenant.hold_lease_for_retry(lease=_parse(cursor["lease"]), seconds=countdown)
+    cursor["lease"] = _iso(lease)
+    logger.info("Sync of tenant %s retries in %.1fs: %s", tenant.pk, countdown, exc)
+    raise RetryLater(countdown, cursor, cause=exc)
+
+
 def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None) -> SyncRun:
     """After the last page committed: advance the watermark (never backwards)."""
     if newest is not None:
-        # Conditional, so that it never moves backwards (a slower run finishing late).
-        Tenant.objects.filter(pk=tenant.pk).filter(
-            Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest)
-        ).update(incidents_watermark=newest)
-    tenant.refresh_from_db(fields=["incidents_watermark"])
+        tenant.advance_watermark(newest)
     run.watermark_after = tenant.incidents_watermark
     _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS)
     return run
-
-
-def _interrupted(
-    *, tenant: Tenant, run: SyncRun, exc: errors.MicrosoftError, cursor: dict[str, Any]
-) -> SyncRun:
-    if isinstance(exc, errors.Throttled):
-        run.throttled_waits += 1
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.THROTTLED, exc=exc)
-    elif isinstance(exc, errors.Transient):
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.RETRYING, exc=exc)
-    else:
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
-        _record_consent_error(tenant=tenant, exc=exc)
-        return run
-    exc.resume = cursor  # type: ignore[attr-defined]
-    exc.sync_run_id = run.pk  # type: ignore[attr-defined]
-    raise exc
 
 
 def _finish(
@@ -543,11 +555,11 @@ def _finish(
     run.error_class = type(exc).__name__[:64] if exc else ""
     run.error_message = _message(exc) if exc else ""
     run.save()
-    Tenant.objects.filter(pk=tenant.pk).update(
-        last_sync_at=now,
-        last_sync_outcome=outcome,
-        last_sync_error_class=run.error_class,
-        last_sync_error_message=run.error_message,
+    tenant.record_sync_outcome(
+        outcome=outcome,
+        at=now,
+        error_class=run.error_class,
+        error_message=run.error_message,
     )
 
 
@@ -559,41 +571,15 @@ def _message(exc: BaseException) -> str:
 
 def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None:
     """What a permanent error says about consent, on the tenant (no retry until fixed)."""
-    fields: dict[str, Any] = {
-        "consent_error_class": exc.kind,
-        "consent_error_message": exc.message,
-        "consent_checked_at": timezone.now(),
-    }
     state = CONSENT_STATE_FOR_ERROR.get(type(exc))
-    if state is not None:
-        fields["consent_state"] = state
-    elif not isinstance(exc, errors.CredentialInvalid):
+    if state is None and not isinstance(exc, errors.CredentialInvalid):
         # Not about consent or our credentials (e.g. a bad answer): the SyncRun says it.
         return
-    Tenant.objects.filter(pk=tenant.pk).update(**fields)
-
-
-def give_up(*, resume: dict[str, Any], exc: errors.MicrosoftError) -> None:
-    """A transient error that outlasted every retry: the run failed and lets go of the
-    tenant (the next scheduled run starts again from the committed watermark)."""
-    run = SyncRun.objects.select_related("tenant").filter(pk=resume.get("run_id")).first()
-    if run is not None:
-        _finish(tenant=run.tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
-        release_lease(tenant_id=run.tenant_id, until=_parse(resume.get("lease")))
+    tenant.record_consent_error(error_class=exc.kind, error_message=exc.message, state=state)
 
 
 def sync_due_tenants() -> list[int]:
-    """The ids of tenants the scheduled sync should run for: enabled and consented, and not
-    held by a run (running, or waiting out a retry's countdown)."""
-    now = timezone.now()
-    return list(
-        Tenant.objects.filter(
-            is_active=True,
-            sync_enabled=True,
-            entra_tenant_id__isnull=False,
-            consent_state=ConsentState.CONSENTED,
-        )
-        .filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    """The ids of tenants the scheduled sync should run for: syncable, and not held by a run
+    (running, or waiting out a retry's countdown)."""
+    due = Tenant.objects.syncable().lease_free(timezone.now())
+    return list(due.order_by("pk").values_list("pk", flat=True))

@@ -1,20 +1,16 @@
 """Thin Celery tasks: look up arguments, call the plain functions in incidents.sync, map
-errors to a retry or a normal return."""
+its RetryLater to a retry."""
 
 from __future__ import annotations
 
-import logging
-import random
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
 
 from partner_portal.incidents import sync
-from partner_portal.microsoft import errors
+from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
-
-logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -32,7 +28,7 @@ def sync_all_tenants() -> int:
     ignore_result=True,
     soft_time_limit=settings.SYNC_TASK_SOFT_TIME_LIMIT,
     time_limit=settings.SYNC_TASK_TIME_LIMIT,
-    max_retries=None,  # bounded below, separately for throttling and for other errors
+    max_retries=None,  # the sync bounds its own retries (sync._retry_later)
 )
 def sync_tenant(
     self: Any, tenant_id: int, full: bool = False, resume: dict[str, Any] | None = None
@@ -44,30 +40,11 @@ def sync_tenant(
         return "gone"
     try:
         run = sync.sync_tenant(tenant=tenant, full=full, task_id=self.request.id, resume=resume)
-    except errors.Transient as exc:
-        cursor = dict(getattr(exc, "resume", None) or {})
-        previous = resume or {}
-        if isinstance(exc, errors.Throttled):
-            # Wait exactly as long as Microsoft (or our call budget) asks; never sleep here.
-            waits = previous.get("throttled", 0) + 1
-            countdown = exc.retry_after
-            over = waits > settings.SYNC_MAX_THROTTLED_RETRIES
-            cursor.update(throttled=waits, failures=previous.get("failures", 0))
-        else:
-            failures = previous.get("failures", 0) + 1
-            base = settings.SYNC_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1)
-            countdown = base + random.uniform(0, base)  # noqa: S311 (jitter, not crypto)
-            over = failures > settings.SYNC_MAX_RETRIES
-            cursor.update(failures=failures, throttled=previous.get("throttled", 0))
-        if over:
-            sync.give_up(resume=cursor, exc=exc)
-            logger.warning("Sync of tenant %s gave up after retries: %s", tenant_id, exc)
-            return "failed"
-        cursor = sync.pause(tenant_id=tenant_id, resume=cursor, seconds=countdown)
-        logger.info("Sync of tenant %s retries in %.1fs: %s", tenant_id, countdown, exc)
+    except RetryLater as later:
+        # Never sleep in a worker: the broker brings the task back after the countdown.
         raise self.retry(
-            kwargs={"tenant_id": tenant_id, "full": full, "resume": cursor},
-            countdown=countdown,
-            exc=exc,
-        ) from exc
+            kwargs={"tenant_id": tenant_id, "full": full, "resume": later.cursor},
+            countdown=later.countdown,
+            exc=later.cause,
+        ) from later
     return run.outcome

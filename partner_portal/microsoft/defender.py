@@ -1,7 +1,6 @@
-"""Microsoft 365 Defender incidents API: list (OData filter + paging), get one, update one.
+"""Microsoft 365 Defender incidents: what the API answers, parsed into dataclasses.
 
-Plain Python, no Django: callers pass the base URL, a token provider and a session. Every
-answer is parsed into dataclasses; nobody else sees a `requests.Response`. Parsing is
+Plain Python, no Django and no HTTP (`client.DefenderClient` makes the calls). Parsing is
 tolerant: missing, extra and null fields are fine; enum-like values (whose spellings vary
 across Microsoft's docs and API versions) are normalised once by `vocabulary` (the original
 stays in `raw`); text a database would refuse (NUL, lone surrogates) is repaired. A list page
@@ -16,34 +15,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
-
-import requests
 
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.vocabulary import Kind, normalise
 
-PAGE_SIZE = 100  # the documented maximum of $top
-DEFAULT_RETRY_AFTER = 60
-_RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
-_PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
 # Text no database stores as is: NUL (PostgreSQL refuses it in text and jsonb) and UTF-16
 # surrogates, which JSON's \uD83D escapes can produce alone and UTF-8 cannot encode.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 # Incident IDs are longs (Graph sends the same numbers as strings): a PostgreSQL bigint.
 MAX_INCIDENT_ID = 2**63 - 1
-
-TokenProvider = Callable[[], str]
-# Called before every API request; raises (e.g. Throttled) to refuse it. The call budget.
-BeforeCall = Callable[[], None]
-# Called when the API answers 401 to our token (revoked, or expired in transit): it drops
-# that token wherever it is cached, so that the provider's next one is new.
-TokenRejected = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -328,273 +312,5 @@ def parse_list(body: Any) -> tuple[list[IncidentData], str | None]:
     return incidents, next_link
 
 
-# --- HTTP ---------------------------------------------------------------------------------
-
-
-def retry_after_seconds(response: requests.Response) -> int:
-    """Retry-After header (seconds), else the body's "…again in 8 seconds.", else 60."""
-    header = response.headers.get("Retry-After", "").strip()
-    if header.isdigit():
-        return max(1, int(header))
-    match = _RETRY_IN.search(response.text or "")
-    if match:
-        return max(1, int(match.group(1)))
-    return DEFAULT_RETRY_AFTER
-
-
-def _error_detail(response: requests.Response) -> tuple[str, str]:
-    """(code, message) from `{"error": {"code", "message"}}`, tolerating anything else."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", (response.text or "")[:200]
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return _text(error.get("code")), _text(error.get("message"))[:500]
-    return "", ""
-
-
-def classify(response: requests.Response) -> errors.MicrosoftError:
-    """The error for a non-2xx answer of the Defender API.
-
-    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-error-codes
-    """
-    status = response.status_code
-    code, message = _error_detail(response)
-    text = f"HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-    if status == 429:
-        return errors.Throttled(
-            text, retry_after=retry_after_seconds(response), code=code, status=status
-        )
-    if status >= 500:
-        return errors.Transient(text, code=code, status=status)
-    if status in (401, 403):
-        if status == 403 and any(w.lower() in message.lower() for w in _PERMISSION_WORDS):
-            return errors.MissingPermissions(text, code=code, status=status)
-        return errors.Forbidden(text, code=code, status=status)
-    return errors.BadResponse(text, code=code, status=status)
-
-
-def _request(
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    token_provider: TokenProvider,
-    before_call: BeforeCall | None,
-    token_rejected: TokenRejected | None = None,
-    params: dict[str, str] | None = None,
-    body: dict[str, Any] | None = None,
-    allow_404: bool = False,
-) -> Any:
-    """One API call → the decoded JSON body (None for an allowed 404). Raises classified
-    errors; the token provider's own errors pass through unchanged.
-
-    A 401 says nothing yet about consent: the token may have been revoked or expired on
-    the way. With `token_rejected`, the request is sent once more with a new token (a new
-    budget unit too: it is a new call); a second 401 is Forbidden. A 403 (a role missing)
-    is never retried: a new token would carry the same roles.
-    """
-
-    def send() -> Any:
-        return _send(
-            session,
-            method,
-            url,
-            token_provider=token_provider,
-            before_call=before_call,
-            params=params,
-            body=body,
-            allow_404=allow_404,
-        )
-
-    try:
-        return send()
-    except errors.Forbidden as exc:
-        if exc.status != 401 or token_rejected is None:
-            raise
-    token_rejected()
-    return send()
-
-
-def _send(
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    token_provider: TokenProvider,
-    before_call: BeforeCall | None,
-    params: dict[str, str] | None,
-    body: dict[str, Any] | None,
-    allow_404: bool,
-) -> Any:
-    # The token first: when it fails (consent revoked…) no budget unit is spent on it.
-    token = token_provider()
-    if before_call is not None:
-        before_call()
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    try:
-        response = session.request(method, url, params=params, json=body, headers=headers)
-        if response.status_code == 404 and allow_404:
-            return None
-        if response.status_code >= 400:
-            raise classify(response)
-        # Reading .json() after the body: a connection cut mid-body surfaces here.
-        return response.json()
-    except requests.Timeout as exc:
-        raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
-    except requests.ConnectionError as exc:
-        raise errors.Transient(f"Connection failed: {type(exc).__name__}") from exc
-    except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError…
-        raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
-    except ValueError as exc:  # truncated or malformed JSON: worth another try
-        raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
-
-
-def _odata_params(params: dict[str, str]) -> str:
-    # `requests` would encode the `$` and the spaces; Microsoft's own example keeps `$` and
-    # uses `+`. Either works on the real API; keep `$` literal and encode the rest.
-    return "&".join(f"{k}={quote(v, safe=':-.')}" for k, v in params.items())
-
-
-def iter_incident_pages(
-    *,
-    base_url: str,
-    token_provider: TokenProvider,
-    session: requests.Session,
-    since: datetime | None = None,
-    start_url: str | None = None,
-    start_skip: int = 0,
-    first_page_number: int = 1,
-    before_call: BeforeCall | None = None,
-    token_rejected: TokenRejected | None = None,
-    page_size: int = PAGE_SIZE,
-) -> Iterator[Page]:
-    """Page through `GET /api/incidents` (newest first), `lastUpdateTime ge since`.
-
-    Follows `@odata.nextLink` when present; otherwise pages with `$skip` until a page is
-    shorter than `$top`. `start_url` / `start_skip` resume a listing where a previous,
-    interrupted one stopped (the cursor of the last Page it yielded). With `token_rejected`,
-    a page refused with 401 is asked again once with a new token (see `_request`).
-
-    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-list-incidents
-    """
-    base = f"{base_url.rstrip('/')}/api/incidents"
-    params = {"$top": str(page_size)}
-    if since is not None:
-        # Unquoted datetime literal, as in Microsoft's own SIEM example.
-        params["$filter"] = f"lastUpdateTime ge {format_time(since)}"
-    url: str | None = start_url
-    skip = start_skip
-    number = first_page_number
-    while True:
-        if url:
-            body = _request(
-                session,
-                "GET",
-                url,
-                token_provider=token_provider,
-                before_call=before_call,
-                token_rejected=token_rejected,
-            )
-        else:
-            query = {**params, **({"$skip": str(skip)} if skip else {})}
-            body = _request(
-                session,
-                "GET",
-                f"{base}?{_odata_params(query)}",
-                token_provider=token_provider,
-                before_call=before_call,
-                token_rejected=token_rejected,
-            )
-        incidents, problems, next_link = parse_list_items(body)
-        received = len(incidents) + len(problems)
-        next_skip = skip + received if url is None and received >= page_size else None
-        page = Page(
-            number,
-            incidents,
-            1,
-            next_url=next_link,
-            next_skip=None if next_link else next_skip,
-            problems=problems,
-        )
-        yield page
-        if page.is_last:
-            return
-        url, skip = page.next_url, page.next_skip or 0
-        number += 1
-
-
-def get_incident(
-    *,
-    base_url: str,
-    token_provider: TokenProvider,
-    session: requests.Session,
-    incident_id: int,
-    before_call: BeforeCall | None = None,
-    token_rejected: TokenRejected | None = None,
-) -> IncidentData | None:
-    """One incident, or None when Microsoft answers 404.
-
-    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-get-incident
-    """
-    body = _request(
-        session,
-        "GET",
-        f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
-        token_provider=token_provider,
-        before_call=before_call,
-        token_rejected=token_rejected,
-        allow_404=True,
-    )
-    return None if body is None else parse_incident(body)
-
-
+# The fields a PATCH may change (`DefenderClient.update_incident`).
 UPDATABLE = ("status", "assignedTo", "classification", "determination", "tags", "comment")
-
-
-def update_incident(
-    *,
-    base_url: str,
-    token_provider: TokenProvider,
-    session: requests.Session,
-    incident_id: int,
-    changes: dict[str, Any],
-    before_call: BeforeCall | None = None,
-    token_rejected: TokenRejected | None = None,
-) -> IncidentData | None:
-    """PATCH an incident; returns it as Microsoft answers (None on 404). `comment` is a
-    single string that Microsoft appends as a new comment.
-
-    Reference: https://learn.microsoft.com/en-us/defender-xdr/api-update-incidents
-    """
-    unknown = set(changes) - set(UPDATABLE)
-    if unknown:
-        raise ValueError(f"Not updatable: {', '.join(sorted(unknown))}")
-    body = _request(
-        session,
-        "PATCH",
-        f"{base_url.rstrip('/')}/api/incidents/{int(incident_id)}",
-        token_provider=token_provider,
-        before_call=before_call,
-        token_rejected=token_rejected,
-        body=changes,
-        allow_404=True,
-    )
-    if body is None:
-        return None
-    if not isinstance(body, dict):
-        raise errors.BadResponse("The updated incident is not a JSON object")
-    if "incidentId" not in body and "id" not in body:
-        # The documented response example is partial (no incidentId): add the one we sent.
-        body = {"incidentId": int(incident_id), **body}
-    if "lastUpdateTime" not in body and "lastUpdateDateTime" not in body:
-        return _partial(body, int(incident_id))
-    return parse_incident(body)
-
-
-def _partial(body: dict[str, Any], incident_id: int) -> IncidentData:
-    """A PATCH answer without lastUpdateTime (Microsoft's own example is partial): keep what
-    it has, stamped with our clock. Never use it for a watermark; the next sync re-reads it."""
-    now = format_time(datetime.now(UTC))
-    return parse_incident({**body, "incidentId": incident_id, "lastUpdateTime": now})

@@ -8,6 +8,7 @@ and nothing retries it until someone acts.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 
 class MicrosoftError(Exception):
@@ -41,6 +42,18 @@ class Throttled(Transient):
     def __init__(self, message: str = "", *, retry_after: int = 60, **kwargs) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class RetryLater(Exception):
+    """Not Microsoft's error: a workflow (the sync, the access check) was interrupted by a
+    `Transient` one and wants to be called again. The caller waits `countdown` seconds (a
+    task's retry, a command's sleep) and calls again with `cursor`; `cause` says why."""
+
+    def __init__(self, countdown: float, cursor: dict[str, Any], *, cause: MicrosoftError) -> None:
+        super().__init__(f"Again in {countdown:.0f}s: {cause}")
+        self.countdown = countdown
+        self.cursor = cursor
+        self.cause = cause
 
 
 class ConsentRequired(MicrosoftError):

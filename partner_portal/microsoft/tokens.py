@@ -46,7 +46,8 @@ _LOCK_WAIT_SECONDS = 15.0
 
 @dataclass(frozen=True)
 class Config:
-    """What the broker needs from settings, read in one place (`config()`)."""
+    """What `microsoft/` needs from settings (the broker and the clients), read in one place
+    (`config()`)."""
 
     client_id: str
     client_secret: str
@@ -56,6 +57,9 @@ class Config:
     ca_bundle: str
     timeout: float
     cache_key: str
+    defender_base_url: str = ""
+    # The portal updates incidents (it needs ReadWrite, not Read).
+    incident_updates: bool = False
 
     @property
     def credential_fingerprint(self) -> str:
@@ -65,7 +69,8 @@ class Config:
 
 
 def config() -> Config:
-    """The broker's settings. The only place in `microsoft/` that reads Django settings."""
+    """The settings of `microsoft/`. The only place there that reads Django settings, but
+    for the call budget's limits (`budget.periods`)."""
     from django.conf import settings
 
     cert = key = ""
@@ -81,6 +86,8 @@ def config() -> Config:
         ca_bundle=settings.MICROSOFT_CA_BUNDLE,
         timeout=float(settings.MICROSOFT_HTTP_TIMEOUT),
         cache_key=settings.TOKEN_CACHE_KEY or settings.SECRET_KEY,
+        defender_base_url=settings.MICROSOFT_DEFENDER_BASE_URL,
+        incident_updates=settings.MICROSOFT_INCIDENT_UPDATES,
     )
 
 

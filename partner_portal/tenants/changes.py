@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from partner_portal.audit.events import record
 from partner_portal.tenants.forms import TenantForm
@@ -59,11 +58,8 @@ def set_enabled(
     *, tenant: Tenant, enabled: bool, actor: Any, ip_address: str | None = None
 ) -> bool:
     """Enable or disable a tenant; False when it already was."""
-    changed = Tenant.objects.filter(pk=tenant.pk, is_active=not enabled).update(
-        is_active=enabled, updated_at=timezone.now()
-    )
+    changed = tenant.set_active(enabled)
     if changed:
-        tenant.is_active = enabled
         record(
             "tenant.enabled" if enabled else "tenant.disabled",
             actor=actor,
@@ -71,4 +67,4 @@ def set_enabled(
             target=f"tenant:{tenant.pk}",
             ip_address=ip_address,
         )
-    return bool(changed)
+    return changed

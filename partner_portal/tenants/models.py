@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
+
+from partner_portal.microsoft import errors
+from partner_portal.microsoft.client import DefenderClient, IncidentClient
 
 
 class Cloud(models.TextChoices):
@@ -64,12 +71,41 @@ def with_health_rank(tenants: QuerySet[Tenant]) -> QuerySet[Tenant]:
     )
 
 
+class TenantQuerySet(models.QuerySet):
+    def syncable(self) -> TenantQuerySet:
+        """Enabled, syncing and consented (the same rules as `Tenant.is_syncable`)."""
+        return self.filter(
+            is_active=True,
+            sync_enabled=True,
+            entra_tenant_id__isnull=False,
+            consent_state=ConsentState.CONSENTED,
+        )
+
+    def lease_free(self, now: datetime) -> TenantQuerySet:
+        """Not held by a sync (running, or waiting out a retry's countdown)."""
+        return self.filter(_lease_free(now))
+
+
+def _lease_free(now: datetime) -> Q:
+    return Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
+
+
+def lease_seconds() -> int:
+    """How long a sync holds its tenant: longer than the task's hard time limit, so a lease
+    outlives any run that is still alive, and expires on its own after a crash."""
+    return settings.SYNC_LEASE_SECONDS
+
+
 class Tenant(models.Model):
     """A customer's Microsoft 365 tenant that the MSP looks after.
 
     Staff see a tenant when they belong to one of its `groups` (superusers see all); the
     rule lives in `tenants.access`. Consent, token checks and sync write their outcome here
     so the tenant page can say what is wrong and how to fix it.
+
+    Every change of its state goes through a method below, each a conditional UPDATE where
+    runs can race: the sync lease, the watermark, a sync's outcome, what an access check or
+    an API error says about consent, the Entra tenant attached after consent, enabled or not.
     """
 
     Cloud = Cloud
@@ -120,6 +156,8 @@ class Tenant(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_name"]
@@ -185,3 +223,96 @@ class Tenant(models.Model):
                 "updated_at",
             ]
         )
+
+    def incident_client(self) -> IncidentClient:
+        """The client of this tenant's incident API: the apps' one way to Microsoft."""
+        if self.entra_tenant_id is None:
+            raise errors.TenantNotFound("The tenant ID is not known yet: send a consent link.")
+        return DefenderClient(str(self.entra_tenant_id), self.cloud)
+
+    # --- State changes ----------------------------------------------------------------------
+
+    def _update(self, condition: Q | None = None, **fields: object) -> bool:
+        rows = Tenant.objects.filter(pk=self.pk)
+        if condition is not None:
+            rows = rows.filter(condition)
+        if rows.update(**fields) != 1:
+            return False
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return True
+
+    def take_sync_lease(self, *, now: datetime, held: datetime | None = None) -> datetime | None:
+        """The lease's expiry when this run got the tenant, None when another run holds it.
+
+        `held` is the expiry of a lease this run already holds (kept over a retry's
+        countdown, see `hold_lease_for_retry`): taking it again is allowed, to nobody else
+        until it expires.
+        """
+        until = now + timedelta(seconds=lease_seconds())
+        free = _lease_free(now)
+        if held is not None:
+            free |= Q(sync_lease_until=held)
+        return until if self._update(free, sync_lease_until=until) else None
+
+    def hold_lease_for_retry(self, *, lease: datetime | None, seconds: float) -> datetime | None:
+        """Keep an interrupted run's lease over its retry countdown (plus a normal lease, so
+        that it expires on its own if the retry never comes), so that no scheduled run starts
+        over from the watermark meanwhile and spends the same call budget. Returns the lease
+        to retry with, None when it was lost meanwhile."""
+        if lease is None:
+            return None
+        until = timezone.now() + timedelta(seconds=seconds + lease_seconds())
+        return until if self._update(Q(sync_lease_until=lease), sync_lease_until=until) else None
+
+    def release_sync_lease(self, *, lease: datetime | None) -> None:
+        # Only our own lease: if ours expired and another run took the tenant, leave theirs.
+        if lease is not None:
+            self._update(Q(sync_lease_until=lease), sync_lease_until=None)
+
+    def advance_watermark(self, newest: datetime) -> None:
+        """Move the watermark to `newest`, never backwards (a slower run finishing late)."""
+        self._update(
+            Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest),
+            incidents_watermark=newest,
+        )
+        self.refresh_from_db(fields=["incidents_watermark"])
+
+    def record_sync_outcome(
+        self, *, outcome: str, at: datetime, error_class: str = "", error_message: str = ""
+    ) -> None:
+        self._update(
+            last_sync_at=at,
+            last_sync_outcome=outcome,
+            last_sync_error_class=error_class,
+            last_sync_error_message=error_message,
+        )
+
+    def record_consent_error(
+        self, *, error_class: str, error_message: str, state: str | None = None
+    ) -> None:
+        """What an error says about consent or our credentials (a token refused, an API
+        answer), with the consent state it implies when it implies one."""
+        fields: dict[str, object] = {
+            "consent_error_class": error_class,
+            "consent_error_message": error_message,
+            "consent_checked_at": timezone.now(),
+        }
+        if state is not None:
+            fields["consent_state"] = state
+        self._update(**fields)
+
+    def attach_entra_tenant(self, entra_tenant_id: str) -> None:
+        """After a consent callback: the tenant Microsoft returned, pending verification by a
+        real token. Raises IntegrityError when another tenant holds that ID."""
+        self._update(
+            entra_tenant_id=uuid.UUID(entra_tenant_id),
+            consent_state=ConsentState.PENDING,
+            consent_error_class="",
+            consent_error_message="",
+            updated_at=timezone.now(),
+        )
+
+    def set_active(self, enabled: bool) -> bool:
+        """Enable or disable the tenant; False when it already was."""
+        return self._update(Q(is_active=not enabled), is_active=enabled, updated_at=timezone.now())

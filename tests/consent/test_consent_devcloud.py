@@ -169,12 +169,14 @@ def test_right_after_consent_a_missing_service_principal_is_retried_then_fails(
         entra_tenant_id=customer_tenant["tenant_id"], consent_state="pending"
     )
     customer.refresh_from_db()
-    with pytest.raises(errors.ConsentRequired):
-        flow.verify_access(tenant=customer, final=False)
+    with pytest.raises(errors.RetryLater) as info:
+        flow.verify_access(tenant=customer, attempt=0)
+    assert isinstance(info.value.cause, errors.ConsentRequired)
+    assert info.value.cursor == {"attempt": 1}
     customer.refresh_from_db()
     assert customer.consent_state == Tenant.ConsentState.PENDING
     assert customer.consent_error_class == "ConsentRequired"
-    flow.verify_access(tenant=customer, final=True)
+    flow.verify_access(tenant=customer, attempt=flow.MAX_ATTEMPTS)
     customer.refresh_from_db()
     assert customer.consent_state == Tenant.ConsentState.FAILED
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from partner_portal.consent import tasks
+from partner_portal.consent import flow, tasks
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant
@@ -14,18 +14,18 @@ from tests.workers import wait_until
 
 
 def test_the_backoff_waits_about_ten_minutes_in_total():
-    assert 540 <= sum(tasks.BACKOFF_SECONDS) <= 660
-    assert list(tasks.BACKOFF_SECONDS) == sorted(tasks.BACKOFF_SECONDS)
+    assert 540 <= sum(flow.BACKOFF_SECONDS) <= 660
+    assert list(flow.BACKOFF_SECONDS) == sorted(flow.BACKOFF_SECONDS)
 
 
 def test_a_throttled_attempt_waits_as_long_as_microsoft_asks():
-    assert tasks.retry_countdown(errors.Throttled(retry_after=42), 0) == 42
-    assert tasks.retry_countdown(errors.Throttled(retry_after=99999), 0) == 3600
+    assert flow.retry_countdown(errors.Throttled(retry_after=42), 0) == 42
+    assert flow.retry_countdown(errors.Throttled(retry_after=99999), 0) == 3600
 
 
 def test_other_retries_follow_the_schedule():
-    assert tasks.retry_countdown(errors.ConsentRequired(), 0) == tasks.BACKOFF_SECONDS[0]
-    assert tasks.retry_countdown(errors.Transient(), 99) == tasks.BACKOFF_SECONDS[-1]
+    assert flow.retry_countdown(errors.ConsentRequired(), 0) == flow.BACKOFF_SECONDS[0]
+    assert flow.retry_countdown(errors.Transient(), 99) == flow.BACKOFF_SECONDS[-1]
 
 
 def test_the_sync_queued_after_consent_is_named_after_the_incident_sync_task():

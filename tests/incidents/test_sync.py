@@ -78,9 +78,9 @@ def sync_like_the_task(tenant, *, attempts: int = 20, **kwargs):
     for _ in range(attempts):
         try:
             return sync.sync_tenant(tenant=tenant, resume=resume, **kwargs)
-        except errors.Transient as exc:
-            assert exc.resume["run_id"]
-            resume = exc.resume
+        except errors.RetryLater as later:
+            assert later.cursor["run_id"]
+            resume = later.cursor
     raise AssertionError("did not finish")
 
 
@@ -283,9 +283,10 @@ def test_an_interrupted_run_keeps_the_tenant_until_its_retry(db, devcloud, devcl
     devcloud.add_fault(
         endpoint="list_incidents", tenant=tid(tenant), kind="status", status=429, count=1, after=1
     )
-    with pytest.raises(errors.Throttled) as info:
+    with pytest.raises(errors.RetryLater) as info:
         sync.sync_tenant(tenant=tenant)
-    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=30)
+    assert isinstance(info.value.cause, errors.Throttled)
+    resume = info.value.cursor
     tenant.refresh_from_db()
     assert tenant.sync_lease_until > timezone.now() + timedelta(seconds=30)
     # Beat leaves it alone, and a run started meanwhile skips instead of starting over...
@@ -299,13 +300,16 @@ def test_an_interrupted_run_keeps_the_tenant_until_its_retry(db, devcloud, devcl
     assert tenant.sync_lease_until is None
 
 
-def test_giving_up_lets_go_of_the_tenant(db, devcloud, devcloud_settings):
+def test_giving_up_lets_go_of_the_tenant(db, devcloud, devcloud_settings, settings):
+    settings.SYNC_MAX_RETRIES = 1
     tenant = make_tenant(devcloud, devcloud_settings, count=5)
     devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), kind="status", status=500)
-    with pytest.raises(errors.Transient) as info:
+    with pytest.raises(errors.RetryLater) as info:
         sync.sync_tenant(tenant=tenant)
-    resume = sync.pause(tenant_id=tenant.pk, resume=info.value.resume, seconds=5)
-    sync.give_up(resume=resume, exc=info.value)
+    tenant.refresh_from_db()
+    assert tenant.sync_lease_until is not None  # held over the retry's countdown
+    run = sync.sync_tenant(tenant=tenant, resume=info.value.cursor)
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "Transient")
     tenant.refresh_from_db()
     assert tenant.sync_lease_until is None
     assert tenant.last_sync_outcome == SyncOutcome.FAILED

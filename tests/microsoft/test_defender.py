@@ -1,4 +1,5 @@
-"""The Defender client: parsing Microsoft's own examples, paging, and error classification.
+"""The Defender API: parsing Microsoft's own examples (defender.py), and the client's paging,
+token retry, call budget, allowed host and error classification (client.py).
 
 `responses` only: these are parsing and classification tests. The behaviour against a real
 server is in tests/incidents (devcloud over TLS).
@@ -7,6 +8,7 @@ server is in tests/incidents (devcloud over TLS).
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +18,7 @@ import requests
 import responses
 
 from partner_portal.microsoft import defender, errors
+from partner_portal.microsoft.client import DefenderClient
 from partner_portal.microsoft.http import new_session
 
 # Microsoft's published examples (see the README there for sources).
@@ -31,8 +34,34 @@ def session() -> requests.Session:
     return new_session(timeout=5)
 
 
-def token() -> str:
-    return "t0ken"
+@pytest.fixture(autouse=True)
+def _local_cache(settings):
+    # The call budget lives in the cache: a fresh local one per test.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+class Tokens:
+    """A token source that hands out a new token after each renewal."""
+
+    def __init__(self) -> None:
+        self.issued = 0
+        self.rejected = 0
+
+    def get(self) -> str:
+        self.issued += 1
+        return f"token-{self.rejected}"
+
+    def renew(self) -> None:
+        self.rejected += 1
+
+    def check(self, token: str, *, required_roles: list[str]) -> dict:
+        raise AssertionError("not used here")
+
+
+def client(token=None) -> DefenderClient:
+    return DefenderClient(
+        str(uuid.uuid4()), token=token or Tokens(), base_url=BASE, session=session()
+    )
 
 
 def list_page(items: list[dict], next_link: str | None = None) -> dict:
@@ -139,11 +168,7 @@ def test_pages_follow_next_link_and_send_an_unquoted_filter():
     responses.get(f"{BASE}/api/incidents", json=list_page([incident(2)], next_link=second))
     responses.get(second, json=list_page([incident(1)]))
     since = datetime(2026, 1, 2, 3, 4, 5, 678900, tzinfo=UTC)
-    pages = list(
-        defender.iter_incident_pages(
-            base_url=BASE, token_provider=token, session=session(), since=since
-        )
-    )
+    pages = list(client().incident_pages(since=since))
     assert [[i.incident_id for i in p.incidents] for p in pages] == [[2], [1]]
     assert [p.number for p in pages] == [1, 2]
     assert pages[-1].is_last
@@ -152,7 +177,7 @@ def test_pages_follow_next_link_and_send_an_unquoted_filter():
     assert query["$filter"] == ["lastUpdateTime ge 2026-01-02T03:04:05.678900Z"]
     assert query["$top"] == ["100"]
     assert "'" not in first_url
-    assert responses.calls[0].request.headers["Authorization"] == "Bearer t0ken"
+    assert responses.calls[0].request.headers["Authorization"] == "Bearer token-0"
     assert responses.calls[1].request.url == second
 
 
@@ -164,9 +189,7 @@ def test_without_next_link_pages_skip_until_a_short_page():
         return 200, {}, json.dumps(list_page(items))
 
     responses.add_callback(responses.GET, f"{BASE}/api/incidents", callback=reply)
-    pages = list(
-        defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session())
-    )
+    pages = list(client().incident_pages())
     assert [len(p.incidents) for p in pages] == [100, 100, 50]
     skips = [parse_qs(urlsplit(c.request.url).query).get("$skip") for c in responses.calls]
     assert skips == [None, ["100"], ["200"]]
@@ -184,24 +207,14 @@ def test_an_exactly_full_last_page_costs_one_empty_page():
         )
 
     responses.add_callback(responses.GET, f"{BASE}/api/incidents", callback=reply)
-    pages = list(
-        defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session())
-    )
+    pages = list(client().incident_pages())
     assert [len(p.incidents) for p in pages] == [100, 0]
 
 
 @responses.activate
 def test_paging_resumes_from_a_cursor():
     responses.get(f"{BASE}/api/incidents", json=list_page([incident(5)]))
-    pages = list(
-        defender.iter_incident_pages(
-            base_url=BASE,
-            token_provider=token,
-            session=session(),
-            start_skip=300,
-            first_page_number=4,
-        )
-    )
+    pages = list(client().incident_pages(start_skip=300, first_page_number=4))
     assert pages[0].number == 4
     assert (
         "%24skip=300" in responses.calls[0].request.url
@@ -231,7 +244,7 @@ def test_paging_resumes_from_a_cursor():
 def test_429_is_throttled_with_the_wait_microsoft_asks(headers, body, expected):
     responses.get(f"{BASE}/api/incidents", json=body, status=429, headers=headers)
     with pytest.raises(errors.Throttled) as info:
-        next(defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session()))
+        next(client().incident_pages())
     assert info.value.retry_after == expected
 
 
@@ -275,27 +288,12 @@ def test_error_answers_are_classified(status, body, expected):
     else:
         responses.get(f"{BASE}/api/incidents", body=body, status=status)
     with pytest.raises(errors.MicrosoftError) as info:
-        next(defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session()))
+        next(client().incident_pages())
     assert type(info.value) is expected
     assert info.value.status == status
 
 
 UNAUTHORIZED = {"error": {"code": "Unauthorized", "message": "Invalid Authorization payload."}}
-
-
-class Tokens:
-    """A token provider that hands out a new token after each rejection."""
-
-    def __init__(self) -> None:
-        self.issued = 0
-        self.rejected = 0
-
-    def __call__(self) -> str:
-        self.issued += 1
-        return f"token-{self.rejected}"
-
-    def reject(self) -> None:
-        self.rejected += 1
 
 
 @responses.activate
@@ -304,23 +302,16 @@ def test_a_401_is_sent_once_more_with_a_new_token():
     responses.get(f"{BASE}/api/incidents", json=list_page([incident(2)], next_link=second))
     responses.get(second, json=UNAUTHORIZED, status=401)
     responses.get(second, json=list_page([incident(1)]))
-    provider, budget = Tokens(), []
-    pages = list(
-        defender.iter_incident_pages(
-            base_url=BASE,
-            token_provider=provider,
-            session=session(),
-            before_call=lambda: budget.append(1),
-            token_rejected=provider.reject,
-        )
-    )
+    provider = Tokens()
+    api = client(provider)
+    pages = list(api.incident_pages())
     # The listing carries on where it was: the refused page is asked again, not page 1.
     assert [[i.incident_id for i in p.incidents] for p in pages] == [[2], [1]]
     assert [c.request.url for c in responses.calls][1:] == [second, second]
     sent = [c.request.headers["Authorization"] for c in responses.calls]
     assert sent == ["Bearer token-0", "Bearer token-0", "Bearer token-1"]
     assert provider.rejected == 1
-    assert len(budget) == 3  # the retry is a call like any other
+    assert api.api_calls == 3  # the retry is a call like any other
 
 
 @responses.activate
@@ -328,13 +319,7 @@ def test_a_second_401_in_a_row_is_forbidden():
     responses.get(f"{BASE}/api/incidents/1", json=UNAUTHORIZED, status=401)
     provider = Tokens()
     with pytest.raises(errors.Forbidden) as info:
-        defender.get_incident(
-            base_url=BASE,
-            token_provider=provider,
-            session=session(),
-            incident_id=1,
-            token_rejected=provider.reject,
-        )
+        client(provider).get_incident(1)
     assert info.value.status == 401
     assert (len(responses.calls), provider.rejected) == (2, 1)
     sent = [c.request.headers["Authorization"] for c in responses.calls]
@@ -353,14 +338,7 @@ def test_a_403_is_permanent_at_once_without_a_new_token(body):
     responses.get(f"{BASE}/api/incidents", json=body, status=403)
     provider = Tokens()
     with pytest.raises((errors.Forbidden, errors.MissingPermissions)):
-        next(
-            defender.iter_incident_pages(
-                base_url=BASE,
-                token_provider=provider,
-                session=session(),
-                token_rejected=provider.reject,
-            )
-        )
+        next(client(provider).incident_pages())
     assert (len(responses.calls), provider.rejected) == (1, 0)
 
 
@@ -370,14 +348,7 @@ def test_a_refused_patch_is_sent_again_with_a_new_token():
     responses.patch(url, json=UNAUTHORIZED, status=401)
     responses.patch(url, json={**incident(7), "status": "Resolved"})
     provider = Tokens()
-    updated = defender.update_incident(
-        base_url=BASE,
-        token_provider=provider,
-        session=session(),
-        incident_id=7,
-        changes={"status": "Resolved"},
-        token_rejected=provider.reject,
-    )
+    updated = client(provider).update_incident(7, status="Resolved")
     assert updated is not None and updated.status == "Resolved"
     assert [json.loads(c.request.body) for c in responses.calls] == [{"status": "Resolved"}] * 2
     assert responses.calls[1].request.headers["Authorization"] == "Bearer token-1"
@@ -396,7 +367,7 @@ def test_a_refused_patch_is_sent_again_with_a_new_token():
 def test_network_failures_are_transient(failure):
     responses.get(f"{BASE}/api/incidents", body=failure)
     with pytest.raises(errors.Transient) as info:
-        next(defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session()))
+        next(client().incident_pages())
     assert type(info.value) is errors.Transient
 
 
@@ -405,31 +376,38 @@ def test_network_failures_are_transient(failure):
 def test_truncated_or_malformed_json_is_transient(text):
     responses.get(f"{BASE}/api/incidents", body=text, content_type="application/json")
     with pytest.raises(errors.Transient):
-        next(defender.iter_incident_pages(base_url=BASE, token_provider=token, session=session()))
+        next(client().incident_pages())
 
 
 @responses.activate
-def test_token_provider_errors_pass_through_unchanged():
-    def refuse() -> str:
-        raise errors.ConsentRequired("AADSTS700016: no such app", code="700016")
+def test_token_errors_pass_through_unchanged():
+    class Refused(Tokens):
+        def get(self) -> str:
+            raise errors.ConsentRequired("AADSTS700016: no such app", code="700016")
 
     with pytest.raises(errors.ConsentRequired):
-        next(defender.iter_incident_pages(base_url=BASE, token_provider=refuse, session=session()))
+        next(client(Refused()).incident_pages())
     assert len(responses.calls) == 0
 
 
 @responses.activate
-def test_the_call_budget_refuses_before_any_request():
-    def over_budget() -> None:
-        raise errors.Throttled("budget", retry_after=3)
-
-    with pytest.raises(errors.Throttled):
-        next(
-            defender.iter_incident_pages(
-                base_url=BASE, token_provider=token, session=session(), before_call=over_budget
-            )
-        )
+def test_the_call_budget_refuses_before_any_request(settings):
+    settings.DEFENDER_CALLS_PER_MINUTE = 0
+    with pytest.raises(errors.Throttled) as info:
+        next(client().incident_pages())
+    assert info.value.code == "budget"
     assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_a_next_link_to_another_host_is_refused_before_the_token_is_sent():
+    elsewhere = "https://collector.example/api/incidents?$skiptoken=abc"
+    responses.get(f"{BASE}/api/incidents", json=list_page([incident(2)], next_link=elsewhere))
+    pages = client().incident_pages()
+    assert [i.incident_id for i in next(pages).incidents] == [2]
+    with pytest.raises(errors.BadResponse):
+        next(pages)
+    assert len(responses.calls) == 1
 
 
 @responses.activate
@@ -437,9 +415,9 @@ def test_get_incident_returns_none_on_404():
     responses.get(f"{BASE}/api/incidents/5", status=404, json={"error": {"code": "NotFound"}})
     sample = load("defender-list-incidents.example.json")["value"][1]
     responses.get(f"{BASE}/api/incidents/924521", json=sample)
-    kw = {"base_url": BASE, "token_provider": token, "session": session()}
-    assert defender.get_incident(incident_id=5, **kw) is None
-    assert defender.get_incident(incident_id=924521, **kw).incident_id == 924521
+    api = client()
+    assert api.get_incident(5) is None
+    assert api.get_incident(924521).incident_id == 924521
 
 
 @responses.activate
@@ -448,13 +426,7 @@ def test_update_incident_patches_and_parses_microsofts_partial_answer():
     responses.patch(
         f"{BASE}/api/incidents/924565", json=load("defender-update-incident.response.json")
     )
-    result = defender.update_incident(
-        base_url=BASE,
-        token_provider=token,
-        session=session(),
-        incident_id=924565,
-        changes=request_body,
-    )
+    result = client().update_incident(924565, **request_body)
     assert json.loads(responses.calls[0].request.body) == request_body
     assert result.incident_id == 924565
     assert (result.status, result.determination) == ("Resolved", "Malware")
@@ -463,10 +435,4 @@ def test_update_incident_patches_and_parses_microsofts_partial_answer():
 
 def test_update_incident_refuses_fields_microsoft_does_not_update():
     with pytest.raises(ValueError, match="severity"):
-        defender.update_incident(
-            base_url=BASE,
-            token_provider=token,
-            session=session(),
-            incident_id=1,
-            changes={"severity": "High"},
-        )
+        client().update_incident(1, severity="High")

@@ -1,8 +1,9 @@
 """`python manage.py sync_incidents [--tenant ID_OR_NAME …] [--full]`: the sync task's twin.
 
 Runs the same function as the Celery task, in this process, one tenant after another,
-with a progress line per tenant. Transient errors wait (Retry-After, or backoff) and resume
-where they stopped: a command may sleep, a worker never does.
+with a progress line per tenant. When the sync asks to be retried later (RetryLater), the
+command sleeps the countdown and resumes where it stopped: a command may sleep, a worker
+never does.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import time
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from partner_portal.incidents import sync
 from partner_portal.incidents.models import SyncRun
 from partner_portal.microsoft import errors
+from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
 
@@ -62,25 +63,16 @@ class Command(BaseCommand):
                 self.stdout.write(line)
 
         resume: dict[str, Any] | None = None
-        failures = 0
         while True:
             try:
                 run = sync.sync_tenant(tenant=tenant, full=full, resume=resume, progress=progress)
                 break
-            except errors.Transient as exc:
-                resume = getattr(exc, "resume", None)
-                if isinstance(exc, errors.Throttled):
-                    wait = float(exc.retry_after)
-                else:
-                    failures += 1
-                    if failures > settings.SYNC_MAX_RETRIES:
-                        sync.give_up(resume=resume or {}, exc=exc)
-                        run = SyncRun.objects.get(pk=exc.sync_run_id)  # type: ignore[attr-defined]
-                        break
-                    wait = settings.SYNC_RETRY_BACKOFF_SECONDS * 2 ** (failures - 1)
-                if resume:
-                    resume = sync.pause(tenant_id=tenant.pk, resume=resume, seconds=wait)
-                self.stdout.write(("\n" if live else "") + f"{tenant}: {exc}; again in {wait:.0f}s")
+            except RetryLater as later:
+                # The sync's own retry policy; a command may sleep where a worker never does.
+                wait, resume = later.countdown, later.cursor
+                self.stdout.write(
+                    ("\n" if live else "") + f"{tenant}: {later.cause}; again in {wait:.0f}s"
+                )
                 time.sleep(wait)
         if live:
             self.stdout.write("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from partner_portal.incidents import budget
+from partner_portal.microsoft import budget
 from partner_portal.microsoft.errors import Throttled
 
 
