@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devcloud import launcher  # noqa: E402
 from devcloud.client import DevCloud  # noqa: E402
-from tests.devcloud_fixture import start_devcloud, stop_devcloud  # noqa: E402
 
 
 def worker(base_url, ca_file, token, path, deadline, counts, index, use_requests):
@@ -65,7 +65,7 @@ def main() -> None:
     if args.base_url:
         dc = DevCloud(args.base_url, args.ca_file)
     else:
-        server = start_devcloud(Path(tempfile.mkdtemp(prefix="devcloud-bench-")))
+        server = launcher.start(Path(tempfile.mkdtemp(prefix="devcloud-bench-")))
         dc = server.client
     try:
         dc.set_limits(per_minute=10**9, per_hour=10**9)
@@ -126,7 +126,7 @@ def main() -> None:
         dc.reset()
     finally:
         if server:
-            stop_devcloud(server)
+            server.stop()
 
 
 if __name__ == "__main__":

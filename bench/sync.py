@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.devcloud_fixture import start_devcloud, stop_devcloud  # noqa: E402
+from devcloud import launcher  # noqa: E402
 
 BENCH_PREFIX = "bench-sync "
 
@@ -64,12 +64,12 @@ def main() -> int:
 
     state = Path(tempfile.mkdtemp(prefix="bench-sync-"))
     print(f"devcloud: starting (state in {state})", flush=True)
-    server = start_devcloud(state)
+    server = launcher.start(state)
     dc = server.client
     try:
         return run(args, concurrency, redis_url, database_url, server, dc)
     finally:
-        stop_devcloud(server)
+        server.stop()
 
 
 def run(args, concurrency, redis_url, database_url, server, dc) -> int:

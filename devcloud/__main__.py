@@ -1,11 +1,13 @@
 """`python -m devcloud --host 127.0.0.1 --port 8443 --state-dir var/devcloud [--scenario demo]`
 
-Prints one `devcloud key=value` line per fact (base_url, ca_file, …) and then `devcloud ready`.
+When it serves, prints `devcloud ready {"base_url": …, "ca_file": …}`: one line of JSON that
+programs read (devcloud/launcher.py, `manage.py demo`); the other lines are for people.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import signal
 import sys
@@ -67,24 +69,27 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=evolve_loop, daemon=True, name="demo-evolve").start()
 
-    say(f"base_url={app.base_url}")
-    say(f"ca_file={pki.ca_file}")
-    say(f"state_dir={state_dir.resolve()}")
+    facts = {
+        "base_url": app.base_url,
+        "ca_file": str(pki.ca_file),
+        "state_dir": str(state_dir.resolve()),
+    }
     if app.http_port is not None:
         host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host  # noqa: S104
-        say(f"http_base_url=http://{host}:{app.http_port}")
+        facts["http_base_url"] = f"http://{host}:{app.http_port}"
     if args.scenario:
         say(f"scenario={args.scenario}")
         if args.scenario == "demo":
             for tid, domain, name, _count in DEMO_TENANTS:
                 say(f"tenant={tid} domain={domain} display_name={name}")
-    say("ready")
 
     def stop(signum, frame) -> None:
         app.stopping.set()
 
+    # Before the ready line: whoever read it may stop us at once, and must get a clean stop.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    say(f"ready {json.dumps(facts)}")  # last: the servers already answer
     while not app.stopping.wait(1.0):
         pass
     for s in servers:

@@ -45,12 +45,16 @@ class DevCloud:
         s.verify = self.ca_file
         return s
 
-    def _call(self, method: str, path: str, body: dict | None = None, **params) -> Any:
+    def _call(
+        self, method: str, path: str, body: dict | None = None, *, data: bytes | None = None, **kw
+    ) -> Any:
         resp = self._http.request(
             method,
             f"{self.base_url}/_devcloud{path}",
             json=body,
-            params={k: v for k, v in params.items() if v is not None} or None,
+            data=data,
+            headers={"Content-Type": "application/json"} if data is not None else None,
+            params={k: v for k, v in kw.items() if v is not None} or None,
             timeout=self.timeout,
         )
         if resp.status_code >= 400:
@@ -130,6 +134,18 @@ class DevCloud:
 
     def incidents(self, tid: str) -> list[dict]:
         return self._call("GET", f"/tenants/{tid}/incidents")
+
+    def put_raw_incident(
+        self, tid: str, payload: str | bytes, *, updated: str | None = None
+    ) -> dict:
+        """Store one incident exactly as `payload` (the JSON text of an object) says; the APIs
+        serve these bytes verbatim. Write hostile text as JSON escapes (`\\u0000`, `\\ud83d`):
+        a Python str with a lone surrogate has no UTF-8 form. `updated` (ISO 8601) is the
+        time used for ordering and `$filter`, when the payload's own `lastUpdateTime` is not
+        the one to use. Returns `{tenant_id, key, bytes}`; `key` names the incident in
+        `GET /api/incidents/{key}`."""
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        return self._call("POST", f"/tenants/{tid}/incidents/raw", data=data, updated=updated)
 
     # --- request log, faults, limits ---------------------------------------------------
     def requests_log(self, tenant: str | None = None, *, entries: bool = True) -> dict:

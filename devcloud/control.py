@@ -7,7 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .state import ControlError
-from .web import Request, Response, json_response
+from .web import JSON, Request, Response, json_response
 
 if TYPE_CHECKING:
     from .app import DevCloudApp
@@ -49,6 +49,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", r"/tenants/(?P<tid>[^/]+)/incidents", "incidents"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/generate", "generate"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/evolve", "evolve"),
+    ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/raw", "raw_incident"),
     ("GET", r"/requests", "requests_log"),
     ("DELETE", r"/requests", "clear_requests"),
     ("GET", r"/faults", "faults"),
@@ -75,6 +76,8 @@ def handle(app: DevCloudApp, req: Request, subpath: str) -> Response:
             return json_response(exc.status, {"error": exc.message})
         except (KeyError, TypeError, ValueError) as exc:
             return json_response(400, {"error": f"bad request: {exc}"})
+        if isinstance(result, bytes):  # JSON already serialized (raw payloads inside)
+            return Response(status, result, [("Content-Type", JSON)])
         return json_response(status, result)
     if allowed:
         return json_response(405, {"error": f"use {', '.join(allowed)}"})
@@ -159,7 +162,7 @@ def _revoke_consent(app, req, tid, cid):
 
 
 def _incidents(app, req, tid):
-    return 200, app.store.ground_truth(tid)
+    return 200, app.store.ground_truth_json(tid)
 
 
 def _generate(app, req, tid):
@@ -183,6 +186,11 @@ def _evolve(app, req, tid):
         tid, changed=int(data.get("changed", 5)), new=int(data.get("new", 1)), seed=data.get("seed")
     )
     return 200, result
+
+
+def _raw_incident(app, req, tid):
+    # The body is the incident itself, not wrapped: its bytes are what the APIs will serve.
+    return 201, app.store.put_raw_incident(tid, req.body, updated=req.q("updated"))
 
 
 def _requests_log(app, req):

@@ -290,10 +290,6 @@ def list_incidents(app: DevCloudApp, req: Request) -> Response:
     return Response(200, b"".join(parts), [("Content-Type", ODATA_JSON), ("OData-Version", "4.0")])
 
 
-def _incident_id(raw: str) -> int | None:
-    return int(raw) if re.fullmatch(r"\d{1,18}", raw) else None
-
-
 def _entity(req: Request, body: bytes) -> Response:
     head = b'{"@odata.context":"' + req.base_url.encode() + b'/api/$metadata#Incidents/$entity",'
     return Response(200, head + body[1:], [("Content-Type", ODATA_JSON), ("OData-Version", "4.0")])
@@ -308,9 +304,8 @@ def get_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     tenant, _claims = checked
-    incident_id = _incident_id(raw_id)
     with app.store.lock:
-        incident = tenant.incidents.get(incident_id) if incident_id is not None else None
+        incident = tenant.lookup(raw_id)
         if incident is None:
             return _not_found(raw_id)
         body = incident_json(incident)
@@ -359,15 +354,17 @@ def update_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     tenant, claims = checked
-    incident_id = _incident_id(raw_id)
-    if incident_id is None or incident_id not in tenant.incidents:
+    with app.store.lock:
+        incident = tenant.lookup(raw_id)
+    if incident is None:
         return _not_found(raw_id)
     try:
         changes = validate_patch(req.json())
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return api_error(400, "InvalidRequestBody", f"Request body is invalid: {exc}")
     # Guessed: comments added by an app are attributed to "API-App:<appid>".
-    body = app.store.update_incident(tenant, incident_id, changes, f"API-App:{claims.get('appid')}")
+    author = f"API-App:{claims.get('appid')}"
+    body = app.store.update_incident(tenant, incident.incident_id, changes, author)
     return _entity(req, body)
 
 

@@ -1,7 +1,7 @@
 """Entra ID: OpenID discovery (v2 + v1), JWKS, and the client-credentials token endpoint.
 
-Shapes follow /work/shared/microsoft-protocols.md §2–4 and the recorded examples in
-/work/shared/fixtures/microsoft/entra-*.json.
+Shapes follow docs/microsoft-protocols.md §2–4 and the recorded examples in
+tests/fixtures/microsoft/entra-*.json.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Realistic, seed-deterministic Defender incidents, and the evolve step that changes them.
 
-The shapes copy Microsoft's `api-list-incidents` example (see
-/work/shared/fixtures/microsoft/defender-list-incidents.example.json); null fields are left
-out, as real responses do.
+The shapes copy Microsoft's `api-list-incidents` example
+(tests/fixtures/microsoft/defender-list-incidents.example.json) key for key: every key present,
+nulls explicit, entities with all 31 keys, each date-time at its field's precision.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from .timefmt import TICKS_PER_SECOND, format_ticks, now_ticks
+from .timefmt import (
+    TICKS_PER_SECOND,
+    centiseconds_up,
+    format_ticks,
+    full_ticks,
+    now_ticks,
+    sql_datetime,
+    whole_seconds,
+)
 
 SEVERITIES = ["Informational", "Low", "Medium", "High"]
 SEVERITY_RANK = {"UnSpecified": 0, "Informational": 1, "Low": 2, "Medium": 3, "High": 4}
@@ -273,6 +281,42 @@ COMMENTS = [
 ]
 
 
+# Every entity carries all 31 keys of Microsoft's example, in its order, null when unused.
+ENTITY_KEYS = [
+    "entityType",
+    "sha1",
+    "sha256",
+    "fileName",
+    "filePath",
+    "processId",
+    "processCommandLine",
+    "processCreationTime",
+    "parentProcessId",
+    "parentProcessCreationTime",
+    "ipAddress",
+    "url",
+    "accountName",
+    "domainName",
+    "userSid",
+    "aadUserId",
+    "userPrincipalName",
+    "mailboxDisplayName",
+    "mailboxAddress",
+    "clusterBy",
+    "sender",
+    "recipient",
+    "subject",
+    "deliveryAction",
+    "securityGroupId",
+    "securityGroupName",
+    "registryHive",
+    "registryKey",
+    "registryValueType",
+    "registryValue",
+    "deviceId",
+]
+
+
 def _words(category: str) -> str:
     """`CredentialAccess` -> `Credential access`, as incident names spell tactics."""
     words = re.findall(r"[A-Z][a-z]*", category)
@@ -281,12 +325,14 @@ def _words(category: str) -> str:
 
 @dataclass
 class Incident:
-    """One incident of one tenant; `data` is the API representation (None = left out)."""
+    """One incident of one tenant; `data` is the API representation. A raw payload stored
+    through the control API keeps its exact bytes in `raw` (and may have a string ID)."""
 
-    incident_id: int
-    created: int
+    incident_id: int | str
+    created: int | None
     updated: int
     data: dict
+    raw: bytes | None = field(default=None, repr=False)
     json_cache: bytes | None = field(default=None, repr=False)
     graph_cache: dict = field(default_factory=dict, repr=False)
     extra: dict = field(default_factory=dict)  # Graph-only: description, summary, …
@@ -348,13 +394,16 @@ class Generator:
             "riskScore": self.rng.choice(["None", "Low", "Medium", "High"]),
             "rbacGroupName": self.rng.choice(["Workstations", "Servers", "WDATP-Ring0"]),
             "rbacGroupId": self.rng.randint(1, 40),
-            "firstSeen": format_ticks(now_ticks() - self.rng.randint(30, 900) * 86400 * 10**7),
+            "firstSeen": format_ticks(
+                full_ticks(now_ticks() - self.rng.randint(30, 900) * 86400 * 10**7)
+            ),
         }
 
     # --- entities ------------------------------------------------------------------------
     def _entity(self, kind: str, user: dict, device: dict | None, when: int) -> dict:
         rng = self.rng
-        e: dict = {"entityType": kind}
+        e: dict = dict.fromkeys(ENTITY_KEYS)
+        e["entityType"] = kind
         if kind == "User":
             e |= {
                 "accountName": user["account"],
@@ -371,7 +420,10 @@ class Generator:
             name = rng.choice(FILES)
             e |= {
                 "sha1": hashlib.sha1(name.encode() + self._hex(8).encode()).hexdigest(),  # noqa: S324
-                "sha256": hashlib.sha256(name.encode() + self._hex(8).encode()).hexdigest(),
+                # Microsoft's example File has no sha256: not every sensor reports one.
+                "sha256": hashlib.sha256(name.encode() + self._hex(8).encode()).hexdigest()
+                if rng.random() < 0.5
+                else None,
                 "fileName": name,
                 "filePath": rng.choice(
                     ["C:\\Users\\Public", "C:\\ProgramData", f"C:\\Users\\{user['account']}"]
@@ -385,9 +437,11 @@ class Generator:
                 "filePath": path,
                 "processId": rng.randint(400, 20000),
                 "processCommandLine": rng.choice(COMMANDS),
-                "processCreationTime": format_ticks(when - rng.randint(1, 600) * 10**7),
+                "processCreationTime": format_ticks(full_ticks(when - rng.randint(1, 600) * 10**7)),
                 "parentProcessId": rng.randint(400, 20000),
-                "parentProcessCreationTime": format_ticks(when - rng.randint(600, 9000) * 10**7),
+                "parentProcessCreationTime": format_ticks(
+                    full_ticks(when - rng.randint(600, 9000) * 10**7)
+                ),
                 "accountName": user["account"],
                 "domainName": user["netbios"],
                 "userSid": user["sid"],
@@ -405,7 +459,7 @@ class Generator:
                 f"{rng.choice(['mail.contoso.co.in', 'secure-docs.biz', 'outlook-verify.net'])}",
                 "recipient": user["upn"],
                 "subject": rng.choice(SUBJECTS),
-                "deliveryAction": rng.choice(["Delivered", "Blocked", "Replaced"]),
+                "deliveryAction": rng.choice(["Delivered", "Blocked", "Replaced", None]),
             }
         elif kind == "MailCluster":
             e["clusterBy"] = rng.choice(
@@ -430,6 +484,8 @@ class Generator:
             alert_id = f"da{rng.randint(10**17, 10**18 - 1)}_{rng.randint(10**8, 10**9)}"
         else:
             alert_id = prefix.get(t["serviceSource"], "ca") + self._guid()
+        # Endpoint sensors report activity to the tick; cloud and mail services to the second.
+        activity = full_ticks if t["serviceSource"] == "MicrosoftDefenderATP" else whole_seconds
         kinds = list(t["entities"])
         entities = [self._entity(k, user, device, first) for k in kinds]
         return {
@@ -437,12 +493,12 @@ class Generator:
             "providerAlertId": alert_id,
             "incidentId": incident_id,
             "serviceSource": t["serviceSource"],
-            "creationTime": format_ticks(when),
-            "lastUpdatedTime": format_ticks(when + rng.randint(1, 9) * 10**6),
+            "creationTime": format_ticks(full_ticks(when)),
+            "lastUpdatedTime": format_ticks(sql_datetime(when + rng.randint(1, 9) * 10**6)),
             "resolvedTime": None,
-            "firstActivity": format_ticks(first),
+            "firstActivity": format_ticks(activity(first)),
             "lastActivity": format_ticks(
-                min(when, first + rng.randint(0, 1800) * TICKS_PER_SECOND)
+                activity(min(when, first + rng.randint(0, 1800) * TICKS_PER_SECOND))
             ),
             "title": t["title"].format(**fmt),
             "description": t["description"].format(**fmt),
@@ -465,6 +521,8 @@ class Generator:
 
     def incident(self, incident_id: int, created: int, updated: int, alerts_n: int) -> Incident:
         rng = self.rng
+        created = sql_datetime(created, seven_digits=True)
+        updated = centiseconds_up(max(updated, created))
         first_template = rng.choice(ALERTS)
         alerts = [self.alert(incident_id, created - rng.randint(1, 9) * 10**6, first_template)]
         for _ in range(alerts_n - 1):
@@ -539,8 +597,8 @@ class Generator:
         )
         for alert in data["alerts"]:
             alert["status"] = "Resolved"
-            alert["resolvedTime"] = format_ticks(when)
-            alert["lastUpdatedTime"] = format_ticks(when)
+            alert["resolvedTime"] = format_ticks(sql_datetime(when))
+            alert["lastUpdatedTime"] = format_ticks(sql_datetime(when))
             alert["classification"] = data["classification"]
             alert["determination"] = data["determination"]
 
@@ -552,7 +610,7 @@ class Generator:
             {
                 "comment": self.rng.choice(COMMENTS),
                 "createdBy": author,
-                "createdTime": format_ticks(when),
+                "createdTime": format_ticks(full_ticks(when)),
             }
         )
 

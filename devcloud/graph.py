@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -34,7 +33,8 @@ ODATA_JSON = (
 
 
 def camel(value: str | None) -> str | None:
-    return value[0].lower() + value[1:] if value else value
+    # Anything but a string (a raw payload's odd value) passes through for $filter to miss.
+    return value[0].lower() + value[1:] if isinstance(value, str) and value else value
 
 
 DETERMINATION = {
@@ -88,8 +88,8 @@ DETECTION_SOURCE = {
 
 
 def _determination(value: str | None) -> str | None:
-    if value is None:
-        return None
+    if not isinstance(value, str):
+        return value
     return DETERMINATION.get(value, camel(value))
 
 
@@ -254,11 +254,15 @@ def _alert(alert: dict, tid: str, incident_id: int) -> dict:
         "customDetails": {},
         "evidence": [_device_evidence(d, evidence_time) for d in alert.get("devices") or []]
         + [_evidence(e, evidence_time, verdict) for e in alert.get("entities") or []],
+        "additionalData": {},
     }
 
 
 def graph_incident(incident: Incident, tid: str, *, expand: bool) -> bytes:
-    """The Graph JSON of one incident (cached until the incident changes)."""
+    """The Graph JSON of one incident (cached until the incident changes); a raw payload is
+    served exactly as given, whatever its shape."""
+    if incident.raw is not None:
+        return incident.raw
     key = "expanded" if expand else "plain"
     cached = incident.graph_cache.get(key)
     if cached is not None:
@@ -438,9 +442,7 @@ def _entity(req: Request, body: bytes, expand: bool) -> Response:
 
 
 def _lookup(tenant: Tenant, raw: str) -> Incident | None:
-    if not re.fullmatch(r"\d{1,18}", raw):
-        return None
-    return tenant.incidents.get(int(raw))
+    return tenant.lookup(raw)
 
 
 def _not_found(req: Request, raw: str) -> Response:

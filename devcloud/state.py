@@ -12,10 +12,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from .generator import Generator, Incident
 from .pki import cert_thumbprints
-from .timefmt import TICKS_PER_SECOND, format_ticks, now_ticks, parse_ticks
+from .timefmt import (
+    TICKS_PER_SECOND,
+    centiseconds_up,
+    format_ticks,
+    full_ticks,
+    now_ticks,
+    parse_ticks,
+)
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
@@ -37,16 +45,12 @@ class ControlError(Exception):
 
 
 def dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def strip_nulls(obj):
-    """Real Defender responses leave out null fields."""
-    if isinstance(obj, dict):
-        return {k: strip_nulls(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list):
-        return [strip_nulls(v) for v in obj]
-    return obj
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a raw payload) has no UTF-8 form: escape it as JSON does.
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Tenant:
     incidents: dict[int, Incident] = field(default_factory=dict)
     next_id: int = 0
     order: list[Incident] | None = None  # newest first; None = must re-sort
+    noid: int = 0  # raw payloads stored without any ID
 
     def as_dict(self) -> dict:
         return {
@@ -122,10 +127,24 @@ class Tenant:
 
     def sorted_incidents(self) -> list[Incident]:
         if self.order is None:
-            self.order = sorted(
-                self.incidents.values(), key=lambda i: (i.updated, i.incident_id), reverse=True
-            )
+            self.order = sorted(self.incidents.values(), key=_newest_first, reverse=True)
         return self.order
+
+    def lookup(self, raw_id: str) -> Incident | None:
+        """The incident a URL segment names: a numeric ID, or the ID text of a raw payload
+        (string, huge or odd IDs)."""
+        text = unquote(raw_id)
+        if re.fullmatch(r"-?\d{1,4000}", text):
+            incident = self.incidents.get(int(text))
+            if incident is not None:
+                return incident
+        return self.incidents.get(text)
+
+
+def _newest_first(incident: Incident) -> tuple:
+    # Raw payloads may have string IDs: order numbers among numbers, text among text.
+    key = incident.incident_id
+    return (incident.updated, isinstance(key, int), key if isinstance(key, int) else 0, str(key))
 
 
 @dataclass
@@ -151,10 +170,22 @@ class Fault:
 
 
 def incident_json(incident: Incident) -> bytes:
-    """The pre-serialized API form of one incident (cached until the incident changes)."""
+    """The pre-serialized API form of one incident (cached until the incident changes); a raw
+    payload is its bytes exactly as given."""
+    if incident.raw is not None:
+        return incident.raw
     if incident.json_cache is None:
-        incident.json_cache = dumps(strip_nulls(incident.data))
+        incident.json_cache = dumps(incident.data)
     return incident.json_cache
+
+
+def _ticks_or_none(value) -> int | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return parse_ticks(value)
+    except (ValueError, OverflowError):
+        return None
 
 
 class Store:
@@ -364,6 +395,8 @@ class Store:
             ids = []
             for created in created_list:
                 tenant.next_id += rng.randint(1, 40)
+                while tenant.next_id in tenant.incidents:  # taken by a raw payload
+                    tenant.next_id += 1
                 room = min(3 * 86400 * TICKS_PER_SECOND, now - created)
                 updated = created + max(rng.randint(0, max(room, 0)), min(room, 10**6))
                 n = alerts_per_incident or rng.choice([1, 1, 1, 2, 2, 3, 4])
@@ -384,7 +417,8 @@ class Store:
             gen = tenant.generator
             if seed is not None:
                 gen.rng.seed(seed)
-            candidates = sorted(tenant.incidents)
+            # Raw payloads stay exactly as they were given.
+            candidates = sorted(k for k, i in tenant.incidents.items() if i.raw is None)
             picked = gen.rng.sample(candidates, min(changed, len(candidates)))
             for incident_id in picked:
                 incident = tenant.incidents[incident_id]
@@ -394,6 +428,8 @@ class Store:
             for _ in range(new):
                 now = now_ticks()
                 tenant.next_id += gen.rng.randint(1, 40)
+                while tenant.next_id in tenant.incidents:  # taken by a raw payload
+                    tenant.next_id += 1
                 n = gen.rng.choice([1, 1, 2, 3])
                 incident = gen.incident(tenant.next_id, now - gen.rng.randint(1, 10**6), now, n)
                 tenant.incidents[incident.incident_id] = incident
@@ -404,14 +440,16 @@ class Store:
     @staticmethod
     def _bump(incident: Incident) -> int:
         # Microsoft's clock moves forward; keep every change strictly after the previous one.
-        return max(now_ticks(), incident.updated + 1)
+        return centiseconds_up(max(now_ticks(), incident.updated + 1))
 
     def update_incident(
-        self, tenant: Tenant, incident_id: int, changes: dict, author: str
+        self, tenant: Tenant, incident_id: int | str, changes: dict, author: str
     ) -> bytes:
-        """Apply a validated PATCH; returns the entity JSON."""
+        """Apply a validated PATCH; returns the entity JSON. A raw payload is re-serialized
+        from then on (as Microsoft would answer with its own serialization)."""
         with self.lock:
             incident = tenant.incidents[incident_id]
+            incident.raw = None
             data = incident.data
             when = self._bump(incident)
             for key in (
@@ -433,11 +471,11 @@ class Store:
             if "tags" in changes:
                 data["tags"] = list(changes["tags"])
             if changes.get("comment"):
-                data["comments"].append(
+                data.setdefault("comments", []).append(
                     {
                         "comment": changes["comment"],
                         "createdBy": author,
-                        "createdTime": format_ticks(when),
+                        "createdTime": format_ticks(full_ticks(when)),
                     }
                 )
             incident.updated = when
@@ -447,9 +485,50 @@ class Store:
             return incident_json(incident)
 
     def ground_truth(self, tenant_id: str) -> list[dict]:
+        return json.loads(self.ground_truth_json(tenant_id))
+
+    def ground_truth_json(self, tenant_id: str) -> bytes:
+        """Every incident as the API serves it, newest first, as one JSON array (bytes: a raw
+        payload with a lone surrogate cannot be re-encoded)."""
         tenant = self.tenant(tenant_id)
         with self.lock:
-            return [json.loads(incident_json(i)) for i in tenant.sorted_incidents()]
+            return b"[" + b",".join(incident_json(i) for i in tenant.sorted_incidents()) + b"]"
+
+    def put_raw_incident(self, tenant_id: str, body: bytes, *, updated: str | None = None) -> dict:
+        """Store one incident exactly as given (JSON text of an object), served byte for byte
+        by the APIs: NULs, lone surrogates, odd IDs and dates stay as they are. The key is
+        `incidentId` (else Graph's `id`): an integer stays a number, anything else is keyed by
+        its text; without either, a generated `devcloud-noid-N`. The same key replaces the
+        incident. Ordering and `$filter` use `updated`, else the payload's `lastUpdateTime`
+        when it parses, else now; `createdTime` likewise (else none)."""
+        try:
+            data = json.loads(body)
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise ControlError(400, f"body must be JSON text: {exc}") from None
+        if not isinstance(data, dict):
+            raise ControlError(400, "body must be a JSON object (one incident)")
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            raw_key = data.get("incidentId", data.get("id"))
+            if "incidentId" not in data and "id" not in data:
+                tenant.noid += 1
+                key: int | str = f"devcloud-noid-{tenant.noid}"
+            elif isinstance(raw_key, str) or type(raw_key) is int:
+                key = raw_key
+            else:
+                key = json.dumps(raw_key)
+            if updated is not None:
+                try:
+                    updated_ticks = parse_ticks(updated)
+                except (ValueError, OverflowError):
+                    raise ControlError(400, f"updated {updated!r} is not ISO 8601") from None
+            else:
+                updated_ticks = _ticks_or_none(data.get("lastUpdateTime")) or now_ticks()
+            created_ticks = _ticks_or_none(data.get("createdTime"))
+            incident = Incident(key, created_ticks, updated_ticks, data, raw=bytes(body))
+            tenant.incidents[key] = incident
+            tenant.order = None
+        return {"tenant_id": tenant.tenant_id, "key": key, "bytes": len(body)}
 
     # --- limits --------------------------------------------------------------------------
     def set_limits(self, **kw) -> dict:

@@ -32,6 +32,40 @@ def format_ticks(ticks: int) -> str:
     return base + "Z"
 
 
+# Microsoft keeps its times at different precisions and .NET trims trailing zeros, so each
+# field has its own look in Microsoft's example (tests/devcloud/test_shape.py compares them).
+
+
+def full_ticks(ticks: int) -> int:
+    """A datetime2(7) value that shows all 7 digits (`.7182276`): alert creationTime, comment
+    times, firstSeen. The last digit is made odd so trimming never shortens it."""
+    return ticks | 1
+
+
+def sql_datetime(ticks: int, *, seven_digits: bool = False) -> int:
+    """SQL Server `datetime` (1/300 s steps): `.2433333`, `.2566667` or `.88`, as the example's
+    alert lastUpdatedTime; never fewer than 2 digits. `seven_digits` skips the steps that
+    print short, as the example's incident createdTime always has 7."""
+    steps = (ticks * 3 + 50_000) // 100_000
+    if steps % 30 == 0 or (seven_digits and steps % 3 == 0):
+        steps += 1
+    return (steps * 100_000 + 1) // 3
+
+
+def centiseconds_up(ticks: int) -> int:
+    """10 ms steps, rounded up, with exactly 2 digits (`.29`): the example's incident
+    lastUpdateTime. Rounding up keeps a change strictly after the previous one."""
+    steps = -(-ticks // 100_000)
+    if steps % 10 == 0:
+        steps += 1
+    return steps * 100_000
+
+
+def whole_seconds(ticks: int) -> int:
+    """No fraction (`05:22:59Z`): firstActivity/lastActivity of cloud-app and mail alerts."""
+    return ticks - ticks % TICKS_PER_SECOND
+
+
 def parse_ticks(text: str) -> int:
     """Parse an ISO 8601 date-time with an offset into ticks; ValueError when malformed."""
     m = _ISO.match(text)

@@ -148,8 +148,10 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 
+# Set but empty (`DATABASE_URL=` in a .env or compose file) means the default, as unset does.
+DATABASE_URL = env.str("DATABASE_URL", default="").strip()
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
+    "default": env.db_url_config(DATABASE_URL or f"sqlite:///{VAR_DIR / 'portal.sqlite3'}")
 }
 if DATABASES["default"]["ENGINE"] not in (
     "django.db.backends.sqlite3",
@@ -314,12 +316,7 @@ USE_TZ = True
 
 # --- Microsoft --------------------------------------------------------------------------
 
-MICROSOFT_CLOUDS = ("commercial", "gcc", "gcc_high", "dod")
-MICROSOFT_CLOUD = env.str("MICROSOFT_CLOUD", default="commercial")
-if MICROSOFT_CLOUD not in MICROSOFT_CLOUDS:
-    raise ImproperlyConfigured(
-        f"MICROSOFT_CLOUD={MICROSOFT_CLOUD!r} must be one of {', '.join(MICROSOFT_CLOUDS)}"
-    )
+# Each tenant has its own cloud (commercial, GCC, GCC High, DoD: `Tenant.cloud`).
 MICROSOFT_CLIENT_ID = env.str("MICROSOFT_CLIENT_ID", default="")
 MICROSOFT_CLIENT_SECRET = env.str("MICROSOFT_CLIENT_SECRET", default="")
 # Certificate credentials (preferred in production): PEM certificate + PEM private key.

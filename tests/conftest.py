@@ -1,26 +1,22 @@
-"""Shared fixtures: the cast (alice sees tenant A, bob sees B, charlie sees nothing) and
-real services. With REQUIRE_SERVICES=1 (CI) a missing service fails the test, never skips it.
+"""Shared fixtures: the cast (alice sees tenant A, bob sees B, charlie sees nothing), the
+portal pointed at devcloud, and the plugins below. No test imports from a conftest file:
+importable helpers live in named modules (tests/waiting.py, tests/chromium.py, …).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from partner_portal.microsoft import tokens
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 
-pytest_plugins = ["tests.workers", "tests.devcloud_fixture"]
-
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def service_unavailable(what: str) -> None:
-    """Fail in CI, skip on a laptop without the service."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but unavailable")
-    pytest.skip(f"{what} unavailable")
+pytest_plugins = [
+    "tests.services",  # redis_url; a missing service fails in CI, skips on a laptop
+    "tests.devcloud_fixture",  # devcloud_server, devcloud, devcloud_settings, http
+    "tests.workers",  # celery_broker, start_worker: real Celery workers
+    "tests.chromium",  # browser, page, artifacts_dir
+    "tests.microsoft.fake_entra",  # fake_login: Entra discovery stubbed with `responses`
+]
 
 
 @pytest.fixture(autouse=True)
@@ -36,19 +32,21 @@ def exact_dashboard_summary(settings):
     settings.DASHBOARD_SUMMARY_CACHE_SECONDS = 0
 
 
-@pytest.fixture
-def redis_url() -> str:
-    import redis
+@pytest.fixture(autouse=True)
+def fresh_msal_apps():
+    """Each test starts without this process's MSAL apps (they cache discovery and errors)."""
+    tokens.forget_all()
+    yield
+    tokens.forget_all()
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_unavailable(f"Redis at {REDIS_URL} ({exc})")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+
+@pytest.fixture
+def portal(devcloud_settings, redis_url, settings):
+    """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+    }
+    return devcloud_settings
 
 
 @pytest.fixture

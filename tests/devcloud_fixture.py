@@ -1,100 +1,36 @@
 """pytest plugin: a real devcloud process for the whole session, reset before each test.
 
-Register with `pytest_plugins = ["tests.devcloud_fixture"]` in tests/conftest.py.
+Registered in tests/conftest.py. The process is started by devcloud's own launcher.
 
-- `devcloud_server` (session): starts `python -m devcloud --port 0 --http-port 0`, waits for
-  `devcloud ready` (failure is a test error, never a skip), stops it with SIGTERM at the end.
+- `devcloud_server` (session): devcloud.launcher's RunningDevCloud, started with
+  `--port 0 --http-port 0` (failure is a test error, never a skip), stopped at the end.
 - `devcloud` (function): the control-API client, after a reset (tenants, apps, faults, log,
   limits all back to empty/defaults). `.base_url` is HTTPS; `.http_base_url` serves the same
   app over plain HTTP (for the consent page in a browser).
+- `http` (function): a requests Session that trusts devcloud's CA.
 - `devcloud_settings` (function): points the MICROSOFT_* settings at devcloud and registers
   a fresh app (client id + secret) whose redirect URI is the portal's consent callback.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from devcloud import launcher
 from devcloud.client import DevCloud
-
-REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 30
-
-
-@dataclass
-class DevCloudServer:
-    base_url: str
-    ca_file: str
-    client: DevCloud
-    process: subprocess.Popen
-    output: list[str]
-    # Plain-HTTP twin (same app) for browsers that must not see a certificate warning.
-    http_base_url: str | None = None
-
-
-def start_devcloud(state_dir: Path, *extra: str) -> DevCloudServer:
-    """Start devcloud as a subprocess and wait for its `devcloud ready` line."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devcloud", "--port", "0", "--state-dir", str(state_dir), *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    facts: dict[str, str] = {}
-    output: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        # Keeps draining stdout for the whole session so the pipe never fills up.
-        for line in process.stdout:  # type: ignore[union-attr]
-            output.append(line.rstrip("\n"))
-            if line.startswith("devcloud "):
-                fact = line[len("devcloud ") :].strip()
-                if fact == "ready":
-                    ready.set()
-                elif "=" in fact:
-                    key, _, value = fact.partition("=")
-                    facts.setdefault(key, value)
-        ready.set()
-
-    threading.Thread(target=read, daemon=True, name="devcloud-stdout").start()
-    if not ready.wait(START_TIMEOUT) or "base_url" not in facts or process.poll() is not None:
-        process.kill()
-        pytest.fail("devcloud did not start:\n" + "\n".join(output[-40:]), pytrace=False)
-    client = DevCloud(facts["base_url"], facts["ca_file"], http_base_url=facts.get("http_base_url"))
-    client.wait_ready(10)
-    return DevCloudServer(
-        facts["base_url"], facts["ca_file"], client, process, output, facts.get("http_base_url")
-    )
-
-
-def stop_devcloud(server: DevCloudServer) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(5)
 
 
 @pytest.fixture(scope="session")
 def devcloud_server(tmp_path_factory):
-    server = start_devcloud(tmp_path_factory.mktemp("devcloud"), "--http-port", "0")
+    try:
+        server = launcher.start(tmp_path_factory.mktemp("devcloud"), "--http-port", "0")
+    except launcher.StartFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield server
-    stop_devcloud(server)
+    server.stop()
 
 
 @pytest.fixture
@@ -102,6 +38,13 @@ def devcloud(devcloud_server) -> DevCloud:
     client = devcloud_server.client
     client.reset()  # also clears faults, the request log and limits
     return client
+
+
+@pytest.fixture
+def http(devcloud):
+    session = devcloud.session()
+    yield session
+    session.close()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ SKIPPED_NAMESPACES = {"admin"}
 # URL argument → how to make an object of alice's tenant (tenant_a) that it points at
 # (ConsentLink pk for link_id, SyncRun pk for run_id).
 OBJECTS = {
-    "tenant_id": lambda tenant: tenant.pk,
+    "tenant_pk": lambda tenant: tenant.pk,
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
@@ -79,7 +79,7 @@ def test_every_url_argument_has_an_access_case():
 # A stand-in URLconf for the test below.
 urlpatterns = [
     path("runs/<int:run_number>/", lambda request, run_number: None, name="run"),
-    path("t/<int:tenant_id>/", lambda request, tenant_id: None, name="tenant"),
+    path("t/<int:tenant_pk>/", lambda request, tenant_pk: None, name="tenant"),
     path(
         "consent/",
         include(([path("<str:token>/", lambda r, token: None, name="landing")], "consent")),
@@ -92,9 +92,17 @@ def test_a_url_with_an_unknown_argument_fails_the_check():
     assert _unknown_arguments() == {"run": ["run_number"]}
 
 
-def test_the_walk_finds_the_dashboard_urls():
+def test_the_walk_finds_the_tenant_consent_and_dashboard_urls():
     names = {name for name, _ in _object_patterns()}
-    assert "incidents:detail" in names
+    assert {
+        "tenants:detail",
+        "tenants:edit",
+        "tenants:toggle",
+        "consent:create",
+        "consent:detail",
+        "consent:revoke",
+        "incidents:detail",
+    } <= names
 
 
 @pytest.fixture
@@ -126,6 +134,15 @@ def test_a_signed_in_stranger_gets_404(
     # the same for every ID, so it confirms nothing.
     assert set(statuses.values()) <= {404, 405}, statuses
     assert 404 in statuses.values(), statuses
+
+
+@pytest.mark.parametrize(("name", "arguments"), CASES)
+def test_the_owner_reaches_it_with_either_method(client, alice, hidden_url, name, arguments):
+    url = hidden_url(name, arguments)
+    client.force_login(alice)
+    statuses = {method: getattr(client, method)(url).status_code for method in ("get", "post")}
+    assert 404 not in statuses.values(), statuses
+    assert all(status < 500 for status in statuses.values()), statuses
 
 
 @pytest.mark.parametrize(("name", "arguments"), CASES)

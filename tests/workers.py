@@ -1,7 +1,8 @@
 """A real Celery worker in a subprocess, on the test database and a real Redis.
 
 Not `task_always_eager` (it hides acks_late and serialization) and not an in-process
-thread (tests must be able to SIGKILL a worker mid-task).
+thread (tests must be able to SIGKILL a worker mid-task). Run by the demo's supervisor
+(partner_portal/demo/supervisor.py), as `manage.py demo` runs its worker.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from django.db import connection
+
+from partner_portal.demo.supervisor import Child, Supervisor
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,37 +33,36 @@ def test_database_url() -> str:
 
 
 class WorkerProcess:
-    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
-        self.proc = proc
-        self.log = log
+    """A worker run by the demo's supervisor (in a process group of its own), its output kept."""
+
+    def __init__(self, child: Child, lines: list[str]) -> None:
+        self.child = child
+        self.lines = lines  # filled by the supervisor's reader thread
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        return self.child.proc
 
     @property
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return "\n".join(self.lines)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "ready." in self.output:
-                return
+        def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.output[-3000:]}")
-            time.sleep(0.1)
-        raise TimeoutError(f"worker not ready in {timeout}s:\n{self.output[-3000:]}")
+            return any(line.endswith(" ready.") for line in self.lines)
+
+        try:
+            wait_until(ready, timeout=timeout, what="the worker to be ready")
+        except AssertionError:
+            raise TimeoutError(f"worker not ready in {timeout}s:\n{self.output[-3000:]}") from None
 
     def kill(self) -> None:
         """SIGKILL the whole worker (pool children too), as a crashed machine would."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture
@@ -88,12 +90,12 @@ def _drop_connections(app) -> None:
 
 
 @pytest.fixture
-def start_worker(celery_broker, transactional_db, settings, tmp_path):
+def start_worker(celery_broker, transactional_db, settings):
     """Start real workers: `start_worker(concurrency=2, env={...})` → WorkerProcess (ready)."""
     workers: list[WorkerProcess] = []
+    processes = Supervisor(None, cwd=ROOT, stop_timeout=20)
 
     def start(*, concurrency: int = 2, pool: str = "threads", env: dict | None = None):
-        log = tmp_path / f"worker-{len(workers)}.log"
         child_env = {
             **os.environ,
             "DATABASE_URL": test_database_url(),
@@ -104,27 +106,20 @@ def start_worker(celery_broker, transactional_db, settings, tmp_path):
             **{k: str(v) for k, v in _microsoft_env(settings).items()},
             **(env or {}),
         }
+        name = f"test{len(workers)}"
         cmd = [sys.executable, "-m", "celery", "-A", "partner_portal", "worker"]
         cmd += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
         cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
-        cmd += ["--hostname", f"test{len(workers)}@%h"]
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=ROOT,
-                env=child_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(proc, log)
+        cmd += ["--hostname", f"{name}@%h"]
+        lines: list[str] = []
+        child = processes.start(name, cmd, env=child_env, on_line=lines.append)
+        worker = WorkerProcess(child, lines)
         workers.append(worker)
         worker.wait_ready()
         return worker
 
     yield start
-    for worker in workers:
-        worker.stop()
+    processes.stop_all()
 
 
 def _microsoft_env(settings) -> dict[str, object]:
@@ -146,15 +141,3 @@ def _microsoft_env(settings) -> dict[str, object]:
         "MICROSOFT_HTTP_TIMEOUT",
     ]
     return {n: getattr(settings, n) for n in names if getattr(settings, n, "") not in ("", None)}
-
-
-def wait_until(predicate, *, timeout: float = 30, interval: float = 0.1, what: str = "condition"):
-    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -14,7 +14,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,20 +29,22 @@ from django.utils import timezone
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, defender_roles, get_cloud
+from partner_portal.microsoft.client import required_roles
+from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, get_cloud
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
 STATE_SALT = "partner_portal.consent.state"
-# Sent by name: imports flow incidents → consent, never back.
+# Tasks are sent by name: imports flow incidents → consent, never back, and consent's own
+# tasks module imports this one.
 SYNC_TASK = "partner_portal.incidents.tasks.sync_tenant"
+VERIFY_TASK = "partner_portal.consent.tasks.verify_tenant_access"
 CALLBACK_PATH = "/consent/callback/"
 # Microsoft's parameters are short; anything longer is not from Microsoft.
 MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
 MAX_OTHER_PARAM_LENGTH = 2048
 MAX_QUERY_LENGTH = 8192
 _PRINTABLE = re.compile(r"^[\x20-\x7e\r\n\t\u00a0-\uffff]*$")
-_AADSTS = re.compile(r"AADSTS(\d{4,7})")
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,6 @@ PERMISSIONS = {
         "their progress in the Microsoft Defender portal.",
     ),
 }
-
-
-def required_roles() -> list[str]:
-    """The application permission the portal needs on the Defender API (singular names)."""
-    return defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
 
 
 def required_permissions() -> list[Permission]:
@@ -238,14 +235,16 @@ def start_consent(*, link: ConsentLink) -> str:
 
 @dataclass
 class CallbackResult:
-    """What the customer's administrator sees after Microsoft sends them back."""
+    """What happened to Microsoft's redirect. `consent/result.html` tells the customer's
+    administrator, in words chosen by `kind` and `reason`."""
 
     kind: str  # granted | tenant_mismatch | denied | error | rejected
     status: int
-    title: str
-    message: str
-    next_steps: list[str] = field(default_factory=list)
     link: ConsentLink | None = None
+    # rejected: why (replayed, revoked, link_expired, expired…); error: wrong_account,
+    # not_admin or "" (errors.CONSENT_PAGE_ERRORS).
+    reason: str = ""
+    code: str = ""  # error: the code to quote to the MSP (AADSTS…, else Microsoft's error)
     can_retry: bool = False
 
 
@@ -264,43 +263,7 @@ def _rejected(
         reason=reason,
         detail=detail[:200],
     )
-    msp = settings.MSP_NAME
-    if reason == "replayed":
-        return CallbackResult(
-            "rejected",
-            400,
-            "This consent link has already been used",
-            "This page was already completed; nothing more happened now.",
-            [f"If you are unsure whether access was granted, ask {msp}."],
-            link,
-        )
-    if reason in ("revoked", "link_expired"):
-        return CallbackResult(
-            "rejected",
-            400,
-            "This consent link is no longer valid",
-            "The link was revoked or expired before Microsoft sent you back. Nothing was recorded.",
-            [f"Ask {msp} for a new consent link."],
-            link,
-        )
-    if reason == "expired":
-        return CallbackResult(
-            "rejected",
-            400,
-            "This consent request took too long",
-            "More time passed at Microsoft than we allow, so we could not accept the answer.",
-            ["Open the consent link you received again and continue to Microsoft."],
-            link,
-        )
-    return CallbackResult(
-        "rejected",
-        400,
-        "We could not accept this request",
-        "This page was reached without a valid consent request, or the request was changed "
-        "on the way. Nothing was recorded.",
-        [f"Open the consent link {msp} sent you and continue from there."],
-        link,
-    )
+    return CallbackResult("rejected", 400, link, reason=reason)
 
 
 def _param(params: Mapping[str, Any], name: str) -> str:
@@ -350,10 +313,10 @@ def handle_callback(
     if error:
         return _record_error(link, params, ip_address=ip_address)
 
-    returned = _param(params, "tenant").strip().lower()
-    if _param(params, "admin_consent").lower() != "true" or not is_guid(returned):
+    returned_tenant_id = _param(params, "tenant").strip().lower()
+    if _param(params, "admin_consent").lower() != "true" or not is_guid(returned_tenant_id):
         return _rejected("malformed", link=link, ip_address=ip_address, detail="no outcome")
-    return _record_success(link, returned, ip_address=ip_address)
+    return _record_success(link, returned_tenant_id, ip_address=ip_address)
 
 
 def _record_error(
@@ -361,10 +324,10 @@ def _record_error(
 ) -> CallbackResult:
     error = _param(params, "error")
     description = _param(params, "error_description")
-    match = _AADSTS.search(description)
-    code = f"AADSTS{match.group(1)}" if match else ""
+    number = errors.aadsts_code(description)
+    code = f"AADSTS{number}" if number is not None else ""
     cancelled = error == "access_denied" and (
-        code in ("", "AADSTS65004") or _param(params, "error_subcode") == "cancel"
+        number in (None, errors.CONSENT_CANCELLED) or _param(params, "error_subcode") == "cancel"
     )
     outcome = ConsentLink.Outcome.DENIED if cancelled else ConsentLink.Outcome.ERROR
     first_line = description.splitlines()[0] if description else ""
@@ -384,47 +347,21 @@ def _record_error(
         error=error,
         code=code,
     )
-    return _error_page(outcome, error, code, link)
+    if cancelled:
+        return CallbackResult("denied", 200, link, can_retry=True)
+    reason = errors.CONSENT_PAGE_ERRORS.get(number, "") if number is not None else ""
+    return CallbackResult("error", 200, link, reason=reason, code=code or error, can_retry=True)
 
 
-def _error_page(outcome: str, error: str, code: str, link: ConsentLink) -> CallbackResult:
-    msp = settings.MSP_NAME
-    again = "Open the consent link again and sign in with a Global Administrator account."
-    if outcome == ConsentLink.Outcome.DENIED:
-        return CallbackResult(
-            "denied",
-            200,
-            "You cancelled: nothing was granted",
-            f"No permissions were given to {msp}.",
-            [
-                "If that was a mistake, open the consent link again and choose Accept.",
-                f"If you have questions about what {msp} needs, contact them first.",
-            ],
-            link,
-            can_retry=True,
-        )
-    if code == "AADSTS50020":
-        message = "You signed in with an account from a different organisation."
-        steps = [f"{again} The account must belong to {link.tenant.display_name}."]
-    elif code in ("AADSTS90094", "AADSTS90008", "AADSTS65001", "AADSTS90099"):
-        message = "The account you used is not allowed to grant consent for your organisation."
-        steps = [
-            "Ask a Global Administrator (or a Privileged Role Administrator) to open the "
-            "consent link."
-        ]
-    else:
-        message = "Microsoft reported a problem and nothing was granted."
-        steps = [again, f"If it happens again, send {msp} this code: {code or error}."]
-    return CallbackResult("error", 200, "Consent did not complete", message, steps, link, True)
-
-
-def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None) -> CallbackResult:
+def _record_success(
+    link: ConsentLink, returned_tenant_id: str, *, ip_address: str | None
+) -> CallbackResult:
     tenant = link.tenant
     expected = expected_tenant(link)
     mismatch = ""
-    if is_guid(expected) and expected != returned:
+    if is_guid(expected) and expected != returned_tenant_id:
         mismatch = "expected another tenant"
-    elif Tenant.objects.filter(entra_tenant_id=returned).exclude(pk=tenant.pk).exists():
+    elif Tenant.objects.filter(entra_tenant_id=returned_tenant_id).exclude(pk=tenant.pk).exists():
         mismatch = "tenant belongs to another customer"
     now = timezone.now()
     with transaction.atomic():
@@ -434,7 +371,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         ).update(
             completed_at=now,
             outcome=outcome,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             error_code="",
             error_description="",
         )
@@ -445,7 +382,7 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
         if not mismatch:
             try:
                 with transaction.atomic():
-                    tenant.attach_entra_tenant(returned)
+                    tenant.attach_entra_tenant(returned_tenant_id)
             except IntegrityError:
                 # Another tenant took this ID between our check and the update.
                 mismatch = "tenant belongs to another customer"
@@ -457,38 +394,15 @@ def _record_success(link: ConsentLink, returned: str, *, ip_address: str | None)
             target=f"consentlink:{link.pk}",
             ip_address=ip_address,
             outcome=outcome,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             reason=mismatch,
         )
         if not mismatch:
-            # Imported here: the tasks module imports this one.
-            from partner_portal.consent.tasks import verify_tenant_access
-
-            verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
+            _send_after_commit(VERIFY_TASK, tenant_pk=tenant.pk)
     link.refresh_from_db()
-    msp = settings.MSP_NAME
     if mismatch:
-        return CallbackResult(
-            "tenant_mismatch",
-            200,
-            "Consent was given for a different organisation",
-            f"You signed in to a Microsoft 365 organisation that {msp} did not expect for "
-            f"{tenant.display_name}, so nothing was connected.",
-            [
-                f"Contact {msp}: they will check which organisation is right and send a new link.",
-                "The consent you just gave still exists in the organisation you signed in "
-                "to; its administrators can remove the app under Enterprise applications.",
-            ],
-            link,
-        )
-    return CallbackResult(
-        "granted",
-        200,
-        "Thank you: consent was granted",
-        f"{msp} now confirms the access with Microsoft; this usually takes a minute.",
-        ["You can close this window. Nothing else is needed from you."],
-        link,
-    )
+        return CallbackResult("tenant_mismatch", 200, link)
+    return CallbackResult("granted", 200, link)
 
 
 # --- Verification ------------------------------------------------------------------------------
@@ -550,20 +464,23 @@ def verify_access(*, tenant: Tenant, attempt: int | None = None) -> Tenant:
     else:
         tenant.record_access_check(state=Tenant.ConsentState.CONSENTED, roles=roles)
         if not was_consented and tenant.is_syncable:
-            _start_first_sync(tenant_id=tenant.pk)
+            _start_first_sync(tenant_pk=tenant.pk)
     _audit_check(tenant, outcome=tenant.consent_state)
     return tenant
 
 
-def _start_first_sync(*, tenant_id: int) -> None:
+def _start_first_sync(*, tenant_pk: int) -> None:
     """Queue the tenant's sync once the new state is committed, instead of leaving its
-    incidents to the next scheduled run (up to SYNC_INTERVAL_MINUTES later)."""
+    incidents to the next scheduled run (up to SYNC_INTERVAL_MINUTES later). Robust: with
+    the broker down, the consent still stands and the schedule syncs later."""
+    _send_after_commit(SYNC_TASK, robust=True, tenant_pk=tenant_pk)
 
+
+def _send_after_commit(task: str, *, robust: bool = False, **kwargs: Any) -> None:
     def send() -> None:
-        current_app.send_task(SYNC_TASK, kwargs={"tenant_id": tenant_id})
+        current_app.send_task(task, kwargs=kwargs)
 
-    # robust: with the broker down, the consent still stands and the schedule syncs later.
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(send, robust=robust)
 
 
 def _audit_check(tenant: Tenant, *, outcome: str) -> None:

@@ -12,9 +12,15 @@ from partner_portal.tenants.models import Tenant
 
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=180)
-def verify_tenant_access(self: Any, tenant_id: int, attempt: int = 0) -> str:
+def verify_tenant_access(
+    self: Any,
+    tenant_pk: int | None = None,
+    attempt: int = 0,
+    tenant_id: int | None = None,  # the old name of tenant_pk, for messages still queued
+) -> str:
     """Confirm a tenant's consent with a real token; retries only what can still succeed."""
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    tenant_pk = tenant_pk if tenant_pk is not None else tenant_id
+    tenant = Tenant.objects.filter(pk=tenant_pk).first()
     if tenant is None:
         return "gone"
     try:
@@ -22,7 +28,7 @@ def verify_tenant_access(self: Any, tenant_id: int, attempt: int = 0) -> str:
     except RetryLater as later:
         raise self.retry(
             countdown=later.countdown,
-            kwargs={"tenant_id": tenant_id, **later.cursor},
+            kwargs={"tenant_pk": tenant_pk, **later.cursor},
             max_retries=flow.MAX_ATTEMPTS + 1,
             exc=later.cause,
         ) from later

@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from partner_portal.audit.events import client_ip
-from partner_portal.consent import flow
+from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_ids
@@ -42,13 +42,13 @@ def link_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def link_create(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     form = ConsentLinkForm(request.POST, tenant=tenant)
     if not form.is_valid():
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, error)
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     link = flow.create_link(
         tenant=tenant,
         created_by=request.user,
@@ -72,6 +72,18 @@ def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
         "consent/detail.html",
         {"link": link, "url": url, "message": message.strip()},
     )
+
+
+@require_POST
+def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    """The tenant page's "Check access" button: the verification task, after commit."""
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    if tenant.entra_tenant_id is None:
+        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
+    else:
+        tasks.verify_tenant_access.delay_on_commit(tenant_pk=tenant.pk)
+        messages.info(request, "Access check started; refresh this page in a moment.")
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
 @require_POST

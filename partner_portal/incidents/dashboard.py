@@ -7,6 +7,7 @@ rule is applied once, in one place, before any filter or count.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
 from django.db.models import BooleanField, Count, QuerySet
 from django.db.models.expressions import RawSQL
@@ -21,8 +24,8 @@ from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
-from partner_portal.incidents.filters import DEFAULT_SORT, SEVERITIES
-from partner_portal.incidents.models import Incident
+from partner_portal.incidents.filters import DEFAULT_SORT
+from partner_portal.incidents.models import Incident, Severity, Status
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenant_ids
@@ -187,12 +190,12 @@ def new_since_count(queryset: QuerySet, since: datetime) -> tuple[int, bool]:
 
 # --- Summary ------------------------------------------------------------------------------
 
-SEVERITY_ORDER = [value for value, _ in SEVERITIES]
+SEVERITY_ORDER = Severity.values
 
 
 @dataclass
 class TenantRow:
-    tenant_id: int
+    tenant_pk: int
     name: str
     by_severity: list[tuple[str, int]]
     total: int
@@ -214,9 +217,9 @@ class Summary:
 
 
 def open_counts(queryset: QuerySet[Incident]) -> dict[int, dict[str, int]]:
-    """{tenant_id: {severity: open incidents}} in one grouped query."""
+    """{tenant pk: {severity: open incidents}} in one grouped query."""
     rows = (
-        queryset.exclude(status="Resolved")
+        queryset.exclude(status=Status.RESOLVED)
         .order_by()
         .values_list("tenant_id", "severity")
         # COUNT(*), not COUNT(id): the id is not in the index, so counting it would read
@@ -224,9 +227,9 @@ def open_counts(queryset: QuerySet[Incident]) -> dict[int, dict[str, int]]:
         .annotate(n=Count("*"))
     )
     counts: dict[int, dict[str, int]] = defaultdict(dict)
-    for tenant_id, severity, n in rows:
-        severity = severity if severity in SEVERITY_ORDER else "UnSpecified"
-        counts[tenant_id][severity] = counts[tenant_id].get(severity, 0) + n
+    for tenant_pk, severity, n in rows:
+        severity = severity if severity in SEVERITY_ORDER else Severity.UNSPECIFIED
+        counts[tenant_pk][severity] = counts[tenant_pk].get(severity, 0) + n
     return counts
 
 
@@ -256,7 +259,7 @@ def created_per_day(
     series = {severity: [0] * days for severity in SEVERITY_ORDER}
     for day, severity, n in rows:
         if day in index:
-            key = severity if severity in series else "UnSpecified"
+            key = severity if severity in series else Severity.UNSPECIFIED
             series[key][index[day]] += n
     return {
         "labels": [day.isoformat() for day in labels],
@@ -275,13 +278,13 @@ def summary(queryset: QuerySet[Incident], tenant_names: dict[int, str], *, today
     counts = open_counts(queryset)
     totals = dict.fromkeys(SEVERITY_ORDER, 0)
     tenants = []
-    for tenant_id, by_severity in counts.items():
+    for tenant_pk, by_severity in counts.items():
         for severity, n in by_severity.items():
             totals[severity] += n
         tenants.append(
             TenantRow(
-                tenant_id=tenant_id,
-                name=tenant_names.get(tenant_id, f"#{tenant_id}"),
+                tenant_pk=tenant_pk,
+                name=tenant_names.get(tenant_pk, f"#{tenant_pk}"),
                 by_severity=[(s, by_severity.get(s, 0)) for s in SEVERITY_ORDER],
                 total=sum(by_severity.values()),
             )
@@ -294,6 +297,30 @@ def summary(queryset: QuerySet[Incident], tenant_names: dict[int, str], *, today
         tenants=tenants,
         chart=created_per_day(queryset, today=today),
     )
+
+
+def cached_summary(tenant_names: dict[int, str], *, everyone: bool) -> tuple[Summary, datetime]:
+    """(summary, when it was counted) of `tenant_names` (all of them when `everyone`, the
+    access rule's `sees_every_tenant`): counted at most once a minute (the setting) per set
+    of visible tenants and day, since over a million incidents counting takes 0.1–0.2 s."""
+    now = timezone.now()
+    seconds = settings.DASHBOARD_SUMMARY_CACHE_SECONDS
+    tenants = hashlib.sha256(",".join(map(str, sorted(tenant_names))).encode()).hexdigest()
+    key = f"{SUMMARY_CACHE_PREFIX}{now.date().isoformat()}:{tenants}"
+    if seconds:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    # Whoever sees every tenant needs no tenant filter at all; otherwise the visible
+    # tenants' ids as literals rather than a subquery: PostgreSQL then knows how few tenants
+    # a staff member sees and reads the per-tenant index instead of the table.
+    incidents = Incident.objects.all()
+    if not everyone:
+        incidents = incidents.filter(tenant__in=list(tenant_names))
+    result = (summary(incidents, tenant_names, today=now.date()), now)
+    if seconds:
+        cache.set(key, result, seconds)
+    return result
 
 
 # --- CSV export ---------------------------------------------------------------------------

@@ -6,13 +6,45 @@ from urllib.parse import urlsplit
 from django.db import models
 from django.db.models import Q
 
-from partner_portal.microsoft import clouds
+from partner_portal.microsoft import clouds, vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.models import Tenant
 
 
 def id_hash(microsoft_id: str) -> str:
     """The key of an ID with no documented length: SHA-256 of the whole ID, in hex."""
     return hashlib.sha256(microsoft_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Severity(models.TextChoices):
+    """The severities the portal knows, highest first: `vocabulary`'s canonical spellings
+    (what the sync stores) and its labels. The field keeps an unknown value as received."""
+
+    HIGH = "High", vocabulary.label(Kind.SEVERITY, "High")
+    MEDIUM = "Medium", vocabulary.label(Kind.SEVERITY, "Medium")
+    LOW = "Low", vocabulary.label(Kind.SEVERITY, "Low")
+    INFORMATIONAL = "Informational", vocabulary.label(Kind.SEVERITY, "Informational")
+    UNSPECIFIED = "UnSpecified", vocabulary.label(Kind.SEVERITY, "UnSpecified")
+
+    @property
+    def rank(self) -> int:
+        """4 for High … 0 for UnSpecified, for sorting."""
+        return vocabulary.severity_rank(self.value)
+
+    @classmethod
+    def rank_of(cls, raw: str) -> int:
+        """The rank of a severity as received, in any spelling; 0 when unknown."""
+        return vocabulary.severity_rank(raw)
+
+
+class Status(models.TextChoices):
+    """The incident statuses the portal knows (as `Severity`)."""
+
+    ACTIVE = "Active", vocabulary.label(Kind.STATUS, "Active")
+    IN_PROGRESS = "InProgress", vocabulary.label(Kind.STATUS, "InProgress")
+    AWAITING_ACTION = "AwaitingAction", vocabulary.label(Kind.STATUS, "AwaitingAction")
+    RESOLVED = "Resolved", vocabulary.label(Kind.STATUS, "Resolved")
+    REDIRECTED = "Redirected", vocabulary.label(Kind.STATUS, "Redirected")
 
 
 class Incident(models.Model):

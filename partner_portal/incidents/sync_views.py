@@ -12,8 +12,8 @@ from partner_portal.tenants.access import get_tenant_for_user
 
 
 @require_POST
-def sync_now(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def sync_now(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     if not tenant.is_syncable:
         messages.error(
             request,
@@ -21,17 +21,17 @@ def sync_now(request: HttpRequest, tenant_id: int) -> HttpResponse:
         )
     else:
         full = request.POST.get("full") == "1"
-        tasks.sync_tenant.delay_on_commit(tenant_id=tenant.pk, full=full)
+        tasks.sync_tenant.delay_on_commit(tenant_pk=tenant.pk, full=full)
         messages.success(
             request, f"{'Full sync' if full else 'Sync'} of {tenant} requested: it starts shortly."
         )
-    return redirect("tenants:detail", tenant_id=tenant.pk)
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
-def sync_status(request: HttpRequest, tenant_id: int) -> HttpResponse:
+def sync_status(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     """The status partial alone, for htmx to poll while a run is going on."""
     # Look up first: a stranger gets 404 whatever the method, never a 405 that confirms.
-    tenant = get_tenant_for_user(request.user, tenant_id)
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     return render(request, "incidents/_tenant_sync_status.html", {"tenant": tenant})

@@ -16,10 +16,10 @@ from partner_portal.tenants.models import Tenant
 @shared_task(ignore_result=True)
 def sync_all_tenants() -> int:
     """Beat's entry point: one sync_tenant per enabled, consented tenant (ids only)."""
-    tenant_ids = sync.sync_due_tenants()
-    for tenant_id in tenant_ids:
-        sync_tenant.delay(tenant_id=tenant_id)
-    return len(tenant_ids)
+    tenant_pks = sync.sync_due_tenants()
+    for tenant_pk in tenant_pks:
+        sync_tenant.delay(tenant_pk=tenant_pk)
+    return len(tenant_pks)
 
 
 @shared_task(
@@ -31,11 +31,16 @@ def sync_all_tenants() -> int:
     max_retries=None,  # the sync bounds its own retries (sync._retry_later)
 )
 def sync_tenant(
-    self: Any, tenant_id: int, full: bool = False, resume: dict[str, Any] | None = None
+    self: Any,
+    tenant_pk: int | None = None,
+    full: bool = False,
+    resume: dict[str, Any] | None = None,
+    tenant_id: int | None = None,  # the old name of tenant_pk, for messages still queued
 ) -> str:
     """Sync one tenant. Idempotent: a redelivered or repeated run re-upserts, never
     duplicates, and starts from the committed watermark (or `resume`, a retry's cursor)."""
-    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    tenant_pk = tenant_pk if tenant_pk is not None else tenant_id
+    tenant = Tenant.objects.filter(pk=tenant_pk).first()
     if tenant is None:
         return "gone"
     try:
@@ -43,7 +48,7 @@ def sync_tenant(
     except RetryLater as later:
         # Never sleep in a worker: the broker brings the task back after the countdown.
         raise self.retry(
-            kwargs={"tenant_id": tenant_id, "full": full, "resume": later.cursor},
+            kwargs={"tenant_pk": tenant_pk, "full": full, "resume": later.cursor},
             countdown=later.countdown,
             exc=later.cause,
         ) from later

@@ -10,6 +10,6 @@ urlpatterns = [
     path("incidents/export.csv", views.incident_export, name="export"),
     path("incidents/<int:incident_id>/", views.incident_detail, name="detail"),
     # The tenant page's "Sync now" and its live status.
-    path("sync/tenants/<int:tenant_id>/", sync_views.sync_now, name="sync_now"),
-    path("sync/tenants/<int:tenant_id>/status/", sync_views.sync_status, name="sync_status"),
+    path("sync/tenants/<int:tenant_pk>/", sync_views.sync_now, name="sync_now"),
+    path("sync/tenants/<int:tenant_pk>/status/", sync_views.sync_status, name="sync_status"),
 ]

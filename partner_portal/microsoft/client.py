@@ -26,7 +26,7 @@ import requests
 
 from partner_portal.microsoft import budget, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
-from partner_portal.microsoft.clouds import defender_roles, get_cloud
+from partner_portal.microsoft.clouds import get_cloud
 from partner_portal.microsoft.defender import (
     UPDATABLE,
     IncidentData,
@@ -39,10 +39,20 @@ from partner_portal.microsoft.http import new_session
 
 logger = logging.getLogger(__name__)
 
+# Application permissions on the Defender API: singular "Incident" (§0.1).
+READ_ROLE = "Incident.Read.All"
+READWRITE_ROLE = "Incident.ReadWrite.All"
+
 PAGE_SIZE = 100  # the documented maximum of $top
 DEFAULT_RETRY_AFTER = 60
 _RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
 _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
+
+
+def required_roles() -> list[str]:
+    """The permission the portal needs on the Defender API, the one place it is derived:
+    ReadWrite when it updates incidents (MICROSOFT_INCIDENT_UPDATES), else Read."""
+    return [READWRITE_ROLE if tokens.config().incident_updates else READ_ROLE]
 
 
 class IncidentClient(Protocol):
@@ -120,7 +130,6 @@ class DefenderClient:
         self.tenant_id = tenant_id
         self.cloud = cloud
         self.app_id = cfg.client_id
-        self.incident_updates = cfg.incident_updates
         host = get_cloud(cloud, defender_base_url=cfg.defender_base_url).defender_base_url
         self.base_url = (base_url or host).rstrip("/")
         self.token: TokenSource = token or BrokerToken(tenant_id, cloud)
@@ -131,7 +140,7 @@ class DefenderClient:
         return f"<DefenderClient {self.tenant_id} {self.base_url}>"
 
     def required_roles(self) -> list[str]:
-        return defender_roles(updates=self.incident_updates)
+        return required_roles()
 
     # --- the API ----------------------------------------------------------------------------
 

@@ -8,14 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFENDER_RESOURCE = "https://api.security.microsoft.com"
-# Application permissions on the Defender API: singular "Incident" (§0.1).
-DEFENDER_READ_ROLE = "Incident.Read.All"
-DEFENDER_READWRITE_ROLE = "Incident.ReadWrite.All"
-
-
-def defender_roles(*, updates: bool) -> list[str]:
-    """The role the portal needs: ReadWrite when it updates incidents, else Read."""
-    return [DEFENDER_READWRITE_ROLE if updates else DEFENDER_READ_ROLE]
 
 
 @dataclass(frozen=True)
@@ -24,10 +16,6 @@ class Cloud:
     login_base_url: str
     defender_base_url: str
     portal_base_url: str
-
-    @property
-    def is_microsoft_login(self) -> bool:
-        return self.login_base_url in {c.login_base_url for c in CLOUDS.values()}
 
 
 CLOUDS: dict[str, Cloud] = {

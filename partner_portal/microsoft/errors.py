@@ -213,6 +213,17 @@ AADSTS_ERRORS: dict[int, type[MicrosoftError]] = {
     50194: AppNotMultiTenant,
 }
 
+# AADSTS codes in the admin-consent redirect (not the token endpoint's), and what they say
+# about the administrator's attempt. 65004 is the Cancel button.
+CONSENT_CANCELLED = 65004
+CONSENT_PAGE_ERRORS: dict[int, str] = {
+    50020: "wrong_account",  # signed in with an account of another organisation
+    90094: "not_admin",  # not allowed to grant admin consent
+    90008: "not_admin",
+    65001: "not_admin",
+    90099: "not_admin",
+}
+
 ALL_ERRORS: dict[str, type[MicrosoftError]] = {
     cls.__name__: cls
     for cls in (
@@ -241,6 +252,15 @@ def describe(kind: str) -> type[MicrosoftError]:
     return ALL_ERRORS.get(kind, MicrosoftError)
 
 
+_AADSTS = re.compile(r"AADSTS(\d{4,7})")
+
+
+def aadsts_code(text: str) -> int | None:
+    """The first AADSTS number in Entra's text ("AADSTS700016: ..."), None when it has none."""
+    match = _AADSTS.search(text)
+    return int(match.group(1)) if match else None
+
+
 def from_token_error(
     body: dict, *, status: int | None = None, retry_after: int | None = None
 ) -> MicrosoftError:
@@ -251,7 +271,8 @@ def from_token_error(
     message = description.splitlines()[0][:500] if description else "Token request failed"
     if not codes:
         # Some bodies carry the number only in the text ("AADSTS700016: ...").
-        codes = [int(n) for n in re.findall(r"AADSTS(\d{4,7})", description)[:1]]
+        number = aadsts_code(description)
+        codes = [number] if number is not None else []
     code = str(codes[0]) if codes else ""
     if status == 429:
         return Throttled(message, retry_after=retry_after or 60, code=code, status=status)

@@ -14,10 +14,15 @@ from django.shortcuts import get_object_or_404
 from partner_portal.tenants.models import Tenant
 
 
+def sees_every_tenant(user: Any) -> bool:
+    """An active superuser sees every tenant, without a filter."""
+    return bool(getattr(user, "is_authenticated", False) and user.is_active and user.is_superuser)
+
+
 def visible_tenants(user: Any) -> QuerySet[Tenant]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return Tenant.objects.none()
-    if user.is_superuser:
+    if sees_every_tenant(user):
         return Tenant.objects.all()
     return Tenant.objects.filter(groups__user=user).distinct()
 

@@ -6,8 +6,7 @@ app_name = "tenants"
 urlpatterns = [
     path("", views.tenant_list, name="list"),
     path("new/", views.tenant_create, name="create"),
-    path("<int:tenant_id>/", views.tenant_detail, name="detail"),
-    path("<int:tenant_id>/edit/", views.tenant_edit, name="edit"),
-    path("<int:tenant_id>/toggle/", views.tenant_toggle, name="toggle"),
-    path("<int:tenant_id>/check-access/", views.tenant_check_access, name="check_access"),
+    path("<int:tenant_pk>/", views.tenant_detail, name="detail"),
+    path("<int:tenant_pk>/edit/", views.tenant_edit, name="edit"),
+    path("<int:tenant_pk>/toggle/", views.tenant_toggle, name="toggle"),
 ]

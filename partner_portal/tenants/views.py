@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -12,7 +11,7 @@ from partner_portal.audit.events import client_ip
 from partner_portal.audit.models import AuditEvent
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.claims import missing_roles
-from partner_portal.microsoft.clouds import defender_roles
+from partner_portal.microsoft.client import required_roles
 from partner_portal.tenants import changes
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenants
 from partner_portal.tenants.forms import TenantFilterForm, TenantForm
@@ -47,9 +46,9 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def tenant_detail(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
-    required = defender_roles(updates=settings.MICROSOFT_INCIDENT_UPDATES)
+def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    required = required_roles()
     missing = missing_roles(tenant.granted_roles, required)
     context = {
         "tenant": tenant,
@@ -74,23 +73,23 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         tenant = changes.create_tenant(form=form, actor=request.user, ip_address=client_ip(request))
         messages.success(request, f"{tenant.display_name} was added. Now send a consent link.")
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     return render(request, "tenants/form.html", {"form": form})
 
 
-def tenant_edit(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def tenant_edit(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     form = TenantForm(request.POST or None, instance=tenant, user=request.user)
     if request.method == "POST" and form.is_valid():
         changes.update_tenant(form=form, actor=request.user, ip_address=client_ip(request))
         messages.success(request, "Changes saved.")
-        return redirect("tenants:detail", tenant_id=tenant.pk)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
     return render(request, "tenants/form.html", {"form": form, "tenant": tenant})
 
 
 @require_POST
-def tenant_toggle(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
+def tenant_toggle(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    tenant = get_tenant_for_user(request.user, tenant_pk)
     enable = not tenant.is_active
     changes.set_enabled(
         tenant=tenant, enabled=enable, actor=request.user, ip_address=client_ip(request)
@@ -99,18 +98,4 @@ def tenant_toggle(request: HttpRequest, tenant_id: int) -> HttpResponse:
         messages.success(request, f"{tenant.display_name} is enabled.")
     else:
         messages.warning(request, f"{tenant.display_name} is disabled: it will not be synced.")
-    return redirect("tenants:detail", tenant_id=tenant.pk)
-
-
-@require_POST
-def tenant_check_access(request: HttpRequest, tenant_id: int) -> HttpResponse:
-    tenant = get_tenant_for_user(request.user, tenant_id)
-    if tenant.entra_tenant_id is None:
-        messages.error(request, "The tenant ID is not known yet: send a consent link first.")
-    else:
-        # The one place tenants reach into consent: the check is consent's workflow.
-        from partner_portal.consent.tasks import verify_tenant_access
-
-        verify_tenant_access.delay_on_commit(tenant_id=tenant.pk)
-        messages.info(request, "Access check started; refresh this page in a moment.")
-    return redirect("tenants:detail", tenant_id=tenant.pk)
+    return redirect("tenants:detail", tenant_pk=tenant.pk)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from partner_portal.tenants.models import Tenant
-from tests.browser.conftest import sign_in
-from tests.workers import wait_until
+from tests.chromium import sign_in
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

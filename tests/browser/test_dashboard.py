@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in
+from tests.chromium import sign_in
 from tests.factories import AlertFactory, ConsentedTenantFactory
 from tests.incidents.dashboard_data import make_incident
 

@@ -1,4 +1,4 @@
-from tests.browser.conftest import sign_in
+from tests.chromium import sign_in
 
 
 def test_staff_signs_in_and_sees_the_navigation(page, live_server, alice):

@@ -1,16 +1,8 @@
+"""Consent fixtures: a tenant to onboard (`customer`), its `link`, settings for the landing page."""
+
 from __future__ import annotations
 
 import pytest
-
-from partner_portal.microsoft import tokens
-
-
-@pytest.fixture(autouse=True)
-def fresh_msal_apps():
-    """Each test starts without this process's MSAL apps (they cache discovery and errors)."""
-    tokens.forget_all()
-    yield
-    tokens.forget_all()
 
 
 @pytest.fixture
@@ -36,22 +28,6 @@ def consent_settings(settings):
     settings.MICROSOFT_CONSENT_BASE_URL = ""
     settings.MSP_NAME = "Contoso Managed Security"
     return settings
-
-
-@pytest.fixture
-def portal(devcloud_settings, redis_url, settings):
-    """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    return devcloud_settings
-
-
-@pytest.fixture
-def http(devcloud):
-    session = devcloud.session()
-    yield session
-    session.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from partner_portal.audit.models import AuditEvent
 from partner_portal.consent import flow
 from partner_portal.consent.models import ConsentLink
 from partner_portal.tenants.models import Tenant
-from tests.consent.helpers import callback, start_state
+from tests.consent.round_trip import callback, start_state
 from tests.factories import ConsentedTenantFactory
 
 TENANT_ID = "aaaabbbb-0000-cccc-1111-dddd2222eeee"

@@ -12,7 +12,7 @@ from partner_portal.consent import flow
 from partner_portal.consent.models import ConsentLink
 from partner_portal.microsoft import errors, tokens
 from partner_portal.tenants.models import Tenant
-from tests.consent.devcloud_helpers import (
+from tests.consent.round_trip import (
     answer_consent_page,
     back_to_portal,
     consent,
@@ -140,7 +140,7 @@ def test_a_wrong_secret_fails_and_the_tenant_page_shows_the_fix(
 def test_certificate_credentials_work(
     client, http, portal, link, customer_tenant, settings, devcloud, tmp_path
 ):
-    from tests.devcloud.conftest import make_certificate
+    from tests.devcloud.registration import make_certificate
 
     key_pem, cert_pem = make_certificate()
     app = devcloud.create_app(
@@ -284,7 +284,7 @@ def test_a_confirmed_consent_queues_exactly_one_sync(
     with django_capture_on_commit_callbacks(execute=True):
         flow.verify_access(tenant=customer)
     assert customer.consent_state == Tenant.ConsentState.CONSENTED
-    sync = [(flow.SYNC_TASK, {"tenant_id": customer.pk})]
+    sync = [(flow.SYNC_TASK, {"tenant_pk": customer.pk})]
     assert queued_tasks(celery_broker) == sync
 
     # "Check access" on a tenant that is consented already: no second sync.

@@ -16,7 +16,7 @@ from partner_portal.consent import flow
 from partner_portal.incidents.sync import sync_tenant
 from partner_portal.microsoft import tokens
 from partner_portal.tenants.models import Tenant
-from tests.consent.devcloud_helpers import consent
+from tests.consent.round_trip import consent
 
 pytestmark = pytest.mark.integration
 

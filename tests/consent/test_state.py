@@ -12,7 +12,7 @@ from django.utils import timezone
 from partner_portal.audit.models import AuditEvent
 from partner_portal.consent import flow
 from partner_portal.consent.models import ConsentLink
-from tests.consent.helpers import callback, start_state
+from tests.consent.round_trip import callback, start_state
 from tests.factories import ConsentLinkFactory
 
 TENANT_ID = "aaaabbbb-0000-cccc-1111-dddd2222eeee"

@@ -8,9 +8,9 @@ from partner_portal.consent import flow, tasks
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant
-from tests.consent.devcloud_helpers import consent
+from tests.consent.round_trip import consent
 from tests.factories import TenantFactory
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 
 def test_the_backoff_waits_about_ten_minutes_in_total():
@@ -35,6 +35,7 @@ def test_the_sync_queued_after_consent_is_named_after_the_incident_sync_task():
 
     assert incident_tasks.sync_tenant.name == flow.SYNC_TASK
     assert flow.SYNC_TASK in app.tasks
+    assert tasks.verify_tenant_access.name == flow.VERIFY_TASK
 
 
 def test_consent_and_tenants_never_import_incidents():
@@ -106,7 +107,7 @@ def test_a_worker_retries_until_the_consent_propagates(
     tenant = TenantFactory(
         groups=[team_a], entra_tenant_id=dc["tenant_id"], consent_state=Tenant.ConsentState.PENDING
     )
-    tasks.verify_tenant_access.delay(tenant_id=tenant.pk)
+    tasks.verify_tenant_access.delay(tenant_pk=tenant.pk)
     # First attempt: Entra does not know the app in the tenant yet (AADSTS7000229).
     wait_until(
         lambda: Tenant.objects.get(pk=tenant.pk).consent_error_class == "ConsentRequired",
@@ -120,3 +121,13 @@ def test_a_worker_retries_until_the_consent_propagates(
         timeout=60,
         what="the retry to succeed",
     )
+
+
+def test_the_task_takes_tenant_pk_and_still_the_old_tenant_id(db):
+    # Messages queued before the rename carry `tenant_id`; both must reach the same tenant.
+    tenant = TenantFactory()  # no Entra tenant ID yet: recorded without a network call
+    for kwargs in ({"tenant_pk": tenant.pk}, {"tenant_id": tenant.pk}):
+        Tenant.objects.filter(pk=tenant.pk).update(consent_state=Tenant.ConsentState.PENDING)
+        result = tasks.verify_tenant_access.apply(kwargs=kwargs).get()
+        assert result == Tenant.ConsentState.NOT_CONSENTED
+    assert tasks.verify_tenant_access.apply(kwargs={"tenant_pk": tenant.pk + 1000}).get() == "gone"

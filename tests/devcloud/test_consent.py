@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from tests.devcloud.conftest import DEFENDER_SCOPE, REDIRECT_URI
+from tests.devcloud.registration import DEFENDER_SCOPE, REDIRECT_URI
 
 pytestmark = pytest.mark.integration
 

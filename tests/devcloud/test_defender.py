@@ -10,11 +10,16 @@ from pathlib import Path
 import jwt
 import pytest
 
-from devcloud.timefmt import format_ticks, parse_ticks
+from devcloud.timefmt import parse_ticks
 
 pytestmark = pytest.mark.integration
 
-FIXTURE = Path("/work/shared/fixtures/microsoft/defender-list-incidents.example.json")
+FIXTURE = (
+    Path(__file__).resolve().parent.parent
+    / "fixtures"
+    / "microsoft"
+    / "defender-list-incidents.example.json"
+)
 
 
 @pytest.fixture
@@ -75,7 +80,7 @@ def test_filter_on_last_update_time_with_seven_fractional_digits(devcloud, conse
     truth = devcloud.incidents(consented.tenant_id)
     pivot = truth[60]["lastUpdateTime"]
     ticks = parse_ticks(pivot)
-    literal = format_ticks(ticks)
+    literal = f"{pivot[:19]}.{ticks % 10**7:07d}Z"  # all 7 digits, e.g. `.2900000`
     for op, keep in (
         ("ge", lambda t: t >= ticks),
         ("gt", lambda t: t > ticks),
@@ -85,7 +90,7 @@ def test_filter_on_last_update_time_with_seven_fractional_digits(devcloud, conse
         got = api.all(**{"$filter": f"lastUpdateTime {op} {literal}"})
         assert got == [i for i in truth if keep(parse_ticks(i["lastUpdateTime"]))], op
     # Millisecond precision works too; a date-time without an offset is not a DateTimeOffset.
-    short = f"{format_ticks(ticks)[:23]}Z"
+    short = f"{literal[:23]}Z"
     got = api.all(**{"$filter": f"lastUpdateTime ge {short}"})
     assert got == [i for i in truth if parse_ticks(i["lastUpdateTime"]) >= parse_ticks(short)]
     assert api.get(**{"$filter": f"lastUpdateTime ge {literal[:-1]}"}).status_code == 400
@@ -164,11 +169,9 @@ def test_an_incident_looks_like_microsofts_example(devcloud, consented, api):
             assert alert["incidentId"] == incident["incidentId"]
             for entity in alert["entities"]:
                 assert set(entity) <= known_entity
-                assert None not in entity.values()
                 entity_types.add(entity["entityType"])
             for device in alert["devices"]:
                 assert set(device) <= known_device
-        assert None not in incident.values()
     assert {"User", "Ip", "File", "Process", "MailBox", "MailMessage", "Url"} <= entity_types
     sources = {a["serviceSource"] for i in truth for a in i["alerts"]}
     assert len(sources) >= 4
@@ -244,7 +247,7 @@ def test_bad_tokens_are_401(devcloud, consented, http, api):
     _unauthorized(http.get(url, headers={"Authorization": "Bearer not-a-jwt"}))
     good = api.headers["Authorization"][7:]
     claims = jwt.decode(good, options={"verify_signature": False})
-    from tests.devcloud.conftest import make_certificate
+    from tests.devcloud.registration import make_certificate
 
     other_key, _ = make_certificate()
     header = jwt.get_unverified_header(good)

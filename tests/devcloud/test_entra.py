@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.devcloud.conftest import DEFENDER_SCOPE, make_certificate
+from tests.devcloud.registration import DEFENDER_SCOPE, make_certificate
 
 pytestmark = pytest.mark.integration
 

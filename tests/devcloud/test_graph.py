@@ -12,7 +12,7 @@ from devcloud.timefmt import parse_ticks
 
 pytestmark = pytest.mark.integration
 
-FIXTURES = Path("/work/shared/fixtures/microsoft")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "microsoft"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 

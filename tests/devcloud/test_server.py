@@ -3,6 +3,7 @@ page, the demo scenario, a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -14,19 +15,18 @@ from pathlib import Path
 import pytest
 import requests
 
+from devcloud import launcher
 from devcloud.scenarios import DEMO_TENANTS
-from tests.devcloud_fixture import REPO, start_devcloud, stop_devcloud
 
 pytestmark = pytest.mark.integration
 
 
 def test_restart_keeps_the_ca_and_the_certificate_names(tmp_path):
-    first = start_devcloud(tmp_path)
+    first = launcher.start(tmp_path)
     ca = Path(first.ca_file).read_bytes()
-    stop_devcloud(first)
-    assert first.process.returncode == 0
+    assert first.stop() == 0
     assert first.output[-1] == "devcloud stopped"
-    second = start_devcloud(tmp_path)
+    second = launcher.start(tmp_path)
     try:
         assert Path(second.ca_file).read_bytes() == ca
         port = second.base_url.rsplit(":", 1)[1]
@@ -40,7 +40,7 @@ def test_restart_keeps_the_ca_and_the_certificate_names(tmp_path):
             plain.trust_env = False
             plain.get(f"{second.base_url}/_devcloud/health")
     finally:
-        stop_devcloud(second)
+        second.stop()
 
 
 def test_the_ca_is_a_real_ca_for_the_ssl_module(devcloud_server):
@@ -54,11 +54,9 @@ def test_the_ca_is_a_real_ca_for_the_ssl_module(devcloud_server):
 
 
 def test_demo_scenario_serves_the_consent_page_over_plain_http(tmp_path):
-    server = start_devcloud(tmp_path, "--scenario", "demo", "--http-port", "0")
+    server = launcher.start(tmp_path, "--scenario", "demo", "--http-port", "0")
     try:
-        http_base = next(
-            line.split("=", 1)[1] for line in server.output if "http_base_url=" in line
-        )
+        http_base = server.http_base_url
         tenants = server.client.tenants()
         assert [t["tenant_id"] for t in tenants] == [t[0] for t in DEMO_TENANTS]
         assert all(50 <= t["incident_count"] <= 300 for t in tenants)
@@ -88,11 +86,11 @@ def test_demo_scenario_serves_the_consent_page_over_plain_http(tmp_path):
         doc = plain.get(f"{http_base}/{DEMO_TENANTS[0][0]}/v2.0/.well-known/openid-configuration")
         assert doc.json()["token_endpoint"].startswith(server.base_url)
     finally:
-        stop_devcloud(server)
+        server.stop()
 
 
 def test_sigint_stops_it_too(tmp_path):
-    server = start_devcloud(tmp_path)
+    server = launcher.start(tmp_path)
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(10) == 0
 
@@ -103,6 +101,26 @@ def test_devcloud_never_imports_the_portal():
         "print(any(m.startswith(('partner_portal', 'django')) for m in sys.modules))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=launcher.ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_ready_line_is_its_last_before_serving_and_says_where_it_serves(tmp_path):
+    server = launcher.start(tmp_path, "--http-port", "0")
+    try:
+        ready = [line for line in server.output if line.startswith("devcloud ready ")]
+        assert len(ready) == 1
+        facts = json.loads(ready[0].removeprefix("devcloud ready "))
+        assert facts == server.facts
+        assert set(facts) == {"base_url", "ca_file", "state_dir", "http_base_url"}
+        assert Path(facts["ca_file"]).is_file()
+        assert facts["state_dir"] == str(tmp_path.resolve())
+        assert server.client.tenants() == []  # it answers as soon as it says so
+    finally:
+        server.stop()
+
+
+def test_a_devcloud_that_cannot_start_is_reported_with_its_output(tmp_path):
+    with pytest.raises(launcher.StartFailed, match="usage: python -m devcloud"):
+        launcher.start(tmp_path, "--scenario", "no-such-scenario")

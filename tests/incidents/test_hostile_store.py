@@ -177,7 +177,7 @@ def test_the_fast_path_stays_a_few_queries_for_a_page(db, django_assert_max_num_
 def test_the_tenant_page_lists_its_sync_problems(alice_client, tenant_a, tenant_b):
     store(tenant_a, incident(41, alerts=[{}]))
     store(tenant_b, incident(42, alerts=[{}]))
-    html = alice_client.get(reverse("tenants:detail", kwargs={"tenant_id": tenant_a.pk}))
+    html = alice_client.get(reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk}))
     text = html.content.decode()
     assert "Sync problems" in text
     assert "An alert without alertId" in text

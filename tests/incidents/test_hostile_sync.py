@@ -175,8 +175,6 @@ def hostile(n: int, updated: datetime, **fields) -> dict:
 def test_300_incidents_5_hostile_are_stored_or_sync_problems_and_retried_one_by_one(
     db, devcloud, devcloud_settings
 ):
-    if not hasattr(devcloud, "put_raw_incident"):  # until devcloud-shape is merged
-        pytest.skip("devcloud has no raw-payload control route yet")
     tenant = make_tenant(devcloud, devcloud_settings, count=295)
     now = timezone.now()
     prefix = "da" + "0123456789" * 29  # 292 characters shared

@@ -25,29 +25,29 @@ def enqueued(monkeypatch):
 def test_sync_now_enqueues_the_task_and_returns_to_the_tenant_page(
     alice_client, tenant_a, enqueued
 ):
-    response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 302
-    assert response.url == reverse("tenants:detail", kwargs={"tenant_id": tenant_a.pk})
-    assert enqueued == [{"tenant_id": tenant_a.pk, "full": False}]
+    assert response.url == reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False}]
     assert "requested" in str(next(iter(get_messages(response.wsgi_request))))
 
 
 def test_full_resync_is_a_checkbox_away(alice_client, tenant_a, enqueued):
     alice_client.post(
-        reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}), {"full": "1"}
+        reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}
     )
-    assert enqueued == [{"tenant_id": tenant_a.pk, "full": True}]
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": True}]
 
 
 def test_sync_now_is_404_for_staff_who_may_not_see_the_tenant(client, bob, tenant_a, enqueued):
     client.force_login(bob)
-    response = client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    response = client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 404
     assert enqueued == []
 
 
 def test_sync_now_needs_post(alice_client, tenant_a, enqueued):
-    response = alice_client.get(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    response = alice_client.get(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 405
     assert enqueued == []
 
@@ -55,14 +55,14 @@ def test_sync_now_needs_post(alice_client, tenant_a, enqueued):
 def test_a_tenant_without_consent_is_not_enqueued(alice_client, tenant_a, enqueued):
     tenant_a.consent_state = tenant_a.ConsentState.REVOKED
     tenant_a.save()
-    response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}))
+    response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 302
     assert enqueued == []
     assert "cannot be synced" in str(next(iter(get_messages(response.wsgi_request))))
 
 
 def status(client, tenant):
-    return client.get(reverse("incidents:sync_status", kwargs={"tenant_id": tenant.pk}))
+    return client.get(reverse("incidents:sync_status", kwargs={"tenant_pk": tenant.pk}))
 
 
 def test_the_status_polls_only_while_a_run_is_going_on(alice_client, tenant_a):
@@ -103,9 +103,9 @@ def test_the_status_is_404_for_strangers(client, charlie, tenant_a):
 
 
 def test_the_tenant_page_shows_the_sync_button(alice_client, tenant_a):
-    body = alice_client.get(reverse("tenants:detail", kwargs={"tenant_id": tenant_a.pk})).content
+    body = alice_client.get(reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})).content
     assert b"Sync now" in body
-    assert reverse("incidents:sync_now", kwargs={"tenant_id": tenant_a.pk}).encode() in body
+    assert reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}).encode() in body
 
 
 def test_next_scheduled_run_comes_from_the_beat_table(db):

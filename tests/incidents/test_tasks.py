@@ -15,9 +15,10 @@ import pytest
 from partner_portal.incidents import tasks
 from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.tenants.models import Tenant
-from tests.conftest import service_unavailable
+from tests.factories import TenantFactory
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
-from tests.workers import wait_until
+from tests.services import service_unavailable
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ def test_a_429_storm_waits_exactly_retry_after_and_costs_no_extra_calls(
         after=2,
     )
     start_worker(concurrency=2, env=FAST)
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant), timeout=60, what="sync to succeed")
     assert_db_matches(devcloud, tenant)
     calls = list_calls(devcloud, tenant)
@@ -87,7 +88,7 @@ def test_server_errors_retry_with_backoff_and_then_succeed(
         endpoint="list_incidents", tenant=tid(tenant), kind="status", status=503, count=2, after=1
     )
     start_worker(concurrency=1, env=FAST)
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant), timeout=60, what="sync to succeed")
     assert_db_matches(devcloud, tenant)
     calls = list_calls(devcloud, tenant)
@@ -101,7 +102,7 @@ def test_retries_are_bounded(start_worker, devcloud, devcloud_settings):
     tenant = make_tenant(devcloud, devcloud_settings, count=5)
     devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), kind="status", status=500)
     start_worker(concurrency=1, env={**FAST, "SYNC_MAX_RETRIES": "2"})
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant, SyncOutcome.FAILED), timeout=60, what="sync to give up")
     assert len(list_calls(devcloud, tenant)) == 3  # the first try and 2 retries
     tenant.refresh_from_db()
@@ -117,7 +118,7 @@ def test_a_worker_killed_mid_sync_loses_nothing_and_a_new_worker_finishes(
     devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=250)
     env = {**FAST, "SYNC_LEASE_SECONDS": "4"}
     first = start_worker(concurrency=1, env=env)
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(
         lambda: SyncRun.objects.filter(tenant=tenant, pages__gte=2).exists(),
         timeout=30,
@@ -133,7 +134,7 @@ def test_a_worker_killed_mid_sync_loses_nothing_and_a_new_worker_finishes(
     start_worker(concurrency=1, env=env)
     # Beat's next tick: skipped while the lease holds, then taken over once it expired.
     wait_until(lambda: not Tenant.objects.get(pk=tenant.pk).lease_held, timeout=10, what="lease")
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant), timeout=30, what="a new worker to finish")
     assert_db_matches(devcloud, tenant)
     lost = SyncRun.objects.get(tenant=tenant, error_class="WorkerLost")
@@ -146,8 +147,8 @@ def test_two_syncs_of_one_tenant_at_once_one_runs_the_other_skips(
     tenant = make_tenant(devcloud, devcloud_settings, count=300)
     devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=300)
     start_worker(concurrency=2, env=FAST)
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
-    tasks.sync_tenant.delay(tenant_id=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
+    tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant), timeout=30, what="one sync to succeed")
     wait_until(finished(tenant, SyncOutcome.SKIPPED), timeout=10, what="the other to skip")
     assert_db_matches(devcloud, tenant)
@@ -164,8 +165,8 @@ def test_consent_revoked_mid_run_is_explained_and_other_tenants_carry_on(
     devcloud.set_limits(token_lifetime=10)
     devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=250)
     start_worker(concurrency=2, env=FAST)
-    tasks.sync_tenant.delay(tenant_id=victim.pk)
-    tasks.sync_tenant.delay(tenant_id=other.pk)
+    tasks.sync_tenant.delay(tenant_pk=victim.pk)
+    tasks.sync_tenant.delay(tenant_pk=other.pk)
     wait_until(
         lambda: SyncRun.objects.filter(tenant=victim, pages__gte=2).exists(),
         timeout=30,
@@ -193,7 +194,7 @@ def test_four_workers_on_one_big_tenant_never_get_a_429(
     # One worker of 4 processes (prefork): four syncs of the tenant at once.
     start_worker(concurrency=4, pool="prefork", env={**FAST, "DEFENDER_CALLS_PER_MINUTE": "10"})
     for _ in range(4):
-        tasks.sync_tenant.delay(tenant_id=tenant.pk)
+        tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant, SyncOutcome.THROTTLED), timeout=60, what="budget to bite")
     log = devcloud.requests_log(tid(tenant))
     assert log["by_status"].get("429", 0) == 0
@@ -245,7 +246,7 @@ def _pings(client) -> bool:
 def send(app, url: str, tenant) -> None:
     # An explicit connection: the app's producer pool still points at the shared Redis.
     with app.connection_for_write(url) as connection:
-        tasks.sync_tenant.apply_async(kwargs={"tenant_id": tenant.pk}, connection=connection)
+        tasks.sync_tenant.apply_async(kwargs={"tenant_pk": tenant.pk}, connection=connection)
 
 
 def test_redis_restarted_mid_run_loses_nothing(
@@ -280,3 +281,13 @@ def test_redis_restarted_mid_run_loses_nothing(
     send(app, own_redis["url"], tenant)
     wait_until(finished(tenant, count=2), timeout=60, what="a sync after the restart")
     assert_db_matches(devcloud, tenant)
+
+
+def test_the_task_takes_tenant_pk_and_still_the_old_tenant_id(db):
+    # Messages queued before the rename carry `tenant_id`; both must reach the same tenant.
+    tenant = TenantFactory()  # no Entra tenant ID yet: the run fails without a network call
+    assert tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get() == SyncOutcome.FAILED
+    assert tasks.sync_tenant.apply(kwargs={"tenant_id": tenant.pk}).get() == SyncOutcome.FAILED
+    runs = SyncRun.objects.filter(tenant=tenant, error_class="TenantNotFound")
+    assert runs.count() == 2
+    assert tasks.sync_tenant.apply(kwargs={"tenant_id": tenant.pk + 1000}).get() == "gone"

@@ -9,7 +9,7 @@ import pytest
 
 from partner_portal.microsoft import errors
 
-FIXTURES = Path("/work/shared/fixtures/microsoft")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "microsoft"
 
 
 def body(code: int, error: str = "invalid_client") -> dict:

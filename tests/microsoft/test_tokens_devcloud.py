@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,18 +15,11 @@ import jwt
 import pytest
 
 from partner_portal.microsoft import errors, tokens
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-@pytest.fixture
-def portal(devcloud_settings, redis_url, settings):
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    return devcloud_settings
+JWT_SHAPED = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @pytest.fixture
@@ -156,12 +151,27 @@ def test_two_processes_sharing_the_cache_make_exactly_one_token_request(
     digests = {out.strip() for out, _ in outputs}
     assert len(digests) == 1  # the same token
     assert token_requests(devcloud, tid) == 1
-    # And the cache holds nothing readable: a token hash is not in any Redis value.
+    # And the cache holds nothing readable: no Redis value is or contains a JWT, and the
+    # stored entry opens only with the portal's key.
     import redis
+    from cryptography.fernet import Fernet, InvalidToken
+    from django.core.cache import cache
 
     client = redis.Redis.from_url(redis_url)
     token_hash = digests.pop()
     for key in client.keys("*"):
-        value = client.get(key) if client.type(key) == b"string" else b""
-        assert hashlib.sha256(value or b"").hexdigest() != token_hash
-        assert b"eyJ" not in (value or b"")
+        value = (client.get(key) if client.type(key) == b"string" else b"") or b""
+        assert hashlib.sha256(value).hexdigest() != token_hash
+        for candidate in JWT_SHAPED.findall(value):  # base64 ciphertext has no dots
+            with pytest.raises(jwt.DecodeError):
+                jwt.decode(candidate, options={"verify_signature": False})
+    cfg = tokens.config()
+    blob = cache.get(tokens._cache_name(cfg, "commercial", tid))
+    with pytest.raises(jwt.DecodeError):
+        jwt.decode(blob, options={"verify_signature": False})
+    with pytest.raises(InvalidToken):
+        Fernet(Fernet.generate_key()).decrypt(blob)
+    secrets = [
+        e["secret"] for e in json.loads(tokens._fernet(cfg).decrypt(blob))["AccessToken"].values()
+    ]
+    assert token_hash in {hashlib.sha256(s.encode()).hexdigest() for s in secrets}

@@ -1,5 +1,5 @@
-"""`manage.py demo` as a subprocess for tests: free ports, its output with waits, and a stop
-that leaves nothing behind. Shared by tests/portal/test_demo*.py."""
+"""`manage.py demo` as a subprocess for tests, under the demo's own supervisor: free ports, its
+output with waits, and a stop that leaves nothing behind. Shared by tests/portal/test_demo*.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from partner_portal.demo.supervisor import Supervisor
 from tests.portal.settings_source import BASE_DIR, clean_env
 
 STARTUP_TIMEOUT = 120
@@ -62,19 +63,16 @@ def alive(processes: set[tuple[int, str]]) -> set[tuple[int, str]]:
 
 
 class Output:
-    """The demo's output, collected by a thread, with waits on what it says."""
+    """The demo's output, line by line as the supervisor reads it, with waits on what it says."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self) -> None:
         self.text = ""
         self.changed = threading.Condition()
-        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self.thread.start()
 
-    def _read(self, stream) -> None:
-        for line in iter(stream.readline, ""):
-            with self.changed:
-                self.text += line
-                self.changed.notify_all()
+    def add(self, line: str) -> None:
+        with self.changed:
+            self.text += line + "\n"
+            self.changed.notify_all()
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
         deadline = time.monotonic() + timeout
@@ -102,37 +100,22 @@ class Demo:
 @contextlib.contextmanager
 def running_demo(var_dir: Path) -> Iterator[Demo]:
     """`manage.py demo` on free ports with its state under var_dir, as on a bare machine (no
-    DATABASE_URL, REDIS_URL or .env); stopped with SIGTERM, then anything left is killed."""
+    DATABASE_URL, REDIS_URL or .env), run by the demo's own supervisor (quietly); stopped with
+    SIGTERM, then anything left is killed."""
     port = free_port()
     env = clean_env(var_dir)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set while Playwright runs; not for the demo
-    proc = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "manage.py",
-            "demo",
-            f"--port={port}",
-            f"--devcloud-port={free_port()}",
-            f"--devcloud-http-port={free_port()}",
-        ],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output = Output(proc.stdout)
+    output = Output()
+    supervisor = Supervisor(None, cwd=BASE_DIR, stop_timeout=STOP_TIMEOUT)
+    argv = [sys.executable, "manage.py", "demo", f"--port={port}"]
+    argv += [f"--devcloud-port={free_port()}", f"--devcloud-http-port={free_port()}"]
+    demo = supervisor.start("demo", argv, env=env, on_line=output.add)
     try:
-        yield Demo(proc=proc, output=output, base_url=f"http://127.0.0.1:{port}", env=env)
+        yield Demo(proc=demo.proc, output=output, base_url=f"http://127.0.0.1:{port}", env=env)
     finally:
-        # After a failure: stop it the polite way, then make sure nothing is left behind.
-        if proc.poll() is None:
-            children = descendants(proc.pid)
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            for pid, _ in alive(children):
-                os.kill(pid, signal.SIGKILL)
+        # After a failure: the demo's children have process groups of their own, which
+        # stopping the demo's group does not reach if the demo dies first.
+        children = descendants(demo.proc.pid)
+        supervisor.stop_all()
+        for pid, _ in alive(children):
+            os.kill(pid, signal.SIGKILL)

@@ -1,6 +1,6 @@
 from partner_portal.celery import app
 from partner_portal.incidents.tasks import sync_all_tenants
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 
 def test_the_celery_app_uses_json_and_late_acks():

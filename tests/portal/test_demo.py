@@ -1,9 +1,11 @@
 """`manage.py demo` on a bare machine: it serves the login page, the printed credentials sign in
-over real HTTP, and SIGTERM stops every process it started (grandchildren included)."""
+over real HTTP, a killed worker is started again, and SIGTERM stops every process it started
+(grandchildren included)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import signal
 import subprocess
@@ -82,13 +84,30 @@ def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(
     )
     output.wait_for(r"^worker +\| .*Task celery\.accumulate\[.*\] succeeded", 30)
 
+    # A worker that dies (here: killed, as the OOM killer would) is started again and works.
+    worker = next(pid for pid, c in commands.items() if b"celery" in c and b"worker" in c)
+    os.killpg(worker, signal.SIGKILL)
+    output.wait_for(
+        r"^worker exited with status -9: starting it again in 1 s$[\s\S]*^worker +\| .* ready\.$",
+        STARTUP_TIMEOUT,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "partner_portal", "call", "celery.accumulate"],
+        cwd=BASE_DIR,
+        env=env | {"DEBUG": "true"},
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    output.wait_for(r"(Task celery\.accumulate\[.*\] succeeded[\s\S]*){2}", 30)
+    started |= descendants(proc.pid)
+
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=STOP_TIMEOUT) == 0, output.text
     deadline = time.monotonic() + 5
     while alive(started) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(started), f"left running: {alive(started)}"
-    output.thread.join(timeout=5)
-    assert "Demo stopped." in output.text
+    output.wait_for(r"^Demo stopped\.$", 5)
     if secret:
         assert secret not in output.text

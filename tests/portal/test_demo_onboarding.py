@@ -8,14 +8,14 @@ database.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
 from devcloud.client import DevCloud
-from tests.browser.conftest import artifacts_dir, browser  # noqa: F401 (fixtures)
 from tests.portal.demo_process import STARTUP_TIMEOUT, Demo, running_demo
-from tests.workers import wait_until
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -33,10 +33,9 @@ def demo(tmp_path):
 
 def devcloud_of(demo: Demo) -> DevCloud:
     """devcloud's control API, trusting the CA the demo keeps under VAR_DIR/devcloud."""
-    base_url = demo.output.wait_for(r"devcloud base_url=(\S+)", STARTUP_TIMEOUT).group(1)
-    ca_file = demo.output.wait_for(r"devcloud ca_file=(\S+)", STARTUP_TIMEOUT).group(1)
-    assert ca_file.startswith(demo.env["VAR_DIR"])
-    return DevCloud(base_url, ca_file, timeout=10)
+    facts = json.loads(demo.output.wait_for(r"devcloud ready (\{.*\})$", STARTUP_TIMEOUT).group(1))
+    assert facts["ca_file"].startswith(demo.env["VAR_DIR"])
+    return DevCloud(facts["base_url"], facts["ca_file"], timeout=10)
 
 
 def dashboard_count(page, base_url: str) -> int:
@@ -46,9 +45,7 @@ def dashboard_count(page, base_url: str) -> int:
 
 
 def test_a_tenant_onboarded_in_the_demo_gets_its_incidents_on_the_dashboard(
-    demo,
-    browser,  # noqa: F811
-    artifacts_dir,  # noqa: F811
+    demo, browser, artifacts_dir
 ):
     username, password = demo.credentials()
     devcloud = devcloud_of(demo)

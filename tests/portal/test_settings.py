@@ -44,7 +44,6 @@ def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("SYNC_INTERVAL_MINUTES", {"SYNC_INTERVAL_MINUTES": "0"}),
         ("PUBLIC_BASE_URL", {"PUBLIC_BASE_URL": "ftp://x"}),
         ("REDIS_URL", {"REDIS_URL": "http://x"}),
-        ("MICROSOFT_CLOUD", {"MICROSOFT_CLOUD": "mars"}),
         ("SECRET_KEY", {"DEBUG": "false", "SECRET_KEY": ""}),
         ("DATABASE_URL", {"DATABASE_URL": "mysql://portal@db/portal"}),
         ("MICROSOFT_CA_BUNDLE", {"MICROSOFT_CA_BUNDLE": "/nonexistent/ca.pem"}),
@@ -61,6 +60,26 @@ def test_a_bad_value_stops_the_start_with_a_message_naming_the_variable(
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: ")
     assert variable in last_line
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_database_url_means_the_default_sqlite_file(tmp_path, value):
+    script = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['ENGINE'], d['NAME'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {script}"],
+        cwd=BASE_DIR,
+        env=production_env(tmp_path)
+        | {"DATABASE_URL": value, "DJANGO_SETTINGS_MODULE": "partner_portal.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["django.db.backends.sqlite3", str(tmp_path / "portal.sqlite3")]
 
 
 def test_half_a_certificate_credential_is_refused(tmp_path):

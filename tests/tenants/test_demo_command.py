@@ -3,11 +3,13 @@ Microsoft would not have; the demo grants again those the portal recorded."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import pytest
 
-from partner_portal.tenants.management.commands.demo import Command, _consented_tenant_ids
+from partner_portal.demo import devcloud_control
+from partner_portal.tenants.management.commands.demo import _consented_tenant_ids
 from partner_portal.tenants.models import Tenant
 from tests.factories import ConsentedTenantFactory, TenantFactory
 
@@ -28,21 +30,37 @@ def test_registering_the_demo_app_grants_the_recorded_consents_again(devcloud):
     contoso = devcloud.create_tenant(domain="contoso.onmicrosoft.com", display_name="Contoso")
     fabrikam = devcloud.create_tenant(domain="fabrikam.onmicrosoft.com", display_name="Fabrikam")
     client_id = str(uuid.uuid4())
-    error = Command()._register_app(
-        {
-            "base_url": devcloud.base_url,
-            "ca_file": devcloud.ca_file,
-            "client_id": client_id,
-            "display_name": "Partner Portal (demo)",
-            "secret": "a-secret-for-this-test-only",
-            "redirect_uris": ["http://127.0.0.1:8000/consent/callback/"],
-            "required_permissions": ["Incident.Read.All"],
-            # A tenant devcloud no longer knows (made through its control API) is skipped.
-            "consented_tenants": [contoso["tenant_id"], str(uuid.uuid4())],
-        }
+    devcloud_control.register_app(
+        base_url=devcloud.base_url,
+        ca_file=devcloud.ca_file,
+        client_id=client_id,
+        display_name="Partner Portal (demo)",
+        secret="a-secret-for-this-test-only",
+        redirect_uris=["http://127.0.0.1:8000/consent/callback/"],
+        required_permissions=["Incident.Read.All"],
+        # A tenant devcloud no longer knows (made through its control API) is skipped.
+        consented_tenants=[contoso["tenant_id"], str(uuid.uuid4())],
     )
-    assert error == ""
+    assert devcloud.app(client_id)["display_name"] == "Partner Portal (demo)"
     granted = devcloud.consent(contoso["tenant_id"], client_id)
     assert granted["state"] == "consented"
     assert granted["roles"] == ["Incident.Read.All"]
     assert devcloud.consent(fabrikam["tenant_id"], client_id)["state"] == "none"
+
+
+def test_a_devcloud_that_does_not_answer_is_a_control_error_without_the_secret(devcloud):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]  # nothing listens once the socket is closed
+    with pytest.raises(devcloud_control.ControlError, match="did not answer POST /apps") as exc:
+        devcloud_control.register_app(
+            base_url=f"https://127.0.0.1:{closed_port}",
+            ca_file=devcloud.ca_file,
+            client_id=str(uuid.uuid4()),
+            display_name="Partner Portal (demo)",
+            secret="a-secret-for-this-test-only",
+            redirect_uris=[],
+            required_permissions=["Incident.Read.All"],
+            consented_tenants=[],
+        )
+    assert "a-secret-for-this-test-only" not in str(exc.value)

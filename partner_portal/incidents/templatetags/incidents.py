@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from django import template
 
+from partner_portal.incidents.models import Severity
 from partner_portal.microsoft import vocabulary
 
 register = template.Library()
 
-SEVERITY_CLASSES = {"High": "sev-high", "Medium": "sev-medium", "Low": "sev-low"}
+SEVERITY_CLASSES = {
+    Severity.HIGH: "sev-high",
+    Severity.MEDIUM: "sev-medium",
+    Severity.LOW: "sev-low",
+}
 
 
 @register.filter

@@ -1,4 +1,8 @@
-"""Playwright driving Debian's Chromium (never a downloaded browser)."""
+"""pytest plugin: Playwright driving Debian's Chromium (never a downloaded browser).
+
+Fixtures `browser` (one per test module), `page` (a fresh context) and `artifacts_dir`
+(screenshots); `sign_in(page, live_server, username, password)` signs in through the form.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_unavailable
+from tests.services import service_unavailable
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-
-pytestmark = pytest.mark.browser
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
 @pytest.fixture(scope="module")

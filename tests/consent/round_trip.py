@@ -1,8 +1,9 @@
-"""Drive the consent round trip over HTTP: portal → devcloud's consent page → callback."""
+"""Drive the consent round trip over HTTP: portal → devcloud's consent page → callback, and
+its two ends alone (the `state` the portal sends, a callback as Microsoft would make it)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -37,3 +38,14 @@ def consent(client, http, link, *, tid: str, public_base_url: str, action: str =
     url = to_microsoft(client, link)
     location = answer_consent_page(http, url, account=f"{tid}|admin", action=action)
     return back_to_portal(client, location, public_base_url=public_base_url)
+
+
+def start_state(client, link) -> str:
+    """POST the landing page's button; return the `state` sent to Microsoft."""
+    response = client.post(f"/consent/{link.token}/start/")
+    assert response.status_code == 302, response.content
+    return parse_qs(urlsplit(response["Location"]).query)["state"][0]
+
+
+def callback(client, **params):
+    return client.get("/consent/callback/", params)
