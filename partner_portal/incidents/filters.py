@@ -17,7 +17,10 @@ from partner_portal.tenants.access import visible_tenants
 # Stored values are `vocabulary`'s canonical spellings; the labels are its words.
 SEVERITIES = vocabulary.choices(Kind.SEVERITY)
 OPEN = "open"
-STATUSES = [(OPEN, "Open (not resolved)"), *vocabulary.choices(Kind.STATUS)]
+STATUSES = [
+    (OPEN, "Open (active, in progress or awaiting action)"),
+    *vocabulary.choices(Kind.STATUS),
+]
 CLASSIFICATIONS = vocabulary.choices(Kind.CLASSIFICATION)
 DETERMINATIONS = vocabulary.choices(Kind.DETERMINATION)
 UNASSIGNED = "unassigned"
