@@ -257,4 +257,5 @@ class SyncProblem(models.Model):
     def retryable_id(self) -> int | None:
         """The incident ID to fetch again, when it is one Microsoft can be asked for."""
         text = self.microsoft_id.strip()
-        return int(text) if text.isdigit() and int(text) < 2**63 else None
+        # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
+        return int(text) if text.isascii() and text.isdigit() and int(text) < 2**63 else None

@@ -267,7 +267,7 @@ def problem_key(incident_id: str, raw_text: str = "") -> str:
     """One problem per incident ID (its number, however it was spelt), or per raw item when
     there is no ID."""
     text = incident_id.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() accepts
         text = str(int(text))
     return id_hash(text) if text else id_hash("raw:" + raw_text)
 

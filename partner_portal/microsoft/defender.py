@@ -195,7 +195,7 @@ def _incident_id(value: Any) -> int:
     """A Defender `incidentId` (a long) or Graph `id` (the same number as a string)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool):
         raise errors.BadResponse(f"An incident whose ID is not a number: {_text(value)[:100]!r}")

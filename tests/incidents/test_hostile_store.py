@@ -143,6 +143,7 @@ def test_an_unparseable_item_is_a_problem_counted_again_and_cleared_when_it_stor
     assert not SyncProblem.objects.filter(tenant=tenant, microsoft_id="7").exists()
     assert Incident.objects.filter(tenant=tenant, microsoft_id=7).exists()
     assert problem_key("007") == problem_key("7")
+    assert problem_key("²") != problem_key("2")  # found by the property test below
 
 
 @on_postgresql

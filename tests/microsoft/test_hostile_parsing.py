@@ -67,6 +67,7 @@ def test_one_bad_item_is_a_problem_of_its_own_and_the_page_parses():
     bad = [
         incident(1, alerts=[{"title": "no id"}]),  # missing alertId
         incident("INC-7"),  # a non-numeric ID
+        incident("²"),  # str.isdigit() says yes, int() says no
         incident(2**63),  # beyond a long
         {"incidentId": 3},  # no lastUpdateTime
         incident(4, lastUpdateTime="0001-01-01T00:00:00+05:00"),  # unreadable
