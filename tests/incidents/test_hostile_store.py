@@ -18,6 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from partner_portal.incidents.filters import IncidentFilter
 from partner_portal.incidents.models import Alert, Incident, SyncProblem
 from partner_portal.incidents.sync import problem_key, store_items, store_page
 from partner_portal.microsoft import defender
@@ -102,6 +103,29 @@ def test_long_values_are_not_cut(db):
     assert (row.portal_url, row.assigned_to, row.classification) == (url, "x" * 600, "C" * 100)
     assert row.alerts.get().detection_source == "D" * 300
     assert row.portal_link == url
+
+
+def test_graph_spellings_are_stored_in_one_vocabulary_and_unknown_values_as_received(db):
+    tenant = ConsentedTenantFactory()
+    store(
+        tenant,
+        incident(1, severity="high", status="resolved", classification="truePositive"),
+        incident(2, severity="Critical", status="Snoozed", determination="somethingNew"),
+        incident(3, severity="informational", status="inProgress"),
+    )
+    rows = {i.microsoft_id: i for i in Incident.objects.filter(tenant=tenant)}
+    assert (rows[1].severity, rows[1].status, rows[1].classification) == (
+        "High",
+        "Resolved",
+        "TruePositive",
+    )
+    assert rows[1].raw["status"] == "resolved"
+    # An unknown severity ranks with unspecified (0), below Informational (1).
+    assert (rows[2].severity, rows[2].severity_rank, rows[3].severity_rank) == ("Critical", 0, 1)
+    # An unknown status is neither open nor closed: the "open" filter leaves it out.
+    assert rows[2].status == "Snoozed"
+    listed = IncidentFilter({"status": "open"}, queryset=Incident.objects.filter(tenant=tenant))
+    assert {i.microsoft_id for i in listed.qs} == {3}
 
 
 @pytest.mark.parametrize(
