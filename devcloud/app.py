@@ -8,7 +8,7 @@ import threading
 import time
 from urllib.parse import unquote
 
-from . import consent, control, defender, entra, graph
+from . import consent, control, defender, entra, graph, signin
 from .pki import Pki
 from .state import Store
 from .web import Request, Response, html_response, json_response
@@ -21,6 +21,8 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(rf"^/{TENANT}/discovery/keys$"), "jwks"),
     (re.compile(rf"^/{TENANT}/oauth2/v2\.0/token$"), "token"),
     (re.compile(rf"^/{TENANT}/oauth2/token$"), "token"),
+    (re.compile(rf"^/{TENANT}/oauth2/v2\.0/authorize$"), "authorize"),
+    (re.compile(rf"^/{TENANT}/oauth2/v2\.0/logout$"), "logout"),
     (re.compile(rf"^/{TENANT}/v2\.0/adminconsent$"), "consent"),
     (re.compile(rf"^/{TENANT}/adminconsent$"), "consent"),
     (re.compile(rf"^/{TENANT}/oauth2/authorize$"), "consent"),
@@ -143,8 +145,8 @@ class DevCloudApp:
         tid = tenant.tenant_id if tenant else seg.lower()
         if kind == "token":
             return "token", tid
-        if kind == "consent":
-            return ("consent" if method in ("GET", "POST") else None), tid
+        if kind in ("consent", "authorize"):
+            return (kind if method in ("GET", "POST") else None), tid
         return (kind if method == "GET" else None), tid
 
     def _dispatch(self, req: Request, kind: str, params: dict) -> Response:
@@ -155,6 +157,10 @@ class DevCloudApp:
             return entra.jwks(self, req, tenant, v2="/v2.0/" in req.path)
         if kind == "token":
             return entra.token(self, req, tenant, v1="/v2.0/" not in req.path)
+        if kind == "authorize":
+            return signin.authorize(self, req, tenant)
+        if kind == "logout":
+            return signin.logout(self, req, tenant)
         if kind == "consent":
             if req.path.endswith("/v2.0/adminconsent"):
                 variant = "v2"
@@ -189,7 +195,7 @@ class DevCloudApp:
             retry_after = 1
         if retry_after is not None:
             extra.append(("Retry-After", str(retry_after)))
-        if endpoint in ("token", "discovery", "jwks", "consent"):
+        if endpoint in ("token", "discovery", "jwks", "consent", "authorize", "logout"):
             error = {429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
                 status, "server_error" if status >= 500 else "invalid_request"
             )

@@ -115,6 +115,25 @@ class DevCloud:
     def consent(self, tid: str, client_id: str) -> dict:
         return self._call("GET", f"/tenants/{tid}/apps/{client_id}")
 
+    # --- users (staff sign-in) ----------------------------------------------------------
+    def create_user(self, tid: str, user_principal_name: str, **kw) -> dict:
+        """A user in tenant `tid`'s directory: `display_name`, `email`, `groups` (object IDs),
+        `app_roles` ({client_id: [role values]}), `mfa` (default true), `object_id`, and
+        `home_tenant_id` for a guest."""
+        return self._call(
+            "POST", f"/tenants/{tid}/users", {"user_principal_name": user_principal_name, **kw}
+        )
+
+    def update_user(self, tid: str, object_id: str, **kw) -> dict:
+        return self._call("PATCH", f"/tenants/{tid}/users/{object_id}", kw)
+
+    def users(self, tid: str) -> list[dict]:
+        return self._call("GET", f"/tenants/{tid}/users")
+
+    def expire_codes(self) -> dict:
+        """Make every authorization code issued so far expired (AADSTS70008 when redeemed)."""
+        return self._call("POST", "/codes/expire")
+
     # --- incidents ---------------------------------------------------------------------
     def generate_incidents(
         self, tid: str, count: int, seed: int | None = None, alerts_per_incident: int | None = None

@@ -52,7 +52,7 @@ def _page(title: str, body: str, status: int = 200) -> Response:
 <title>{html.escape(title)} · devcloud — not Microsoft</title>
 <style>{STYLE}</style></head>
 <body><div class="banner">devcloud — not Microsoft · a local emulator of the Microsoft
-admin-consent page, for development and demos only</div>
+sign-in and admin-consent pages, for development and demos only</div>
 <main>{body}</main></body></html>"""
     return html_response(status, doc)
 

@@ -46,6 +46,11 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", r"/tenants/(?P<tid>[^/]+)/apps/(?P<cid>[^/]+)", "consent"),
     ("PUT", r"/tenants/(?P<tid>[^/]+)/apps/(?P<cid>[^/]+)", "set_consent"),
     ("DELETE", r"/tenants/(?P<tid>[^/]+)/apps/(?P<cid>[^/]+)", "revoke_consent"),
+    ("GET", r"/tenants/(?P<tid>[^/]+)/users", "users"),
+    ("POST", r"/tenants/(?P<tid>[^/]+)/users", "create_user"),
+    ("GET", r"/tenants/(?P<tid>[^/]+)/users/(?P<oid>[^/]+)", "get_user"),
+    ("PATCH", r"/tenants/(?P<tid>[^/]+)/users/(?P<oid>[^/]+)", "update_user"),
+    ("POST", r"/codes/expire", "expire_codes"),
     ("GET", r"/tenants/(?P<tid>[^/]+)/incidents", "incidents"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/generate", "generate"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/evolve", "evolve"),
@@ -161,6 +166,33 @@ def _revoke_consent(app, req, tid, cid):
     return 200, app.store.consent_dict(tid, cid)
 
 
+USER_FIELDS = ("display_name", "email", "groups", "app_roles", "mfa", "user_principal_name")
+
+
+def _users(app, req, tid):
+    return 200, [u.as_dict() for u in app.store.tenant_users(tid)]
+
+
+def _create_user(app, req, tid):
+    data = _pick(_body(req), "object_id", "home_tenant_id", *USER_FIELDS)
+    if not data.get("user_principal_name"):
+        raise ControlError(400, "user_principal_name is required")
+    return 201, app.store.create_user(tid, **data).as_dict()
+
+
+def _get_user(app, req, tid, oid):
+    return 200, app.store.user(tid, oid).as_dict()
+
+
+def _update_user(app, req, tid, oid):
+    data = _pick(_body(req), *USER_FIELDS)
+    return 200, app.store.update_user(tid, oid, **data).as_dict()
+
+
+def _expire_codes(app, req):
+    return 200, {"expired": app.store.expire_codes()}
+
+
 def _incidents(app, req, tid):
     return 200, app.store.ground_truth_json(tid)
 
@@ -224,5 +256,5 @@ def _limits(app, req):
 
 def _set_limits(app, req):
     return 200, app.store.set_limits(
-        **_pick(_body(req), "per_minute", "per_hour", "token_lifetime")
+        **_pick(_body(req), "per_minute", "per_hour", "token_lifetime", "code_lifetime")
     )

@@ -401,6 +401,37 @@ def _check_assertion(
         raise bad(700024, "Client assertion is not within its valid time range.")
 
 
+def authenticate_client(
+    app: DevCloudApp, req: Request, app_reg, secret: str | None, tenant_seg: str, tenant: Tenant
+) -> str:
+    """Check the client's secret or certificate assertion; its `appidacr` ("1" or "2")."""
+    assertion = req.f("client_assertion")
+    if assertion:
+        if req.f("client_assertion_type") != ASSERTION_TYPE:
+            raise EntraError(
+                400,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'client_assertion_type'.",
+            )
+        _check_assertion(app, req, app_reg, assertion, tenant_seg, tenant)
+        header = jwt.get_unverified_header(assertion)
+        thumb = "x5t#S256" if "x5t#S256" in header else "x5t"
+        req.note = f"client_assertion {header.get('alg')} {thumb}"
+        return "2"
+    if secret:
+        _check_secret(app_reg, secret)
+        req.note = "client_secret"
+        return "1"
+    raise EntraError(
+        401,
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or "
+        "'client_secret'.",
+    )
+
+
 def _audience_ok(app: DevCloudApp, req: Request, aud, tenant_seg: str, tenant: Tenant) -> bool:
     if not isinstance(aud, str):
         return False
@@ -444,13 +475,17 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
     grant_type = req.f("grant_type")
     if not grant_type:
         raise _missing("grant_type")
+    if grant_type == "authorization_code" and not v1:
+        from .signin import redeem_code
+
+        return redeem_code(app, req, tenant_seg)
     if grant_type != "client_credentials":
         raise EntraError(
             400,
             "unsupported_grant_type",
             70003,
             f"The app requested an unsupported grant type '{grant_type}'. devcloud emulates "
-            "only client_credentials.",
+            "only client_credentials and authorization_code (v2.0).",
         )
     if tenant_seg.lower() in TENANT_INDEPENDENT:
         # Guessed code: app-only tokens need a tenant; Entra refuses tenant-independent ones.
@@ -502,32 +537,7 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
         raise not_found
     if consent.state == "none" and tenant.no_sp_error == "700016":
         raise not_found
-    assertion = req.f("client_assertion")
-    if assertion:
-        if req.f("client_assertion_type") != ASSERTION_TYPE:
-            raise EntraError(
-                400,
-                "invalid_request",
-                900144,
-                "The request body must contain the following parameter: 'client_assertion_type'.",
-            )
-        _check_assertion(app, req, app_reg, assertion, tenant_seg, tenant)
-        header = jwt.get_unverified_header(assertion)
-        thumb = "x5t#S256" if "x5t#S256" in header else "x5t"
-        req.note = f"client_assertion {header.get('alg')} {thumb}"
-        acr = "2"
-    elif secret:
-        _check_secret(app_reg, secret)
-        req.note = "client_secret"
-        acr = "1"
-    else:
-        raise EntraError(
-            401,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or "
-            "'client_secret'.",
-        )
+    acr = authenticate_client(app, req, app_reg, secret, tenant_seg, tenant)
     # Guessed order: the SP-less block (7000229) applies after the client authenticated.
     if consent.state == "none":
         raise EntraError(

@@ -35,7 +35,11 @@ def ready_facts(line: str) -> dict[str, str] | None:
     """The facts of a `devcloud ready {...}` line, None for any other line."""
     if not line.startswith(READY_PREFIX):
         return None
-    return json.loads(line[len(READY_PREFIX) :])
+    try:  # a garbled line must not kill the thread that drains the pipe
+        facts = json.loads(line[len(READY_PREFIX) :])
+    except ValueError:
+        return None
+    return facts if isinstance(facts, dict) and "base_url" in facts else None
 
 
 @dataclass

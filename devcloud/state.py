@@ -26,10 +26,11 @@ from .timefmt import (
 )
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
+DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599, "code_lifetime": 600}
 CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
-FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "list_incidents", "get_incident")
+FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "authorize", "list_incidents")
+FAULT_ENDPOINTS += ("get_incident",)
 FAULT_ENDPOINTS += ("update_incident", "graph_list_incidents", "graph_get_incident")
 FAULT_ENDPOINTS += ("graph_update_incident", "graph_add_comment", "*")
 MAX_LOG = 100_000  # entries kept; the counts are exact regardless
@@ -148,6 +149,55 @@ def _newest_first(incident: Incident) -> tuple:
 
 
 @dataclass
+class User:
+    """A user object in one tenant's directory. A guest lives in `tenant_id` but signs in at
+    `home_tenant_id`; Entra then names that tenant in the ID token's `idp`."""
+
+    object_id: str
+    tenant_id: str
+    user_principal_name: str
+    display_name: str
+    email: str
+    home_tenant_id: str
+    groups: list[str] = field(default_factory=list)  # group object IDs
+    app_roles: dict[str, list[str]] = field(default_factory=dict)  # client_id → role values
+    mfa: bool = True  # whether this sign-in satisfied MFA (amr carries "mfa")
+
+    @property
+    def is_guest(self) -> bool:
+        return self.home_tenant_id != self.tenant_id
+
+    def as_dict(self) -> dict:
+        return {
+            "object_id": self.object_id,
+            "tenant_id": self.tenant_id,
+            "user_principal_name": self.user_principal_name,
+            "display_name": self.display_name,
+            "email": self.email,
+            "home_tenant_id": self.home_tenant_id,
+            "groups": list(self.groups),
+            "app_roles": {k: list(v) for k, v in self.app_roles.items()},
+            "mfa": self.mfa,
+        }
+
+
+@dataclass
+class AuthCode:
+    """An authorization code: single use, short-lived, bound to its request (§ sign-in)."""
+
+    client_id: str
+    tenant_id: str
+    object_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str | None
+    code_challenge: str | None
+    code_challenge_method: str
+    expires_at: float
+    redeemed: bool = False
+
+
+@dataclass
 class Fault:
     fault_id: str
     endpoint: str
@@ -201,6 +251,8 @@ class Store:
             self.domains: dict[str, str] = {}
             self.apps: dict[str, App] = {}
             self.consents: dict[tuple[str, str], Consent] = {}
+            self.users: dict[str, User] = {}  # object ID → user
+            self.codes: dict[str, AuthCode] = {}
             self.limits = dict(DEFAULT_LIMITS)
             self.faults: list[Fault] = []
             self.fault_rng = random.Random(self.base_seed)
@@ -372,6 +424,86 @@ class Store:
             "roles": list(c.roles),
             "service_principal_id": c.sp_id or None,
         }
+
+    # --- users (staff sign-in) -------------------------------------------------------------
+    def create_user(
+        self,
+        tenant_id: str,
+        *,
+        user_principal_name: str,
+        object_id: str | None = None,
+        display_name: str | None = None,
+        email: str | None = None,
+        home_tenant_id: str | None = None,
+        groups: list | None = None,
+        app_roles: dict | None = None,
+        mfa: bool = True,
+    ) -> User:
+        tenant = self.tenant(tenant_id)
+        home = self.tenant(home_tenant_id).tenant_id if home_tenant_id else tenant.tenant_id
+        object_id = (object_id or str(uuid.uuid4())).lower()
+        if not GUID.match(object_id):
+            raise ControlError(400, f"object_id {object_id!r} is not a GUID")
+        user = User(
+            object_id=object_id,
+            tenant_id=tenant.tenant_id,
+            user_principal_name=str(user_principal_name),
+            display_name=str(display_name or user_principal_name.split("@")[0]),
+            email=str(email if email is not None else user_principal_name),
+            home_tenant_id=home,
+            mfa=bool(mfa),
+        )
+        self._set_user_fields(user, groups=groups, app_roles=app_roles)
+        with self.lock:
+            if object_id in self.users:
+                raise ControlError(409, f"user {object_id} exists")
+            self.users[object_id] = user
+        return user
+
+    def _set_user_fields(self, user: User, **changes) -> None:
+        if changes.get("groups") is not None:
+            groups = changes["groups"]
+            if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+                raise ControlError(400, "groups must be a list of group object IDs")
+            user.groups = list(groups)
+        if changes.get("app_roles") is not None:
+            roles = changes["app_roles"]
+            if not isinstance(roles, dict) or not all(
+                isinstance(v, list) and all(isinstance(r, str) for r in v) for v in roles.values()
+            ):
+                raise ControlError(400, "app_roles must map client IDs to lists of role values")
+            user.app_roles = {k.lower(): list(v) for k, v in roles.items()}
+
+    def update_user(self, tenant_id: str, object_id: str, **changes) -> User:
+        user = self.user(tenant_id, object_id)
+        with self.lock:
+            for name in ("display_name", "email", "user_principal_name"):
+                if name in changes:
+                    setattr(user, name, str(changes[name]))
+            if "mfa" in changes:
+                user.mfa = bool(changes["mfa"])
+            self._set_user_fields(user, **changes)
+        return user
+
+    def user(self, tenant_id: str, object_id: str) -> User:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            user = self.users.get(object_id.lower())
+        if user is None or user.tenant_id != tenant.tenant_id:
+            raise ControlError(404, f"no user {object_id} in tenant {tenant.tenant_id}")
+        return user
+
+    def tenant_users(self, tenant_id: str) -> list[User]:
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            found = [u for u in self.users.values() if u.tenant_id == tenant.tenant_id]
+        return sorted(found, key=lambda u: u.user_principal_name.lower())
+
+    def expire_codes(self) -> int:
+        with self.lock:
+            for code in self.codes.values():
+                code.expires_at = 0.0
+            return len(self.codes)
 
     # --- incidents -----------------------------------------------------------------------
     def generate(

@@ -67,3 +67,6 @@ def sign_in(page, live_server, username: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/login/" not in url)
+
+
+from tests.entra_fixture import entra  # noqa: E402, F401  (a fixture: sign-in with Microsoft)

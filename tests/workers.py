@@ -130,7 +130,6 @@ def _microsoft_env(settings) -> dict[str, object]:
         "MICROSOFT_LOGIN_BASE_URL",
         "MICROSOFT_DEFENDER_BASE_URL",
         "MICROSOFT_CA_BUNDLE",
-        "MICROSOFT_CLOUD",
         "MICROSOFT_CERTIFICATE_PATH",
         "MICROSOFT_PRIVATE_KEY_PATH",
         "PUBLIC_BASE_URL",

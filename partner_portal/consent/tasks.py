@@ -20,7 +20,7 @@ def verify_tenant_access(
 ) -> str:
     """Confirm a tenant's consent with a real token; retries only what can still succeed."""
     tenant_pk = tenant_pk if tenant_pk is not None else tenant_id
-    tenant = Tenant.objects.filter(pk=tenant_pk).first()
+    tenant = Tenant.objects.filter(pk=tenant_pk).first() if tenant_pk is not None else None
     if tenant is None:
         return "gone"
     try:

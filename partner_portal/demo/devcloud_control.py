@@ -15,6 +15,7 @@ import requests
 # devcloud's last start-up line: `devcloud ready {"base_url": …, "ca_file": …, …}`.
 READY_PREFIX = "devcloud ready "
 TIMEOUT = 30
+MSP_DOMAIN = "msp-demo.onmicrosoft.com"
 
 
 class ControlError(Exception):
@@ -25,7 +26,11 @@ def ready_facts(line: str) -> dict[str, str] | None:
     """The facts devcloud prints when it serves (base_url, ca_file, http_base_url…), or None."""
     if not line.startswith(READY_PREFIX):
         return None
-    return json.loads(line[len(READY_PREFIX) :])
+    try:  # a garbled line must not kill the thread that drains the pipe
+        facts = json.loads(line[len(READY_PREFIX) :])
+    except ValueError:
+        return None
+    return facts if isinstance(facts, dict) and "base_url" in facts else None
 
 
 def register_app(
@@ -38,12 +43,14 @@ def register_app(
     redirect_uris: list[str],
     required_permissions: list[str],
     consented_tenants: list[str],
+    msp_tenant: str | None = None,
 ) -> None:
     """Register the demo's app in devcloud and grant it again the consents in
     `consented_tenants` (Entra tenant IDs) that devcloud knows.
 
     devcloud keeps consents in memory only, Microsoft keeps them: without this, the tenants
-    onboarded before a restart would fail once their cached tokens expire.
+    onboarded before a restart would fail once their cached tokens expire. `msp_tenant` is
+    the MSP's own tenant, made with one technician, for staff sign-in with Microsoft.
     """
     with requests.Session() as http:
         http.trust_env = False  # no proxy for loopback, and REQUESTS_CA_BUNDLE must not win
@@ -79,3 +86,13 @@ def register_app(
         for tenant_id in consented_tenants:
             if tenant_id in known:
                 call("PUT", f"/tenants/{tenant_id}/apps/{client_id}", {"state": "consented"})
+        if msp_tenant and msp_tenant not in known:
+            call("POST", "/tenants", {"tenant_id": msp_tenant, "domain": MSP_DOMAIN})
+            call(
+                "POST",
+                f"/tenants/{msp_tenant}/users",
+                {
+                    "user_principal_name": f"technician@{MSP_DOMAIN}",
+                    "app_roles": {client_id: ["Portal.Technician"]},
+                },
+            )

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
-from partner_portal.incidents.models import Alert, Incident, SyncProblem, SyncRun
+from partner_portal.incidents.models import Alert, Incident, IncidentChange, SyncProblem, SyncRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -20,13 +20,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+ALERT_FIELDS = ("microsoft_id", "title", "severity", "status", "category", "service_source")
+
+
 class AlertInline(admin.TabularInline):
     model = Alert
     extra = 0
     can_delete = False
     show_change_link = False
-    fields = ["microsoft_id", "title", "severity", "status", "category", "service_source"]
-    readonly_fields = fields
+    fields = ALERT_FIELDS
+    readonly_fields = ALERT_FIELDS
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -82,3 +85,11 @@ class SyncProblemAdmin(ReadOnlyAdmin):
     list_select_related = ["tenant"]
     search_fields = ["=microsoft_id", "tenant__display_name", "error"]
     date_hierarchy = "last_seen"
+
+
+@admin.register(IncidentChange)
+class IncidentChangeAdmin(ReadOnlyAdmin):
+    list_display = ["incident", "version", "kinds", "imported", "created_at", "dispatched_at"]
+    list_filter = ["imported"]
+    list_select_related = ["incident"]
+    raw_id_fields = ["incident", "tenant"]

@@ -28,7 +28,7 @@ from partner_portal.incidents.filters import DEFAULT_SORT
 from partner_portal.incidents.models import Incident, Severity, Status
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
-from partner_portal.tenants.access import visible_tenant_ids
+from partner_portal.tenants.access import visible_tenant_pks
 
 PAGE_SIZE = 50
 # Counting every match of a broad filter at 1M rows costs more than the page itself; past
@@ -49,7 +49,7 @@ DATETIME_KEYS = {"last_update_time", "created_time"}
 
 
 def visible_incidents(user: Any) -> QuerySet[Incident]:
-    return Incident.objects.filter(tenant__in=visible_tenant_ids(user))
+    return Incident.objects.filter(tenant__in=visible_tenant_pks(user))
 
 
 def parse_sort(sort: str) -> tuple[tuple[str, ...], bool]:

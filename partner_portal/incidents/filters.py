@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -34,6 +35,24 @@ SORTS = [
     ("severity", "Severity, lowest first"),
 ]
 DEFAULT_SORT = "-updated"
+
+
+# Dates a filter accepts. 9999-12-31 + one day (the "to" day is inclusive) overflows
+# Python's datetime, a 500 before (L3); nothing Microsoft stores is outside these years.
+MIN_DATE = date(1970, 1, 1)
+MAX_DATE = date(9998, 12, 31)
+
+
+class DayFilter(django_filters.DateFilter):
+    """A date filter whose field refuses days outside MIN_DATE..MAX_DATE (a form error)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", forms.DateInput(attrs={"type": "date"}))
+        kwargs["validators"] = [
+            MinValueValidator(MIN_DATE, message=f"Enter a date from {MIN_DATE:%Y-%m-%d} on."),
+            MaxValueValidator(MAX_DATE, message=f"Enter a date up to {MAX_DATE:%Y-%m-%d}."),
+        ]
+        super().__init__(*args, **kwargs)
 
 
 def _tenant_choices(request) -> QuerySet:
@@ -76,26 +95,22 @@ class IncidentFilter(django_filters.FilterSet):
         label="Updated within",
         empty_label="Any time",
     )
-    updated_from = django_filters.DateFilter(
+    updated_from = DayFilter(
         method="filter_updated_from",
         label="Updated from",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
-    updated_to = django_filters.DateFilter(
+    updated_to = DayFilter(
         method="filter_updated_to",
         label="Updated to",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
     # The summary chart's bars link here: one day's created incidents.
-    created_from = django_filters.DateFilter(
+    created_from = DayFilter(
         method="filter_created_from",
         label="Created from",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
-    created_to = django_filters.DateFilter(
+    created_to = DayFilter(
         method="filter_created_to",
         label="Created to",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
     q = django_filters.CharFilter(
         method="filter_search",
@@ -110,6 +125,15 @@ class IncidentFilter(django_filters.FilterSet):
     class Meta:
         model = Incident
         fields: list[str] = []
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # Fail closed: django-filter skips an invalid field and filters by the others, so
+        # `?tenant=999` or `?severity=high` listed (and exported) every incident beside the
+        # form error. Any invalid filter now means no incidents, only the error. (An unknown
+        # sort is not a filter: the list falls back to the default order.)
+        if any(name != "sort" for name in self.form.errors):
+            return queryset.none()
+        return super().filter_queryset(queryset)
 
     def keep_order(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # Ordering and paging are the list's job (keyset pages); the field is here so that

@@ -259,3 +259,50 @@ class SyncProblem(models.Model):
         text = self.microsoft_id.strip()
         # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
         return int(text) if text.isascii() and text.isdigit() and int(text) < 2**63 else None
+
+
+class ChangeKind(models.TextChoices):
+    NEW = "new", "New incident"
+    SEVERITY_RAISED = "severity_raised", "Severity raised"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    REASSIGNED = "reassigned", "Reassigned"
+    REOPENED = "reopened", "Reopened"
+
+
+class IncidentChange(models.Model):
+    """The alerting outbox: "incident X changed to version V", written by the sync in the
+    same transaction as the change itself (see incidents/outbox.py), so a change is never
+    lost and never recorded twice (one row per incident and version).
+
+    `before`/`after` hold the values the message needs (name, severity, status, assignee,
+    tags) as they were, so that a late delivery tells about this version, not a newer one.
+    `imported` marks changes of a tenant's first sync: its history, never sent one by one.
+    `dispatched_at` is set once the alert dispatcher has turned the row into deliveries.
+    """
+
+    Kind = ChangeKind
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="changes")
+    version = models.DateTimeField(help_text="The incident's lastUpdateTime.")
+    kinds = models.JSONField(default=list)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict)
+    imported = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "version"], name="change_once_per_version")
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=Q(dispatched_at=None), name="change_undispatched"
+            ),
+            models.Index(fields=["created_at"], name="change_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id} @ {self.version:%Y-%m-%d %H:%M:%S}: {', '.join(self.kinds)}"

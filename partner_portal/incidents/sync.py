@@ -40,6 +40,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from partner_portal.incidents import outbox
 from partner_portal.incidents.models import (
     Alert,
     Incident,
@@ -94,7 +95,7 @@ WATERMARK_SKEW = timedelta(hours=1)
 def search_text(incident: defender.IncidentData) -> str:
     """Lower-cased incident name, alert titles, device DNS names and user names (account
     names and UPNs), each once, for the dashboard's search box."""
-    words: list[str] = [incident.name]
+    words: list[Any] = [incident.name]
     for alert in incident.alerts:
         words.append(alert.title)
         for device in alert.devices:
@@ -208,6 +209,7 @@ def _upsert(
         )
         for item in items
     ]
+    before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
     existing = set(
         Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
             "microsoft_id", flat=True
@@ -224,6 +226,7 @@ def _upsert(
             "microsoft_id", "pk"
         )
     )
+    outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
     Alert.objects.filter(incident_id__in=pks.values()).delete()
     alerts: dict[tuple[int, str], Alert] = {}
     for item in items:
@@ -579,7 +582,7 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
 
 
 def sync_due_tenants() -> list[int]:
-    """The ids of tenants the scheduled sync should run for: syncable, and not held by a run
-    (running, or waiting out a retry's countdown)."""
+    """The primary keys of the tenants the scheduled sync should run for: syncable, and not
+    held by a run (running, or waiting out a retry's countdown)."""
     due = Tenant.objects.syncable().lease_free(timezone.now())
     return list(due.order_by("pk").values_list("pk", flat=True))

@@ -40,7 +40,7 @@ def sync_tenant(
     """Sync one tenant. Idempotent: a redelivered or repeated run re-upserts, never
     duplicates, and starts from the committed watermark (or `resume`, a retry's cursor)."""
     tenant_pk = tenant_pk if tenant_pk is not None else tenant_id
-    tenant = Tenant.objects.filter(pk=tenant_pk).first()
+    tenant = Tenant.objects.filter(pk=tenant_pk).first() if tenant_pk is not None else None
     if tenant is None:
         return "gone"
     try:

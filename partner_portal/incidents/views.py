@@ -5,7 +5,13 @@ from html import escape
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    QueryDict,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -14,10 +20,18 @@ from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
+from django_htmx.middleware import HtmxDetails
 
 from partner_portal.incidents import dashboard
 from partner_portal.incidents.filters import SORTS, IncidentFilter
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
+
+
+class HtmxHttpRequest(HttpRequest):
+    """A request as django-htmx's middleware leaves it (for the type checker)."""
+
+    htmx: HtmxDetails
+
 
 # Query-string keys that pick a page rather than filter the list.
 PAGE_KEYS = ("after", "before", "last")
@@ -45,7 +59,7 @@ def _filter(request: HttpRequest) -> IncidentFilter:
     )
 
 
-def _query(params: QueryDict, **extra: str) -> str:
+def _query(params: QueryDict, **extra: str | None) -> str:
     """The query string of `params` without paging keys, plus `extra` (empty values dropped)."""
     pairs = [
         (key, value)
@@ -76,7 +90,7 @@ def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
 
 
 @require_GET
-def incident_list(request: HttpRequest) -> HttpResponse:
+def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = _filter(request)
     incidents = filterset.qs
     sort = filterset.chosen_sort
@@ -158,8 +172,12 @@ def incident_new_count(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def incident_export(request: HttpRequest) -> StreamingHttpResponse:
+def incident_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     filterset = _filter(request)
+    if any(name != "sort" for name in filterset.errors):
+        # Fail closed: an invalid filter exports nothing but the reason.
+        reasons = "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
+        return HttpResponseBadRequest(f"Invalid filter: {reasons}", content_type="text/plain")
     lines = dashboard.export_lines(filterset.qs, sort=filterset.chosen_sort)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = f"incidents-{timezone.now():%Y%m%d-%H%M}.csv"

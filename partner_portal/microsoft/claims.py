@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.http import new_session
@@ -75,7 +76,7 @@ def check_token(
     has expired, `errors.Transient` when the signing keys cannot be fetched.
     """
     audiences = [resource.rstrip("/"), resource.rstrip("/") + "/"]
-    options = {"verify_exp": True, "verify_aud": True, "require": ["exp", "tid"]}
+    options: Options = {"verify_exp": True, "verify_aud": True, "require": ["exp", "tid"]}
     try:
         if verify_signature:
             key = _signing_key(token, openid_configuration_url, ca_bundle, timeout)
@@ -131,10 +132,10 @@ def check_token(
 def _signing_key(token: str, configuration_url: str, ca_bundle: str, timeout: float) -> Any:
     if not configuration_url:
         raise ValueError("verify_signature needs openid_configuration_url")
-    return _jwk_client(configuration_url, ca_bundle, timeout).get_signing_key_from_jwt(token).key
+    return jwk_client(configuration_url, ca_bundle, timeout).get_signing_key_from_jwt(token).key
 
 
-def _jwk_client(configuration_url: str, ca_bundle: str, timeout: float) -> jwt.PyJWKClient:
+def jwk_client(configuration_url: str, ca_bundle: str, timeout: float) -> jwt.PyJWKClient:
     with _jwk_lock:
         cached = _jwk_clients.get(configuration_url)
         if cached and cached[0] > time.monotonic():

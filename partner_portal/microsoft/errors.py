@@ -39,7 +39,7 @@ class Throttled(Transient):
     title = "Microsoft asked us to slow down"
     fix = "Nothing to do: the portal waits as long as Microsoft asks and resumes."
 
-    def __init__(self, message: str = "", *, retry_after: int = 60, **kwargs) -> None:
+    def __init__(self, message: str = "", *, retry_after: int = 60, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -116,7 +116,7 @@ class MissingPermissions(MicrosoftError):
         *,
         missing: list[str] | None = None,
         granted: list[str] | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.missing = missing or []
@@ -262,7 +262,7 @@ def aadsts_code(text: str) -> int | None:
 
 
 def from_token_error(
-    body: dict, *, status: int | None = None, retry_after: int | None = None
+    body: dict[str, Any], *, status: int | None = None, retry_after: int | None = None
 ) -> MicrosoftError:
     """Classify an Entra error body: {"error", "error_description", "error_codes", ...}."""
     codes = _codes(body.get("error_codes"))

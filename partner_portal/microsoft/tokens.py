@@ -310,7 +310,7 @@ def _token_ttl(state: str) -> int:
 
 
 def _has_fresh_token(state: str | None) -> bool:
-    return bool(state) and _token_ttl(state) > _MSAL_EXPIRY_MARGIN + 5
+    return state is not None and _token_ttl(state) > _MSAL_EXPIRY_MARGIN + 5
 
 
 # --- The public API --------------------------------------------------------------------------
@@ -394,7 +394,9 @@ def _classify_exception(exc: Exception, http: _RecordingClient) -> errors.Micros
     return errors.MicrosoftError(f"Token request failed: {type(exc).__name__}.", status=status)
 
 
-def check_token(token: str, *, tenant_id: str, cloud: str, required_roles: list[str]) -> dict:
+def check_token(
+    token: str, *, tenant_id: str, cloud: str, required_roles: list[str]
+) -> dict[str, Any]:
     """`claims.check_token` with this deployment's keys: signatures checked only off-Microsoft."""
     cfg = config()
     base = login_base_url(cloud, cfg)

@@ -163,8 +163,10 @@ def is_open(status: str) -> bool | None:
 
 
 def is_valid_pair(classification: str, determination: str) -> bool:
-    allowed = DETERMINATIONS_BY_CLASSIFICATION.get(normalise(Kind.CLASSIFICATION, classification))
-    return bool(allowed) and normalise(Kind.DETERMINATION, determination) in allowed
+    allowed = DETERMINATIONS_BY_CLASSIFICATION.get(
+        normalise(Kind.CLASSIFICATION, classification), ()
+    )
+    return normalise(Kind.DETERMINATION, determination) in allowed
 
 
 def graph_value(kind: Kind, value: str) -> str:

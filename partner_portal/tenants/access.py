@@ -27,7 +27,7 @@ def visible_tenants(user: Any) -> QuerySet[Tenant]:
     return Tenant.objects.filter(groups__user=user).distinct()
 
 
-def visible_tenant_ids(user: Any) -> QuerySet[Tenant]:
+def visible_tenant_pks(user: Any) -> QuerySet[Tenant, Any]:
     """The visible tenants' primary keys, as a subquery for filtering other tables."""
     return visible_tenants(user).values("pk")
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -232,7 +233,7 @@ class Tenant(models.Model):
 
     # --- State changes ----------------------------------------------------------------------
 
-    def _update(self, condition: Q | None = None, **fields: object) -> bool:
+    def _update(self, condition: Q | None = None, **fields: Any) -> bool:
         rows = Tenant.objects.filter(pk=self.pk)
         if condition is not None:
             rows = rows.filter(condition)
@@ -293,7 +294,7 @@ class Tenant(models.Model):
     ) -> None:
         """What an error says about consent or our credentials (a token refused, an API
         answer), with the consent state it implies when it implies one."""
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "consent_error_class": error_class,
             "consent_error_message": error_message,
             "consent_checked_at": timezone.now(),
@@ -310,6 +311,24 @@ class Tenant(models.Model):
             consent_state=ConsentState.PENDING,
             consent_error_class="",
             consent_error_message="",
+            updated_at=timezone.now(),
+        )
+
+    def forget_consent(self) -> None:
+        """A superuser changed the Entra tenant ID: nothing learnt about the old tenant
+        stays (consent state, granted roles, watermark, last sync); the new one starts
+        not consented."""
+        self._update(
+            consent_state=ConsentState.NOT_CONSENTED,
+            granted_roles=[],
+            consent_error_class="",
+            consent_error_message="",
+            consent_checked_at=None,
+            incidents_watermark=None,
+            last_sync_at=None,
+            last_sync_outcome="",
+            last_sync_error_class="",
+            last_sync_error_message="",
             updated_at=timezone.now(),
         )
 

@@ -59,6 +59,9 @@ def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         "sync_problems": tenant.sync_problems.all()[:20],
         "sync_problem_count": tenant.sync_problems.count(),
         "links": tenant.consent_links.select_related("created_by")[:20],
+        "awaiting": tenant.consent_links.filter(awaiting_confirmation=True).order_by(
+            "-completed_at"
+        ),
         "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],
     }
     return render(request, "tenants/detail.html", context)
@@ -81,6 +84,22 @@ def tenant_edit(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_pk)
     form = TenantForm(request.POST or None, instance=tenant, user=request.user)
     if request.method == "POST" and form.is_valid():
+        if form.changes_entra_tenant_id and request.POST.get("confirm_tenant_id") != "yes":
+            return render(
+                request,
+                "tenants/confirm_tenant_id.html",
+                {
+                    "tenant": tenant,
+                    "new_id": form.cleaned_data["entra_tenant_id"],
+                    "incident_count": tenant.incidents.count(),
+                    "posted": [
+                        (k, v)
+                        for k in request.POST
+                        for v in request.POST.getlist(k)
+                        if k not in ("csrfmiddlewaretoken", "confirm_tenant_id")
+                    ],
+                },
+            )
         changes.update_tenant(form=form, actor=request.user, ip_address=client_ip(request))
         messages.success(request, "Changes saved.")
         return redirect("tenants:detail", tenant_pk=tenant.pk)

@@ -34,4 +34,9 @@ def test_each_test_starts_from_a_reset_devcloud(devcloud):
     assert devcloud.tenants() == []
     assert devcloud.requests_log()["total"] == 0
     assert devcloud.faults() == []
-    assert devcloud.limits() == {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599}
+    assert devcloud.limits() == {
+        "per_minute": 50,
+        "per_hour": 1500,
+        "token_lifetime": 3599,
+        "code_lifetime": 600,
+    }

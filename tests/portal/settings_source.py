@@ -15,7 +15,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 SETTINGS_PY = BASE_DIR / "partner_portal" / "settings.py"
 # env.str("X"), env.list("X"), env.db_url("X"), env_bool("X", …), env_int(…), env_base_url(…)…
 _READERS = {"str", "list", "db_url", "bool", "int", "env_bool", "env_int", "env_base_url"}
-_READERS |= {"env_path"}
+_READERS |= {"env_path", "dict"}
 _SECTION = re.compile(r"^# --- (.+?) -+$")
 
 

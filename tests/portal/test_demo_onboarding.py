@@ -91,7 +91,11 @@ def test_a_tenant_onboarded_in_the_demo_gets_its_incidents_on_the_dashboard(
     assert admin.url.startswith(f"{base}/consent/callback/")
     customer.close()
 
-    # Back in the portal: Consented, with the permission from a real token.
+    # Back in the portal: the link expected no tenant, so staff confirm the one that consented.
+    page.goto(tenant_url)
+    page.get_by_role("button", name=re.compile(r"^Confirm tenant ")).click()
+
+    # Consented, with the permission from a real token.
     def consented() -> bool:
         page.goto(tenant_url)
         card = page.get_by_role("region", name="Consent and permissions")

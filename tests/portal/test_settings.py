@@ -49,6 +49,10 @@ def start_django(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("MICROSOFT_CA_BUNDLE", {"MICROSOFT_CA_BUNDLE": "/nonexistent/ca.pem"}),
         ("MICROSOFT_LOGIN_BASE_URL", {"MICROSOFT_LOGIN_BASE_URL": "devcloud:8443"}),
         ("LOG_LEVEL", {"LOG_LEVEL": "loud"}),
+        ("SIGN_IN_MODE", {"SIGN_IN_MODE": "sso"}),
+        ("ENTRA_TENANT_ID", {"SIGN_IN_MODE": "entra"}),
+        ("ENTRA_TENANT_ID", {"SIGN_IN_MODE": "both", "ENTRA_TENANT_ID": "msp.onmicrosoft.com"}),
+        ("ENTRA_REQUIRE_MFA", {"ENTRA_REQUIRE_MFA": "sure"}),
     ],
 )
 def test_a_bad_value_stops_the_start_with_a_message_naming_the_variable(
@@ -136,7 +140,7 @@ def test_env_example_documents_every_variable_settings_read_in_the_same_group():
         explained = [a for a in above if a.startswith("#") and not re.match(r"^# ?[A-Z_]+=", a)]
         assert explained, f"{variable.group(1)} has no comment in .env.example"
     compose_only = {name for name, group in documented.items() if group == "docker compose"}
-    assert compose_only == {"POSTGRES_PASSWORD"}
+    assert compose_only == {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
     assert {k: v for k, v in documented.items() if k not in compose_only} == settings_variables()
 
 

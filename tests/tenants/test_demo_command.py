@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from partner_portal.demo import devcloud_control
-from partner_portal.tenants.management.commands.demo import _consented_tenant_ids
+from partner_portal.tenants.management.commands.demo import DEMO_MSP_TENANT, _consented_tenant_ids
 from partner_portal.tenants.models import Tenant
 from tests.factories import ConsentedTenantFactory, TenantFactory
 
@@ -64,3 +64,44 @@ def test_a_devcloud_that_does_not_answer_is_a_control_error_without_the_secret(d
             consented_tenants=[],
         )
     assert "a-secret-for-this-test-only" not in str(exc.value)
+
+
+def test_registering_the_demo_app_adds_a_technician_in_the_msp_tenant(devcloud):
+    client_id = str(uuid.uuid4())
+    devcloud_control.register_app(
+        base_url=devcloud.base_url,
+        ca_file=devcloud.ca_file,
+        client_id=client_id,
+        display_name="Partner Portal (demo)",
+        secret="a-secret-for-this-test-only",
+        redirect_uris=["http://127.0.0.1:8000/login/entra/callback/"],
+        required_permissions=["Incident.Read.All"],
+        consented_tenants=[],
+        msp_tenant=DEMO_MSP_TENANT,
+    )
+    [technician] = devcloud.users(DEMO_MSP_TENANT)
+    assert technician["user_principal_name"] == "technician@msp-demo.onmicrosoft.com"
+    assert technician["app_roles"] == {client_id: ["Portal.Technician"]}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "devcloud ready",
+        "devcloud ready {not json",
+        'devcloud ready ["base_url"]',
+        'devcloud ready {"ca_file": "/x"}',
+        "devcloud ready \udcff\x00",
+        'devcloud tenant=6f1c domain=contoso.onmicrosoft.com display_name={"base_url": 1}',
+    ],
+)
+def test_a_line_that_is_not_a_ready_line_gives_no_facts(line):
+    assert devcloud_control.ready_facts(line) is None
+
+
+def test_the_ready_line_gives_devclouds_facts():
+    line = 'devcloud ready {"base_url": "https://127.0.0.1:1", "ca_file": "/s/ca.pem"}'
+    assert devcloud_control.ready_facts(line) == {
+        "base_url": "https://127.0.0.1:1",
+        "ca_file": "/s/ca.pem",
+    }

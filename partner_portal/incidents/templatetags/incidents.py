@@ -9,7 +9,7 @@ from partner_portal.microsoft import vocabulary
 
 register = template.Library()
 
-SEVERITY_CLASSES = {
+SEVERITY_CLASSES: dict[str, str] = {
     Severity.HIGH: "sev-high",
     Severity.MEDIUM: "sev-medium",
     Severity.LOW: "sev-low",

@@ -32,6 +32,8 @@ from partner_portal.demo import devcloud_control
 from partner_portal.demo.supervisor import Supervisor
 
 DEMO_USERNAME = "demo"
+DEMO_MSP_TENANT = "0d5e7f3a-5c1b-4e2d-9f8a-7b6c5d4e3f44"  # devcloud's MSP tenant (staff sign-in)
+DEMO_STAFF_GROUP = "MSP technicians"  # what the Portal.Technician app role maps to
 DEVCLOUD_READY_TIMEOUT = 90
 MANAGE_PY = str(Path(settings.BASE_DIR) / "manage.py")
 
@@ -123,7 +125,7 @@ class Command(BaseCommand):
             while not supervisor.stop_requested.is_set() and not died:
                 if not web_up and _answers(port):
                     web_up = True
-                    self._banner(supervisor, base_url, password)
+                    self._banner(supervisor, base_url, password, entra="ENTRA_TENANT_ID" in env)
                 supervisor.stop_requested.wait(0.3)
                 died = supervisor.poll()  # and restarts a worker or beat that exited
             if died and not supervisor.stop_requested.is_set():
@@ -162,6 +164,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         reset(username=DEMO_USERNAME)  # a lockout from an earlier run must not lock the demo
+        from partner_portal.alerts.demo import ensure_demo_rule
+
+        ensure_demo_rule(user=user)  # "High and above, all tenants → console email"
         return password
 
     def _child_env(self, base_url: str) -> dict[str, str]:
@@ -228,9 +233,13 @@ class Command(BaseCommand):
                 client_id=client_id,
                 secret=secret,
                 display_name=f"{settings.MSP_NAME} (demo)",
-                redirect_uris=[f"{portal_url}/consent/callback/"],
+                redirect_uris=[
+                    f"{portal_url}/{path}"
+                    for path in ("consent/callback/", "login/entra/callback/", "login/")
+                ],
                 required_permissions=[permission],
                 consented_tenants=_consented_tenant_ids(),
+                msp_tenant=DEMO_MSP_TENANT,
             )
         except devcloud_control.ControlError as exc:
             raise _StartupFailed(f"registering the demo app in devcloud failed: {exc}") from None
@@ -244,6 +253,9 @@ class Command(BaseCommand):
             "MICROSOFT_CA_BUNDLE": facts["ca_file"],
             "MICROSOFT_CLIENT_ID": client_id,
             "MICROSOFT_CLIENT_SECRET": secret,
+            "SIGN_IN_MODE": os.environ.get("SIGN_IN_MODE", "both"),
+            "ENTRA_TENANT_ID": DEMO_MSP_TENANT,
+            "ENTRA_ROLE_GROUPS": f"Portal.Technician={DEMO_STAFF_GROUP}",
         }
         if "http_base_url" in facts:
             # Browsers go to devcloud's consent page over plain HTTP: they don't trust its CA.
@@ -302,7 +314,9 @@ class Command(BaseCommand):
             restart=True,
         )
 
-    def _banner(self, supervisor: Supervisor, base_url: str, password: str) -> None:
+    def _banner(
+        self, supervisor: Supervisor, base_url: str, password: str, *, entra: bool = False
+    ) -> None:
         rule = "=" * 64
         supervisor.say(
             f"\n{rule}\n"
@@ -311,7 +325,13 @@ class Command(BaseCommand):
             f"    username: {DEMO_USERNAME}\n"
             f"    password: {password}\n"
             f"  (a new password on every run)   Ctrl-C stops everything.\n"
-            f"{rule}\n"
+            + (
+                f"  Or: Sign in with Microsoft → technician@msp-demo.onmicrosoft.com\n"
+                f"    (in devcloud; sees the tenants of the group '{DEMO_STAFF_GROUP}')\n"
+                if entra
+                else ""
+            )
+            + f"{rule}\n"
         )
 
 

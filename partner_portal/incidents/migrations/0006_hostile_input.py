@@ -36,7 +36,7 @@ def hash_alert_ids_and_normalise(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0004_summary_indexes"),
+        ("incidents", "0005_outbox"),
         ("tenants", "0001_initial"),
     ]
 

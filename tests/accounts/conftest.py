@@ -1,0 +1,1 @@
+from tests.entra_fixture import entra  # noqa: F401
