@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -463,7 +463,7 @@ def _run(
 
 
 def retry_problems(
-    *, tenant: Tenant, client: IncidentClient, run: SyncRun, skip: set[str] = frozenset()
+    *, tenant: Tenant, client: IncidentClient, run: SyncRun, skip: Set[str] = frozenset()
 ) -> None:
     """Fetch each of the tenant's problem incidents once more (`GET /api/incidents/{id}`),
     the longest-waiting first, up to `PROBLEM_RETRIES_PER_RUN`; store those that now parse
