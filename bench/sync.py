@@ -257,8 +257,9 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from partner_portal.incidents.models import Severity
+    from partner_portal.incidents.models import id_hash
     from partner_portal.incidents.sync import search_text
+    from partner_portal.microsoft.vocabulary import severity_rank
 
     now = timezone.now()
     postgres = connection.vendor == "postgresql"
@@ -266,11 +267,11 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
     cols = (
         "tenant_id, microsoft_id, name, severity, severity_rank, status, classification, "
         "determination, assigned_to, tags, comments, redirect_incident_id, created_time, "
-        "last_update_time, portal_url, alert_count, search_text, raw, synced_at"
+        "last_update_time, portal_url, alert_count, search_text, raw, text_repaired, synced_at"
     )
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols.split(", ")[2:])
     # Only constant column names and placeholders are interpolated.
-    insert = f"INSERT INTO incidents_incident ({cols}) VALUES ({', '.join([p] * 19)})"  # noqa: S608
+    insert = f"INSERT INTO incidents_incident ({cols}) VALUES ({', '.join([p] * 20)})"  # noqa: S608
     sql = f"{insert} ON CONFLICT (tenant_id, microsoft_id) DO UPDATE SET {updates}"
     rows = [
         (
@@ -278,7 +279,7 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             i.incident_id,
             i.name,
             i.severity,
-            Severity.rank_of(i.severity),
+            severity_rank(i.severity),
             i.status,
             i.classification,
             i.determination,
@@ -292,6 +293,7 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             len(i.alerts),
             search_text(i),
             json.dumps(i.raw),
+            i.text_repaired,
             now if postgres else now.isoformat(),
         )
         for i in page
@@ -315,6 +317,7 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             (
                 pks[i.incident_id],
                 a.alert_id,
+                id_hash(a.alert_id),
                 a.title,
                 a.description,
                 a.severity,
@@ -337,11 +340,11 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             for a in i.alerts
         ]
         alert_cols = (
-            "incident_id, microsoft_id, title, description, severity, category, status, "
-            "detection_source, service_source, mitre_techniques, first_activity, "
+            "incident_id, microsoft_id, microsoft_id_hash, title, description, severity, "
+            "category, status, detection_source, service_source, mitre_techniques, first_activity, "
             "last_activity, devices, entities, raw"
         )
-        alert_values = ", ".join([p] * 15)
+        alert_values = ", ".join([p] * 16)
         raw.executemany(
             f"INSERT INTO incidents_alert ({alert_cols}) VALUES ({alert_values})",  # noqa: S608
             alert_rows,

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
-from partner_portal.incidents.models import Alert, Incident, IncidentChange, SyncRun
+from partner_portal.incidents.models import Alert, Incident, IncidentChange, SyncProblem, SyncRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -66,12 +66,25 @@ class SyncRunAdmin(ReadOnlyAdmin):
         "created_count",
         "updated_count",
         "throttled_waits",
+        "problems",
         "error_class",
     ]
     list_filter = ["outcome", "full", "tenant"]
     list_select_related = ["tenant"]
     search_fields = ["tenant__display_name", "error_message", "task_id"]
     date_hierarchy = "started_at"
+
+
+@admin.register(SyncProblem)
+class SyncProblemAdmin(ReadOnlyAdmin):
+    """Incidents received but not stored. The sync retries and clears them; deleting one only
+    hides it until Microsoft sends that incident again."""
+
+    list_display = ["tenant", "microsoft_id", "error", "count", "first_seen", "last_seen"]
+    list_filter = ["tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["=microsoft_id", "tenant__display_name", "error"]
+    date_hierarchy = "last_seen"
 
 
 @admin.register(IncidentChange)

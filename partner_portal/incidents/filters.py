@@ -10,15 +10,18 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident, Status
+from partner_portal.incidents.models import Incident
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenants
 
-# Microsoft's spellings as values, plain words as labels (microsoft/vocabulary.py).
+# Stored values are `vocabulary`'s canonical spellings; the labels are its words.
 SEVERITIES = vocabulary.choices(Kind.SEVERITY)
 OPEN = "open"
-STATUSES = [(OPEN, "Open (not resolved)"), *vocabulary.choices(Kind.STATUS)]
+STATUSES = [
+    (OPEN, "Open (active, in progress or awaiting action)"),
+    *vocabulary.choices(Kind.STATUS),
+]
 CLASSIFICATIONS = vocabulary.choices(Kind.CLASSIFICATION)
 DETERMINATIONS = vocabulary.choices(Kind.DETERMINATION)
 UNASSIGNED = "unassigned"
@@ -149,7 +152,8 @@ class IncidentFilter(django_filters.FilterSet):
 
     def filter_status(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         if value == OPEN:
-            return queryset.exclude(status=Status.RESOLVED)
+            # Known open statuses only: a status Microsoft adds later is not open by accident.
+            return queryset.filter(status__in=vocabulary.OPEN_STATUSES)
         return queryset.filter(status=value)
 
     def filter_assigned_to(self, queryset: QuerySet, name: str, value: str) -> QuerySet:

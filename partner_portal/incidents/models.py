@@ -1,73 +1,88 @@
 from __future__ import annotations
 
+import hashlib
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
 
+from partner_portal.microsoft import clouds, vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.models import Tenant
 
 
-class Severity(models.TextChoices):
-    """Microsoft's raw spellings (microsoft-protocols.md §6.4), highest first. The field
-    keeps whatever Microsoft sends; these are the values the portal knows and ranks."""
+def id_hash(microsoft_id: str) -> str:
+    """The key of an ID with no documented length: SHA-256 of the whole ID, in hex."""
+    return hashlib.sha256(microsoft_id.encode("utf-8", "surrogatepass")).hexdigest()
 
-    HIGH = "High", "High"
-    MEDIUM = "Medium", "Medium"
-    LOW = "Low", "Low"
-    INFORMATIONAL = "Informational", "Informational"
-    UNSPECIFIED = "UnSpecified", "Unspecified"
+
+class Severity(models.TextChoices):
+    """The severities the portal knows, highest first: `vocabulary`'s canonical spellings
+    (what the sync stores) and its labels. The field keeps an unknown value as received."""
+
+    HIGH = "High", vocabulary.label(Kind.SEVERITY, "High")
+    MEDIUM = "Medium", vocabulary.label(Kind.SEVERITY, "Medium")
+    LOW = "Low", vocabulary.label(Kind.SEVERITY, "Low")
+    INFORMATIONAL = "Informational", vocabulary.label(Kind.SEVERITY, "Informational")
+    UNSPECIFIED = "UnSpecified", vocabulary.label(Kind.SEVERITY, "UnSpecified")
 
     @property
     def rank(self) -> int:
         """4 for High … 0 for UnSpecified, for sorting."""
-        members = list(Severity)
-        return len(members) - 1 - members.index(self)
+        return vocabulary.severity_rank(self.value)
 
     @classmethod
     def rank_of(cls, raw: str) -> int:
-        """The rank of a severity as received, in any case; 0 when unknown."""
-        wanted = raw.strip().lower()
-        return next((s.rank for s in cls if s.value.lower() == wanted), 0)
+        """The rank of a severity as received, in any spelling; 0 when unknown."""
+        return vocabulary.severity_rank(raw)
 
 
 class Status(models.TextChoices):
-    """Microsoft's incident statuses (raw spellings, as `Severity`)."""
+    """The incident statuses the portal knows (as `Severity`)."""
 
-    ACTIVE = "Active", "Active"
-    IN_PROGRESS = "InProgress", "In progress"
-    RESOLVED = "Resolved", "Resolved"
-    REDIRECTED = "Redirected", "Redirected"
+    ACTIVE = "Active", vocabulary.label(Kind.STATUS, "Active")
+    IN_PROGRESS = "InProgress", vocabulary.label(Kind.STATUS, "InProgress")
+    AWAITING_ACTION = "AwaitingAction", vocabulary.label(Kind.STATUS, "AwaitingAction")
+    RESOLVED = "Resolved", vocabulary.label(Kind.STATUS, "Resolved")
+    REDIRECTED = "Redirected", vocabulary.label(Kind.STATUS, "Redirected")
 
 
 class Incident(models.Model):
     """A Microsoft 365 Defender incident of one tenant, as last synced.
 
-    Enum-like fields keep Microsoft's raw strings (spellings vary across API versions);
-    `raw` is the JSON exactly as received. `search_text` is derived at sync time from the
-    incident name, alert titles, device names and user names, for the dashboard's search.
+    Enum-like fields hold `vocabulary`'s canonical spelling of a known value, or the value as
+    received; `raw` is the JSON as received (the original spellings), except that NULs and
+    lone surrogates are replaced by U+FFFD everywhere (`text_repaired` says so). Microsoft
+    documents no length for any text field, so none is cut. `search_text` is derived at sync
+    time from the incident name, alert titles, device names and user names, for the
+    dashboard's search.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="incidents")
     microsoft_id = models.BigIntegerField("incident ID")
     name = models.TextField()
-    severity = models.CharField(max_length=32, blank=True)
+    severity = models.TextField(blank=True)
     severity_rank = models.PositiveSmallIntegerField(
-        default=0, help_text="0 unknown … 4 high, for sorting."
+        default=0, help_text="0 unspecified or unknown … 4 high, for sorting."
     )
-    status = models.CharField(max_length=32, blank=True)
-    classification = models.CharField(max_length=64, blank=True)
-    determination = models.CharField(max_length=64, blank=True)
-    assigned_to = models.CharField(max_length=255, blank=True)
+    status = models.TextField(blank=True)
+    classification = models.TextField(blank=True)
+    determination = models.TextField(blank=True)
+    assigned_to = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
     comments = models.JSONField(default=list, blank=True)
     redirect_incident_id = models.BigIntegerField(null=True, blank=True)
     created_time = models.DateTimeField()
     last_update_time = models.DateTimeField()
-    portal_url = models.URLField(max_length=500, blank=True)
+    portal_url = models.TextField(blank=True)
     alert_count = models.PositiveIntegerField(default=0)
     search_text = models.TextField(blank=True)
     raw = models.JSONField(default=dict)
+    text_repaired = models.BooleanField(
+        default=False, help_text="NULs or lone surrogates received were replaced by U+FFFD."
+    )
     synced_at = models.DateTimeField()
 
     class Meta:
@@ -112,19 +127,37 @@ class Incident(models.Model):
     def __str__(self) -> str:
         return f"{self.microsoft_id}: {self.name}"
 
+    @property
+    def portal_link(self) -> str:
+        """The Defender link, only when it goes to the tenant's cloud's portal over https:
+        a synced value must not become a link to anywhere else (or a javascript: URL)."""
+        cloud = clouds.CLOUDS.get(self.tenant.cloud)
+        if cloud is None or not isinstance(self.portal_url, str):
+            return ""
+        try:
+            parts = urlsplit(self.portal_url)
+            host = parts.hostname
+        except ValueError:
+            return ""
+        if parts.scheme != "https" or host != urlsplit(cloud.portal_base_url).hostname:
+            return ""
+        return self.portal_url
+
 
 class Alert(models.Model):
     """One alert of an incident. A sync replaces all alerts of an incident together."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="alerts")
-    microsoft_id = models.CharField("alert ID", max_length=200)
+    # Whole, however long: unique by its hash (an index on the text itself has a size limit).
+    microsoft_id = models.TextField("alert ID")
+    microsoft_id_hash = models.CharField(max_length=64, editable=False, default="")
     title = models.TextField(blank=True)
     description = models.TextField(blank=True)
-    severity = models.CharField(max_length=32, blank=True)
-    category = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=32, blank=True)
-    detection_source = models.CharField(max_length=64, blank=True)
-    service_source = models.CharField(max_length=64, blank=True)
+    severity = models.TextField(blank=True)
+    category = models.TextField(blank=True)
+    status = models.TextField(blank=True)
+    detection_source = models.TextField(blank=True)
+    service_source = models.TextField(blank=True)
     mitre_techniques = models.JSONField(default=list, blank=True)
     first_activity = models.DateTimeField(null=True, blank=True)
     last_activity = models.DateTimeField(null=True, blank=True)
@@ -136,12 +169,16 @@ class Alert(models.Model):
         ordering = ["first_activity", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["incident", "microsoft_id"], name="alert_unique_per_incident"
+                fields=["incident", "microsoft_id_hash"], name="alert_unique_per_incident"
             ),
         ]
 
     def __str__(self) -> str:
         return self.title or self.microsoft_id
+
+    def save(self, *args, **kwargs) -> None:
+        self.microsoft_id_hash = id_hash(self.microsoft_id)
+        super().save(*args, **kwargs)
 
 
 class SyncOutcome(models.TextChoices):
@@ -168,6 +205,9 @@ class SyncRun(models.Model):
     created_count = models.PositiveIntegerField(default=0)
     updated_count = models.PositiveIntegerField(default=0)
     throttled_waits = models.PositiveIntegerField(default=0)
+    problems = models.PositiveIntegerField(
+        default=0, help_text="Items that could not be parsed or stored (see sync problems)."
+    )
     watermark_before = models.DateTimeField(null=True, blank=True)
     watermark_after = models.DateTimeField(null=True, blank=True)
     error_class = models.CharField(max_length=64, blank=True)
@@ -190,6 +230,40 @@ class SyncRun(models.Model):
     @property
     def duration(self):
         return self.finished_at - self.started_at if self.finished_at else None
+
+
+class SyncProblem(models.Model):
+    """An incident the sync received but could not parse or store: nothing is lost without a
+    trace. One row per tenant and incident (or per raw item, when it has no readable ID);
+    later runs fetch that one incident again and delete the row once it stores.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="sync_problems")
+    # The ID as Microsoft sent it ("" when there was none); a number when retryable.
+    microsoft_id = models.TextField("incident ID", blank=True)
+    # What identifies the problem: the ID's hash, or the raw text's when there is no ID.
+    key = models.CharField(max_length=64, editable=False)
+    error = models.TextField()
+    raw_text = models.TextField(help_text="The item as received, as ASCII-escaped JSON.")
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    count = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-last_seen", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "key"], name="syncproblem_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: incident {self.microsoft_id or '(no ID)'}"
+
+    @property
+    def retryable_id(self) -> int | None:
+        """The incident ID to fetch again, when it is one Microsoft can be asked for."""
+        text = self.microsoft_id.strip()
+        # ASCII digits only: str.isdigit() is also true for "²", which int() refuses.
+        return int(text) if text.isascii() and text.isdigit() and int(text) < 2**63 else None
 
 
 class ChangeKind(models.TextChoices):

@@ -27,19 +27,30 @@ the consent state they imply) and returned as a failed run.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence, Set
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from partner_portal.incidents import outbox
-from partner_portal.incidents.models import Alert, Incident, Severity, SyncOutcome, SyncRun
-from partner_portal.microsoft import defender, errors
+from partner_portal.incidents.models import (
+    Alert,
+    Incident,
+    SyncOutcome,
+    SyncProblem,
+    SyncRun,
+    id_hash,
+)
+from partner_portal.microsoft import defender, errors, vocabulary
+from partner_portal.microsoft.client import IncidentClient
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import ConsentState, Tenant
 
@@ -62,6 +73,7 @@ INCIDENT_FIELDS = [
     "alert_count",
     "search_text",
     "raw",
+    "text_repaired",
     "synced_at",
 ]
 
@@ -73,6 +85,11 @@ CONSENT_STATE_FOR_ERROR: dict[type[errors.MicrosoftError], str] = {
 }
 
 Progress = Callable[[SyncRun], None]
+
+# A run fetches at most this many problem incidents again (Defender allows 100 GETs/min).
+PROBLEM_RETRIES_PER_RUN = 20
+# How far ahead of our clock a lastUpdateTime may be and still move the watermark.
+WATERMARK_SKEW = timedelta(hours=1)
 
 
 def search_text(incident: defender.IncidentData) -> str:
@@ -96,93 +113,198 @@ def search_text(incident: defender.IncidentData) -> str:
     return " ".join(seen)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What storing one page did: incidents created and updated, and items recorded as sync
+    problems (those that could not be parsed, plus those the database refused)."""
+
+    created: int
+    updated: int
+    problems: int
+
+
 def store_page(
     *, tenant: Tenant, incidents: list[defender.IncidentData], synced_at: datetime
 ) -> tuple[int, int]:
-    """Upsert one page of incidents and replace their alerts, in one transaction.
-    Returns (created, updated)."""
+    """Upsert one page of incidents and replace their alerts. Returns (created, updated);
+    an incident the database refuses becomes a sync problem (see `store_items`)."""
+    stored = store_items(tenant=tenant, incidents=incidents, synced_at=synced_at)
+    return stored.created, stored.updated
+
+
+def store_items(
+    *,
+    tenant: Tenant,
+    incidents: list[defender.IncidentData],
+    synced_at: datetime,
+    problems: Sequence[defender.ItemProblem] = (),
+) -> Stored:
+    """Store a page item by item, without paying for it when nothing is wrong:
+
+    1. the whole page in one transaction (the fast path: a few queries for 100 incidents);
+    2. if the database refuses it, each incident in its own savepoint, so that one poison
+       incident cannot block the others;
+    3. each incident it still refuses, and each item of `problems` (could not be parsed),
+       is recorded as a `SyncProblem`; an incident stored clears its problem.
+    """
     # The same incident twice in a page (paging shifted under us): keep the newest.
     newest: dict[int, defender.IncidentData] = {}
     for item in incidents:
         known = newest.get(item.incident_id)
         if known is None or item.last_update_time >= known.last_update_time:
             newest[item.incident_id] = item
-    if not newest:
+    refused: list[defender.ItemProblem] = []
+    try:
+        with transaction.atomic():
+            created, updated = _upsert(tenant, list(newest.values()), synced_at)
+    except Exception:  # whatever one item does to the database, find which one below
+        logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
+        created = updated = 0
+        for item in newest.values():
+            try:
+                with transaction.atomic():
+                    c, u = _upsert(tenant, [item], synced_at)
+            except Exception as exc:
+                refused.append(_refused(item, exc))
+                continue
+            created, updated = created + c, updated + u
+    failed = {p.incident_id for p in refused}
+    stored_keys = {problem_key(str(i)) for i in newest if str(i) not in failed}
+    if stored_keys:
+        SyncProblem.objects.filter(tenant=tenant, key__in=stored_keys).delete()
+    for problem in [*problems, *refused]:
+        record_problem(tenant=tenant, problem=problem, now=synced_at)
+    return Stored(created, updated, len(problems) + len(refused))
+
+
+def _upsert(
+    tenant: Tenant, items: list[defender.IncidentData], synced_at: datetime
+) -> tuple[int, int]:
+    """Upsert incidents and replace their alerts (callers hold a transaction)."""
+    if not items:
         return 0, 0
-    ids = list(newest)
+    ids = [item.incident_id for item in items]
     rows = [
         Incident(
             tenant=tenant,
             microsoft_id=item.incident_id,
             name=item.name,
-            severity=item.severity[:32],
-            severity_rank=Severity.rank_of(item.severity),
-            status=item.status[:32],
-            classification=item.classification[:64],
-            determination=item.determination[:64],
-            assigned_to=item.assigned_to[:255],
+            severity=item.severity,
+            severity_rank=vocabulary.severity_rank(item.severity),
+            status=item.status,
+            classification=item.classification,
+            determination=item.determination,
+            assigned_to=item.assigned_to,
             tags=item.tags,
             comments=item.comments,
             redirect_incident_id=item.redirect_incident_id,
             created_time=item.created_time,
             last_update_time=item.last_update_time,
-            portal_url=item.incident_uri[:500],
+            portal_url=item.incident_uri,
             alert_count=len({a.alert_id for a in item.alerts}),
             search_text=search_text(item),
             raw=item.raw,
+            text_repaired=item.text_repaired,
             synced_at=synced_at,
         )
-        for item in newest.values()
+        for item in items
     ]
-    with transaction.atomic():
-        before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
-        existing = set(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", flat=True
+    before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
+    existing = set(
+        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
+            "microsoft_id", flat=True
+        )
+    )
+    Incident.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["tenant", "microsoft_id"],
+        update_fields=INCIDENT_FIELDS,
+    )
+    pks = dict(
+        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
+            "microsoft_id", "pk"
+        )
+    )
+    outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
+    Alert.objects.filter(incident_id__in=pks.values()).delete()
+    alerts: dict[tuple[int, str], Alert] = {}
+    for item in items:
+        for a in item.alerts:
+            alerts[(pks[item.incident_id], a.alert_id)] = Alert(
+                incident_id=pks[item.incident_id],
+                microsoft_id=a.alert_id,
+                microsoft_id_hash=id_hash(a.alert_id),
+                title=a.title,
+                description=a.description,
+                severity=a.severity,
+                category=a.category,
+                status=a.status,
+                detection_source=a.detection_source,
+                service_source=a.service_source,
+                mitre_techniques=a.mitre_techniques,
+                first_activity=a.first_activity,
+                last_activity=a.last_activity,
+                devices=a.devices,
+                entities=a.entities,
+                raw=a.raw,
             )
-        )
-        Incident.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["tenant", "microsoft_id"],
-            update_fields=INCIDENT_FIELDS,
-        )
-        pks = dict(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", "pk"
-            )
-        )
-        outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
-        Alert.objects.filter(incident_id__in=pks.values()).delete()
-        alerts: dict[tuple[int, str], Alert] = {}
-        for item in newest.values():
-            for a in item.alerts:
-                alerts[(pks[item.incident_id], a.alert_id)] = Alert(
-                    incident_id=pks[item.incident_id],
-                    microsoft_id=a.alert_id[:200],
-                    title=a.title,
-                    description=a.description,
-                    severity=a.severity[:32],
-                    category=a.category[:64],
-                    status=a.status[:32],
-                    detection_source=a.detection_source[:64],
-                    service_source=a.service_source[:64],
-                    mitre_techniques=a.mitre_techniques,
-                    first_activity=a.first_activity,
-                    last_activity=a.last_activity,
-                    devices=a.devices,
-                    entities=a.entities,
-                    raw=a.raw,
-                )
-        Alert.objects.bulk_create(alerts.values(), batch_size=500)
+    Alert.objects.bulk_create(alerts.values(), batch_size=500)
     created = len(set(ids) - existing)
     return created, len(ids) - created
+
+
+def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:
+    logger.warning("Tenant incident %s could not be stored: %s", item.incident_id, type(exc))
+    raw = {**item.raw, "alerts": [a.raw for a in item.alerts]}
+    error = f"{type(exc).__name__}: {exc}"
+    return defender.ItemProblem(
+        incident_id=str(item.incident_id),
+        error=defender.repair_text(error)[0][:2000],
+        raw_text=json.dumps(raw, ensure_ascii=True, default=str),
+        last_update_time=item.last_update_time,
+    )
+
+
+def problem_key(incident_id: str, raw_text: str = "") -> str:
+    """One problem per incident ID (its number, however it was spelt), or per raw item when
+    there is no ID."""
+    text = incident_id.strip()
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() accepts
+        text = str(int(text))
+    return id_hash(text) if text else id_hash("raw:" + raw_text)
+
+
+def record_problem(*, tenant: Tenant, problem: defender.ItemProblem, now: datetime) -> None:
+    """Insert or refresh (last seen, count, error, raw text) the tenant's problem record."""
+    key = problem_key(problem.incident_id, problem.raw_text)
+    fields = {"error": problem.error, "raw_text": problem.raw_text, "last_seen": now}
+    for _ in range(2):  # a concurrent insert of the same key: update theirs
+        if SyncProblem.objects.filter(tenant=tenant, key=key).update(
+            count=F("count") + 1, **fields
+        ):
+            return
+        try:
+            with transaction.atomic():
+                SyncProblem.objects.create(
+                    tenant=tenant,
+                    key=key,
+                    microsoft_id=problem.incident_id,
+                    first_seen=now,
+                    **fields,
+                )
+            return
+        except IntegrityError:
+            continue
 
 
 def _window_start(tenant: Tenant, full: bool) -> datetime | None:
     if full or tenant.incidents_watermark is None:
         return None
-    return tenant.incidents_watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
+    try:
+        return tenant.incidents_watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
+    except OverflowError:  # a watermark in year 1: everything is after it
+        return None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -290,11 +412,22 @@ def _run(
             start_skip=cursor["next_skip"],
             first_page_number=cursor["page"],
         )
+        listed: set[str] = set()
         for page in pages:
-            created, updated = store_page(
-                tenant=tenant, incidents=page.incidents, synced_at=timezone.now()
+            synced_at = timezone.now()
+            stored = store_items(
+                tenant=tenant,
+                incidents=page.incidents,
+                synced_at=synced_at,
+                problems=page.problems,
             )
+            listed |= {str(i.incident_id) for i in page.incidents}
+            listed |= {p.incident_id for p in page.problems}
             for item in page.incidents:
+                # A lastUpdateTime in the future (a broken or hostile answer) would move the
+                # window past every real change and stop the tenant's sync for good.
+                if item.last_update_time > synced_at + WATERMARK_SKEW:
+                    continue
                 if newest is None or item.last_update_time > newest:
                     newest = item.last_update_time
             cursor.update(
@@ -305,11 +438,16 @@ def _run(
             )
             run.pages += 1
             run.api_calls = calls_before + client.api_calls
-            run.created_count += created
-            run.updated_count += updated
-            run.save(update_fields=["pages", "api_calls", "created_count", "updated_count"])
+            run.created_count += stored.created
+            run.updated_count += stored.updated
+            run.problems += stored.problems
+            run.save(
+                update_fields=["pages", "api_calls", "created_count", "updated_count", "problems"]
+            )
             if progress:
                 progress(run)
+        retry_problems(tenant=tenant, client=client, run=run, skip=listed)
+        run.api_calls = calls_before + client.api_calls
     except errors.MicrosoftError as exc:
         run.api_calls = calls_before + client.api_calls
         if isinstance(exc, errors.Transient):
@@ -322,6 +460,55 @@ def _run(
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
         raise
     return _succeeded(tenant=tenant, run=run, newest=newest)
+
+
+def retry_problems(
+    *, tenant: Tenant, client: IncidentClient, run: SyncRun, skip: Set[str] = frozenset()
+) -> None:
+    """Fetch each of the tenant's problem incidents once more (`GET /api/incidents/{id}`),
+    the longest-waiting first, up to `PROBLEM_RETRIES_PER_RUN`; store those that now parse
+    and store (their problem is cleared), count the others again. `skip`: IDs this run's
+    listing already received (and stored or recorded).
+
+    Best effort, after the listing: a transient error ends the retries until the next run
+    instead of failing or repeating a run whose pages are stored.
+    """
+    problems = SyncProblem.objects.filter(tenant=tenant).order_by("last_seen", "pk")
+    tried = 0
+    for problem in problems.iterator():
+        incident_id = problem.retryable_id
+        if incident_id is None or str(incident_id) in skip:
+            continue
+        if tried >= PROBLEM_RETRIES_PER_RUN:
+            return
+        tried += 1
+        now = timezone.now()
+        try:
+            item = client.get_incident(incident_id)
+        except errors.BadResponse as exc:  # still unreadable (or refused): seen once more
+            record_problem(
+                tenant=tenant,
+                problem=defender.ItemProblem(
+                    problem.microsoft_id, f"BadResponse: {exc.message}", problem.raw_text
+                ),
+                now=now,
+            )
+            run.problems += 1
+            continue
+        except errors.Transient as exc:
+            logger.info("Tenant %s: problem retries stop for this run: %s", tenant.pk, exc)
+            return
+        if item is None:
+            # Microsoft no longer has it (merged away, or past retention): nothing to store.
+            logger.warning(
+                "Tenant %s: incident %s of a sync problem is gone (404)", tenant.pk, incident_id
+            )
+            problem.delete()
+            continue
+        stored = store_items(tenant=tenant, incidents=[item], synced_at=now)
+        run.created_count += stored.created
+        run.updated_count += stored.updated
+        run.problems += stored.problems
 
 
 def _retry_later(

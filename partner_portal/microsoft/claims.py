@@ -43,6 +43,21 @@ def missing_roles(granted: list[str], required: list[str]) -> list[str]:
     return [role for role in required if role not in have]
 
 
+def _audience_error(token: str, resource: str) -> errors.TokenMismatch:
+    """Say what the audience is: a v2.0 token names an application by its GUID, which is no
+    sign of another tenant (the title would mislead whoever reads it)."""
+    try:
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        unverified = {}
+    aud = unverified.get("aud")
+    aud = ", ".join(map(str, aud)) if isinstance(aud, list) else str(aud or "(none)")
+    version = f"a v{unverified['ver']} token" if unverified.get("ver") else "a token"
+    return errors.TokenAudienceMismatch(
+        f"The access token is {version} for {aud[:200]}, not for {resource}."
+    )
+
+
 def check_token(
     token: str,
     *,
@@ -87,7 +102,7 @@ def check_token(
     except jwt.ExpiredSignatureError as exc:
         raise errors.TokenMismatch("The access token has already expired.") from exc
     except jwt.InvalidAudienceError as exc:
-        raise errors.TokenMismatch(f"The access token is not for {resource}.") from exc
+        raise _audience_error(token, resource) from exc
     except jwt.MissingRequiredClaimError as exc:
         raise errors.TokenMismatch(f"The access token has no '{exc.claim}' claim.") from exc
     except jwt.PyJWKClientConnectionError as exc:

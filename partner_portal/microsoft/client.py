@@ -33,7 +33,7 @@ from partner_portal.microsoft.defender import (
     Page,
     format_time,
     parse_incident,
-    parse_list,
+    parse_list_items,
 )
 from partner_portal.microsoft.http import new_session
 
@@ -175,13 +175,18 @@ class DefenderClient:
             else:
                 query = {**params, **({"$skip": str(skip)} if skip else {})}
                 body = self._call("GET", f"{base}?{_odata_params(query)}")
-            incidents, next_link = parse_list(body)
-            if next_link:
-                page = Page(number, incidents, 1, next_url=next_link, next_skip=None)
-            elif url is None and len(incidents) >= page_size:
-                page = Page(number, incidents, 1, next_url=None, next_skip=skip + len(incidents))
-            else:
-                page = Page(number, incidents, 1, next_url=None, next_skip=None)
+            # Item by item: an item that cannot be parsed is one of the page's problems.
+            incidents, problems, next_link = parse_list_items(body)
+            received = len(incidents) + len(problems)
+            next_skip = skip + received if url is None and received >= page_size else None
+            page = Page(
+                number,
+                incidents,
+                1,
+                next_url=next_link,
+                next_skip=None if next_link else next_skip,
+                problems=problems,
+            )
             yield page
             if page.is_last:
                 return

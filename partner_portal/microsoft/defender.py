@@ -1,21 +1,33 @@
 """Microsoft 365 Defender incidents: what the API answers, parsed into dataclasses.
 
 Plain Python, no Django and no HTTP (`client.DefenderClient` makes the calls). Parsing is
-tolerant: missing, extra and null fields are fine, and enum-like values (whose spellings
-vary across Microsoft's docs and API versions) are kept as the raw strings received. Graph's
-`security/incidents` field names are accepted too (protocols §7.9), as they cost one `or`.
+tolerant: missing, extra and null fields are fine; enum-like values (whose spellings vary
+across Microsoft's docs and API versions) are normalised once by `vocabulary` (the original
+stays in `raw`); text a database would refuse (NUL, lone surrogates) is repaired. A list page
+is parsed item by item: an item that cannot be parsed becomes an `ItemProblem` of that page,
+never a failed page. Graph's `security/incidents` field names are accepted too (protocols
+§7.9), as they cost one `or`.
 
 Reference: https://learn.microsoft.com/en-us/defender-xdr/api-incident
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from partner_portal.microsoft import errors
+from partner_portal.microsoft.vocabulary import Kind, normalise
+
+# Text no database stores as is: NUL (PostgreSQL refuses it in text and jsonb) and UTF-16
+# surrogates, which JSON's \uD83D escapes can produce alone and UTF-8 cannot encode.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+# Incident IDs are longs (Graph sends the same numbers as strings): a PostgreSQL bigint.
+MAX_INCIDENT_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -52,8 +64,40 @@ class IncidentData:
     redirect_incident_id: int | None = None
     incident_uri: str = ""
     alerts: list[AlertData] = field(default_factory=list)
-    # The incident as received, without `alerts` (each AlertData keeps its own raw).
+    # The incident as received, without `alerts` (each AlertData keeps its own raw), except
+    # for the repairs `repair_text` made (then `text_repaired`).
     raw: dict[str, Any] = field(default_factory=dict)
+    text_repaired: bool = False
+
+
+@dataclass(frozen=True)
+class ItemProblem:
+    """One item of a list that could not be parsed (or, later, stored): what we know of it.
+
+    `incident_id` is the ID as sent ("" when there is none), `raw_text` the item as received,
+    as JSON with every non-ASCII character escaped (so NULs and lone surrogates survive as
+    `\\u0000` text, storable anywhere).
+    """
+
+    incident_id: str
+    error: str
+    raw_text: str
+    last_update_time: datetime | None = None
+
+    @classmethod
+    def of(cls, data: Any, exc: BaseException) -> ItemProblem:
+        incident_id = _first(data, "incidentId", "id") if isinstance(data, dict) else None
+        updated = (
+            _first(data, "lastUpdateTime", "lastUpdateDateTime") if isinstance(data, dict) else None
+        )
+        message = exc.message if isinstance(exc, errors.MicrosoftError) else str(exc)
+        error = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return cls(
+            incident_id=repair_text(_text(incident_id))[0],
+            error=repair_text(error)[0][:2000],
+            raw_text=json.dumps(data, ensure_ascii=True),
+            last_update_time=parse_time(updated),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +110,8 @@ class Page:
     # Where the next page is (a nextLink URL, or the $skip to use); None on the last page.
     next_url: str | None
     next_skip: int | None
+    # Items of this page that could not be parsed.
+    problems: list[ItemProblem] = field(default_factory=list)
 
     @property
     def is_last(self) -> bool:
@@ -73,6 +119,27 @@ class Page:
 
 
 # --- parsing ------------------------------------------------------------------------------
+
+
+def repair_text(value: Any) -> tuple[Any, bool]:
+    """NUL and lone surrogates → U+FFFD, in a string or anywhere in decoded JSON (keys too).
+    Returns (the value, whether anything was replaced); an untouched value is returned as is.
+    """
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value) is None:
+            return value, False
+        return _UNSTORABLE.sub(REPLACEMENT, value), True
+    if isinstance(value, list):
+        items = [repair_text(v) for v in value]
+        if not any(changed for _, changed in items):
+            return value, False
+        return [v for v, _ in items], True
+    if isinstance(value, dict):
+        pairs = [(repair_text(k), repair_text(v)) for k, v in value.items()]
+        if not any(kc or vc for (_, kc), (_, vc) in pairs):
+            return value, False
+        return {k: v for (k, _), (v, _) in pairs}, True
+    return value, False
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -91,11 +158,13 @@ def parse_time(value: Any) -> datetime | None:
         text = match.group(1) + match.group(2)[:7] + match.group(3)
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        # Year 1 with a positive offset (or 9999 with a negative one) is outside what UTC can
+        # hold: OverflowError. Unknown, like any other unreadable time.
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def format_time(value: datetime) -> str:
@@ -122,6 +191,19 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _incident_id(value: Any) -> int:
+    """A Defender `incidentId` (a long) or Graph `id` (the same number as a string)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise errors.BadResponse(f"An incident whose ID is not a number: {_text(value)[:100]!r}")
+    if not 0 <= value <= MAX_INCIDENT_ID:
+        raise errors.BadResponse(f"An incident ID out of range: {value}")
+    return value
+
+
 def _first(data: dict[str, Any], *names: str) -> Any:
     """The first of `names` present and not null (Defender name first, then Graph's)."""
     for name in names:
@@ -131,9 +213,12 @@ def _first(data: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def parse_alert(data: dict[str, Any]) -> AlertData:
+def parse_alert(data: Any) -> AlertData:
+    """One alert. BadResponse without an ID: alerts are stored by it."""
+    if not isinstance(data, dict):
+        raise errors.BadResponse("An alert that is not a JSON object")
     alert_id = _text(_first(data, "alertId", "id"))
-    if not alert_id:
+    if not alert_id.strip():
         raise errors.BadResponse("An alert without alertId")
     devices = _list(data.get("devices"))
     entities = _list(data.get("entities"))
@@ -144,9 +229,9 @@ def parse_alert(data: dict[str, Any]) -> AlertData:
         alert_id=alert_id,
         title=_text(data.get("title")),
         description=_text(data.get("description")),
-        severity=_text(data.get("severity")),
+        severity=normalise(Kind.SEVERITY, _text(data.get("severity"))),
         category=_text(data.get("category")),
-        status=_text(data.get("status")),
+        status=normalise(Kind.ALERT_STATUS, _text(data.get("status"))),
         detection_source=_text(data.get("detectionSource")),
         service_source=_text(data.get("serviceSource")),
         mitre_techniques=[_text(t) for t in _list(data.get("mitreTechniques"))],
@@ -159,42 +244,72 @@ def parse_alert(data: dict[str, Any]) -> AlertData:
 
 
 def parse_incident(data: Any) -> IncidentData:
-    """One incident object (Defender or Graph shape). BadResponse when it lacks an ID or a
-    last-update time: without them it can be neither stored nor watermarked."""
+    """One incident object (Defender or Graph shape), its text repaired (`repair_text`).
+    BadResponse when it lacks a numeric ID or a readable last-update time (without them it
+    can be neither stored nor watermarked) or has an alert without an ID."""
     if not isinstance(data, dict):
         raise errors.BadResponse("An incident that is not a JSON object")
-    incident_id = _int(_first(data, "incidentId", "id"))
+    data, repaired = repair_text(data)
+    raw_id = _first(data, "incidentId", "id")
+    if raw_id is None:
+        raise errors.BadResponse("An incident without incidentId")
+    incident_id = _incident_id(raw_id)
     updated = parse_time(_first(data, "lastUpdateTime", "lastUpdateDateTime"))
-    if incident_id is None or updated is None:
-        raise errors.BadResponse("An incident without incidentId or lastUpdateTime")
+    if updated is None:
+        raise errors.BadResponse("An incident without a readable lastUpdateTime")
     created = parse_time(_first(data, "createdTime", "createdDateTime")) or updated
     tags = _list(data.get("tags")) or _list(data.get("customTags"))
-    alerts = [parse_alert(a) for a in _list(data.get("alerts")) if isinstance(a, dict)]
+    alerts = [parse_alert(a) for a in _list(data.get("alerts"))]
     return IncidentData(
         incident_id=incident_id,
         last_update_time=updated,
         created_time=created,
         name=_text(_first(data, "incidentName", "displayName")),
-        severity=_text(data.get("severity")),
-        status=_text(data.get("status")),
-        classification=_text(data.get("classification")),
-        determination=_text(data.get("determination")),
+        severity=normalise(Kind.SEVERITY, _text(data.get("severity"))),
+        status=normalise(Kind.STATUS, _text(data.get("status"))),
+        classification=normalise(Kind.CLASSIFICATION, _text(data.get("classification"))),
+        determination=normalise(Kind.DETERMINATION, _text(data.get("determination"))),
         assigned_to=_text(data.get("assignedTo")),
         tags=[_text(t) for t in tags],
         comments=[c for c in _list(data.get("comments")) if isinstance(c, dict)],
-        redirect_incident_id=_int(data.get("redirectIncidentId")),
+        redirect_incident_id=_redirect_id(data.get("redirectIncidentId")),
         incident_uri=_text(_first(data, "incidentUri", "incidentWebUrl")),
         alerts=alerts,
         raw={k: v for k, v in data.items() if k != "alerts"},
+        text_repaired=repaired,
     )
 
 
-def parse_list(body: Any) -> tuple[list[IncidentData], str | None]:
-    """A list response → (incidents, @odata.nextLink or None)."""
+def _redirect_id(value: Any) -> int | None:
+    # Only a pointer to another incident (kept in raw): one we cannot read is no reason to
+    # refuse the incident.
+    number = _int(value)
+    return number if number is not None and 0 <= number <= MAX_INCIDENT_ID else None
+
+
+def parse_list_items(body: Any) -> tuple[list[IncidentData], list[ItemProblem], str | None]:
+    """A list response → (incidents, the items that could not be parsed, nextLink or None).
+    Only an answer without a `value` array is a BadResponse: one bad item fails itself."""
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise errors.BadResponse("The incident list has no 'value' array")
+    incidents: list[IncidentData] = []
+    problems: list[ItemProblem] = []
+    for item in body["value"]:
+        try:
+            incidents.append(parse_incident(item))
+        except Exception as exc:  # anything one hostile item does must stay with that item
+            problems.append(ItemProblem.of(item, exc))
     next_link = body.get("@odata.nextLink")
-    return [parse_incident(i) for i in body["value"]], next_link if next_link else None
+    return incidents, problems, next_link if isinstance(next_link, str) and next_link else None
+
+
+def parse_list(body: Any) -> tuple[list[IncidentData], str | None]:
+    """A list response → (incidents, @odata.nextLink or None); BadResponse for any bad item
+    (strict: for callers that have nowhere to put an item problem)."""
+    incidents, problems, next_link = parse_list_items(body)
+    if problems:
+        raise errors.BadResponse(problems[0].error)
+    return incidents, next_link
 
 
 # The fields a PATCH may change (`DefenderClient.update_incident`).

@@ -143,6 +143,18 @@ class TokenMismatch(MicrosoftError):
     )
 
 
+class TokenAudienceMismatch(TokenMismatch):
+    """The token's `aud` is not the API we call: for a v2.0 token, an application's GUID
+    instead of the API's App ID URI (a token requested for the wrong scope or resource)."""
+
+    title = "The token Microsoft issued is for another API"
+    fix = (
+        "The token was issued for a different API (or as a v2.0 token for an application ID) "
+        "than the Defender API the portal calls. Check MICROSOFT_CLOUD and the MICROSOFT_* "
+        "base URLs; if they are right, contact the portal's administrators with the details."
+    )
+
+
 class TenantBlocked(MicrosoftError):
     """AADSTS5000225: Microsoft blocked the tenant (usually for inactivity)."""
 
@@ -226,6 +238,7 @@ ALL_ERRORS: dict[str, type[MicrosoftError]] = {
         MissingPermissions,
         Forbidden,
         TokenMismatch,
+        TokenAudienceMismatch,
         TenantBlocked,
         BlockedByPolicy,
         AppNotMultiTenant,

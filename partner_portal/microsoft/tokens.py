@@ -194,10 +194,7 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     except ValueError as exc:
         http.close()
         if "Unable to get authority configuration" in str(exc):
-            # MSAL's answer to a 4xx from tenant discovery: an unknown tenant (AADSTS90002).
-            raise errors.TenantNotFound(
-                f"Tenant {tenant_id} was not found at {base}.", code="90002"
-            ) from exc
+            raise _discovery_error(tenant_id, base, http) from exc
         raise _classify_exception(exc, http) from exc
     except Exception as exc:
         http.close()
@@ -209,6 +206,27 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     if existing is not entry:
         http.close()
     return existing
+
+
+def _discovery_error(tenant_id: str, base: str, http: _RecordingClient) -> errors.MicrosoftError:
+    """What MSAL's "Unable to get authority configuration" means. MSAL says it for any 4xx
+    and for a 200 that is not JSON; only a 4xx other than 408/429 names an unknown tenant
+    (AADSTS90002, permanent). A 429, a 5xx or a broken 200 is Microsoft (or a proxy) having
+    a bad moment: transient, or the tenant would be marked not found for good."""
+    status = getattr(http.local, "status", None)
+    if status == 429:
+        retry_after = getattr(http.local, "retry_after", None) or 60
+        return errors.Throttled(
+            "Microsoft's sign-in service asked us to slow down (tenant discovery).",
+            retry_after=retry_after,
+            status=status,
+        )
+    if status is not None and 400 <= status < 500 and status != 408:
+        return errors.TenantNotFound(f"Tenant {tenant_id} was not found at {base}.", code="90002")
+    return errors.Transient(
+        f"Microsoft's tenant discovery answered HTTP {status} without a usable document.",
+        status=status,
+    )
 
 
 def forget_tenant(

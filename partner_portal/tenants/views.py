@@ -75,6 +75,8 @@ def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
         "sync_runs": tenant.sync_runs.all()[:10],
+        "sync_problems": tenant.sync_problems.all()[:20],
+        "sync_problem_count": tenant.sync_problems.count(),
         "links": _links(tenant),
         "awaiting": tenant.consent_links.filter(awaiting_confirmation=True).order_by(
             "-completed_at"

@@ -9,7 +9,13 @@ import pytest
 from django.utils import timezone
 
 from partner_portal.incidents import outbox, sync
-from partner_portal.incidents.models import ChangeKind, IncidentChange, SyncOutcome, SyncRun
+from partner_portal.incidents.models import (
+    ChangeKind,
+    IncidentChange,
+    SyncOutcome,
+    SyncProblem,
+    SyncRun,
+)
 from partner_portal.microsoft.defender import format_time, parse_incident
 from tests.factories import ConsentedTenantFactory
 
@@ -106,6 +112,6 @@ def test_a_failed_page_writes_no_change(tenant, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sync.Alert.objects, "bulk_create", broken)
-    with pytest.raises(RuntimeError):
-        store(tenant, item())
+    store(tenant, item())  # the incident becomes a sync problem (per-item isolation)
     assert not IncidentChange.objects.exists()
+    assert SyncProblem.objects.get(tenant=tenant).error == "RuntimeError: disk full"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.urls import reverse
 from django.utils import timezone
 
-from partner_portal.incidents.models import SyncRun
-from tests.factories import AlertFactory, UserFactory
+from partner_portal.incidents.models import SyncProblem, SyncRun
+from partner_portal.incidents.sync import problem_key
+from tests.factories import AlertFactory, ConsentedTenantFactory, UserFactory
 
 
 def test_incident_and_sync_run_pages_render_read_only(client, db):
@@ -28,3 +29,25 @@ def test_incident_and_sync_run_pages_render_read_only(client, db):
     runs = client.get(reverse("admin:incidents_syncrun_changelist"), {"outcome__exact": "running"})
     assert runs.status_code == 200
     assert str(incident.tenant).encode() in runs.content
+
+
+def test_sync_problems_are_listed_read_only_with_what_was_received(client, db):
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    tenant = ConsentedTenantFactory(display_name="Hostile Ltd")
+    now = timezone.now()
+    problem = SyncProblem.objects.create(
+        tenant=tenant,
+        microsoft_id="9000003",
+        key=problem_key("9000003"),
+        error="BadResponse: An alert without alertId",
+        raw_text='{"incidentId": 9000003, "incidentName": "a\\u0000b"}',
+        first_seen=now,
+        last_seen=now,
+    )
+    listing = client.get(reverse("admin:incidents_syncproblem_changelist"), {"q": "9000003"})
+    assert b"Hostile Ltd" in listing.content
+    assert b"An alert without alertId" in listing.content
+    detail = client.get(reverse("admin:incidents_syncproblem_change", args=[problem.pk]))
+    assert b"a\\u0000b" in detail.content
+    assert b'name="_save"' not in detail.content
+    assert client.get(reverse("admin:incidents_syncproblem_add")).status_code == 403

@@ -67,6 +67,15 @@ def test_a_token_for_another_resource_is_a_mismatch():
         check(make_token(aud="https://graph.microsoft.com"))
 
 
+def test_a_v2_token_for_an_app_guid_says_so_not_that_the_tenant_differs():
+    app = str(uuid.uuid4())
+    with pytest.raises(errors.TokenAudienceMismatch) as info:
+        check(make_token(aud=app, ver="2.0"))
+    assert info.value.message == f"The access token is a v2.0 token for {app}, not for {RESOURCE}."
+    assert "tenant" not in info.value.title
+    assert errors.describe("TokenAudienceMismatch").title == info.value.title
+
+
 def test_an_audience_with_a_trailing_slash_is_accepted():
     assert check(make_token(aud=RESOURCE + "/"))
 

@@ -129,7 +129,8 @@ def test_graph_field_names_map_to_the_same_fields():
     assert first.name.startswith("Multi-stage incident")
     assert first.incident_uri.startswith("https://security.microsoft.com/incident2/29/")
     assert first.tags == ["Demo"]
-    assert first.severity == "high"  # raw spelling kept (camelCase on Graph)
+    assert first.severity == "High"  # Graph's camelCase, in the one vocabulary
+    assert first.raw["severity"] == "high"  # as received
     assert first.alerts[0].alert_id == "da09e47ccc-b74a-45bb-985f-8d6c077b70b6_1"
     assert first.alerts[0].entities  # Graph's evidence list
 

@@ -72,6 +72,27 @@ def test_an_unknown_tenant_at_discovery_is_tenant_not_found(fake_login):
         tokens.get_access_token(tenant_id=other)
 
 
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status": 429, "json": {"error": "throttled"}, "headers": {"Retry-After": "9"}}, "429"),
+        ({"status": 503, "body": "Service Unavailable"}, "503"),
+        ({"status": 502, "body": "<html>Bad gateway</html>"}, "502"),
+        ({"status": 200, "body": "<html>a captive portal</html>"}, "200"),
+        ({"status": 408, "body": "timeout"}, "408"),
+    ],
+)
+def test_a_discovery_answer_that_is_not_an_unknown_tenant_is_transient(fake_login, answer, error):
+    other = str(uuid.uuid4())
+    fake_login.get(f"{BASE}/{other}/v2.0/.well-known/openid-configuration", **answer)
+    with pytest.raises(errors.Transient) as info:
+        tokens.get_access_token(tenant_id=other)
+    assert not isinstance(info.value, errors.TenantNotFound)
+    assert info.value.status == int(error)
+    if error == "429":
+        assert isinstance(info.value, errors.Throttled) and info.value.retry_after == 9
+
+
 def test_no_credential_configured_is_a_credential_error(fake_login, settings):
     settings.MICROSOFT_CLIENT_SECRET = ""
     with pytest.raises(errors.CredentialInvalid, match="No credential"):
