@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +16,7 @@ from partner_portal.microsoft.client import required_roles
 from partner_portal.tenants import changes
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenants
 from partner_portal.tenants.forms import TenantFilterForm, TenantForm
-from partner_portal.tenants.models import health_condition, with_health_rank
+from partner_portal.tenants.models import Tenant, health_condition, with_health_rank
 
 PAGE_SIZE = 25
 
@@ -46,12 +47,18 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+# How Entra's "API permissions" page names each source's API.
+PERMISSION_API = {"defender": "Microsoft Threat Protection", "graph": "Microsoft Graph"}
+
+
 def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_pk)
-    required = required_roles()
+    required = required_roles(tenant.source)
     missing = missing_roles(tenant.granted_roles, required)
     context = {
         "tenant": tenant,
+        "permission_api": PERMISSION_API[tenant.source],
+        "sources": Tenant.Source.choices,
         "required": [{"name": r, "granted": r not in missing} for r in required],
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
@@ -83,6 +90,28 @@ def tenant_edit(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         messages.success(request, "Changes saved.")
         return redirect("tenants:detail", tenant_pk=tenant.pk)
     return render(request, "tenants/form.html", {"form": form, "tenant": tenant})
+
+
+@require_POST
+def tenant_source(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    """Switch where a tenant's incidents are read (superusers): a full re-sync follows."""
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    if not request.user.is_superuser:
+        raise PermissionDenied
+    source = request.POST.get("source", "")
+    if source not in Tenant.Source.values:
+        messages.error(request, "Unknown incident source.")
+    elif changes.switch_source(
+        tenant=tenant, source=source, actor=request.user, ip_address=client_ip(request)
+    ):
+        messages.success(
+            request,
+            f"{tenant.display_name} now reads incidents from the {tenant.get_source_display()}: "
+            "its access is being checked, then every incident is read again.",
+        )
+    else:
+        messages.info(request, "The tenant already uses that source.")
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
 @require_POST
