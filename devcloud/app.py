@@ -133,7 +133,7 @@ class DevCloudApp:
         status = 0 if resp.action in ("reset", "hang") else resp.status
         self.store.record(
             method=req.method,
-            path=req.path,
+            path=req.prefix + req.path,
             endpoint=endpoint,
             tenant=tenant,
             status=status,
