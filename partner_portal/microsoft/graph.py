@@ -208,3 +208,30 @@ def parse_graph_list(body: Any) -> tuple[list[IncidentData], str | None]:
         raise errors.BadResponse("The incident list has no 'value' array")
     next_link = body.get("@odata.nextLink")
     return [parse_graph_incident(i) for i in body["value"]], next_link or None
+
+
+_LABEL_FIELDS = (
+    "deviceDnsName", "userPrincipalName", "accountName", "ipAddress", "url",
+    "processCommandLine", "fileName", "mailboxAddress", "subject", "clusterBy",
+)  # fmt: skip
+
+
+def describe_evidence(item: Any) -> dict[str, str] | None:
+    """One evidence item for people: its kind, what it names, Microsoft's verdict and the
+    remediation status. None for an item that is not an object."""
+    if not isinstance(item, dict):
+        return None
+    if evidence_type(item) == "deviceEvidence":
+        kind, fields = "Device", evidence_device(item)
+    else:
+        fields = evidence_entity(item)
+        kind = str(fields.pop("entityType"))
+    name = next((str(fields[f]) for f in _LABEL_FIELDS if fields.get(f)), "")
+    if not name and fields:
+        name = str(next(iter(fields.values())))
+    return {
+        "kind": kind,
+        "name": name[:300],
+        "verdict": str(item.get("verdict") or ""),
+        "remediation": str(item.get("remediationStatus") or ""),
+    }

@@ -205,3 +205,17 @@ def test_graph_has_its_own_budget_and_its_429s_carry_retry_after(
     with pytest.raises(errors.Throttled) as microsoft:
         fresh.get_incident(999999999)
     assert microsoft.value.status == 429 and microsoft.value.retry_after >= 1
+
+
+def test_the_incident_page_shows_a_graph_alerts_evidence(db, client, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    sync.sync_tenant(tenant=tenant)
+    alert = Alert.objects.filter(incident__tenant=tenant).exclude(devices=[]).first()
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    page = client.get(f"/incidents/{alert.incident_id}/").content.decode()
+    section = page.split('id="evidence-h"')[1].split("</section>")[0]
+    device = next(e for e in alert.raw["evidence"] if "deviceDnsName" in e)
+    assert device["deviceDnsName"] in section
+    assert device["verdict"] in section and device["remediationStatus"] in section
+    # The same device in the Devices card, as a Defender-synced incident shows it.
+    assert device["deviceDnsName"] in page.split('id="devices-h"')[1].split("</section>")[0]
