@@ -434,7 +434,7 @@ class GraphClient(_ApiClient):
         return self._call("POST", url, body=body, allow_404=True) is not None
 
 
-def client_class(source: str) -> type[_ApiClient]:
+def client_class(source: str) -> type[DefenderClient] | type[GraphClient]:
     """The client of an incident source ("defender" or "graph")."""
     return GraphClient if source == "graph" else DefenderClient
 
