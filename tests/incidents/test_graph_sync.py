@@ -219,3 +219,45 @@ def test_the_incident_page_shows_a_graph_alerts_evidence(db, client, devcloud, d
     assert device["verdict"] in section and device["remediationStatus"] in section
     # The same device in the Devices card, as a Defender-synced incident shows it.
     assert device["deviceDnsName"] in page.split('id="devices-h"')[1].split("</section>")[0]
+
+
+@pytest.mark.parametrize("source", ["graph", "defender"])
+def test_updates_and_comments_reach_microsoft_through_either_source(
+    db, devcloud, devcloud_settings, settings, source
+):
+    settings.MICROSOFT_INCIDENT_UPDATES = True
+    tenant = make_tenant(devcloud, devcloud_settings, count=3, source=source)
+    devcloud.set_consent(
+        tid(tenant),
+        devcloud_settings["client_id"],
+        roles=["Incident.ReadWrite.All", "SecurityIncident.ReadWrite.All"],
+    )
+    client = tenant.incident_client()
+    assert client.check_access()
+    target = devcloud.incidents(tid(tenant))[0]
+    updated = client.update_incident(
+        target["incidentId"],
+        status="Resolved",
+        classification="TruePositive",
+        determination="Malware",
+        tags=["portal"],
+    )
+    assert updated is not None and updated.incident_id == target["incidentId"]
+    assert (updated.status, updated.classification, updated.determination) == (
+        "Resolved",
+        "TruePositive",
+        "Malware",
+    )
+    client.add_comment(target["incidentId"], "Looked at it")
+    truth = next(
+        i for i in devcloud.incidents(tid(tenant)) if i["incidentId"] == target["incidentId"]
+    )
+    assert (truth["status"], truth["classification"], truth["determination"]) == (
+        "Resolved",
+        "TruePositive",
+        "Malware",
+    )
+    assert truth["tags"] == ["portal"]
+    assert truth["comments"][-1]["comment"] == "Looked at it"
+    assert client.get_incident(999999999) is None
+    assert client.update_incident(999999999, status="Active") is None

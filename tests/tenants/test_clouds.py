@@ -91,6 +91,8 @@ def test_a_gcc_high_tenant_gets_its_token_from_the_us_login_for_the_gov_api(
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["aud"] == GOV_DEFENDER
     assert claims["iss"] == f"https://login.microsoftonline.us/{tid(tenant)}/"
+    # The access check verifies it against the gov login host's keys.
+    assert tenant.incident_client().check_access() == ["Incident.Read.All"]
 
 
 @pytest.mark.integration
