@@ -175,6 +175,7 @@ def test_the_permission_table_and_landing_page_name_the_sources_permission(db, c
     client.logout()
     landing = client.get(f"/consent/{link.token}/").content.decode()
     assert "SecurityIncident.Read.All" in landing
+    assert "<em>Microsoft Graph</em>" in landing
 
 
 def test_only_a_superuser_switches_the_source(db, client):
