@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,7 +97,8 @@ CSRF_TRUSTED_ORIGINS = env.list(
 MSP_NAME = env.str("MSP_NAME", default="Partner Portal")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with a site that admits superusers only (partner_portal/admin.py).
+    "partner_portal.admin.PortalAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -112,17 +114,22 @@ INSTALLED_APPS = [
     "partner_portal.incidents",
     "partner_portal.audit",
     "partner_portal.accounts",
+    "partner_portal.alerts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Signed-in pages (and the CSV export) are never kept by browsers or proxies.
+    "partner_portal.middleware.no_store_when_signed_in",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "partner_portal.incidents.time_zones.time_zone_middleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # Last, as django-axes asks: it turns a lockout into the lockout page.
@@ -143,6 +150,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "partner_portal.context_processors.portal",
+                "partner_portal.alerts.context_processors.failing_channels",
             ],
         },
     },
@@ -247,6 +255,7 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_INTERVAL_MINUTES = env_int("SYNC_INTERVAL_MINUTES", 5, minimum=1)
+ALERTS_DISPATCH_SECONDS = env_int("ALERTS_DISPATCH_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.
@@ -254,6 +263,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "partner_portal.incidents.tasks.sync_all_tenants",
         "schedule": SYNC_INTERVAL_MINUTES * 60.0,
         "options": {"expires": SYNC_INTERVAL_MINUTES * 60.0},
+    },
+    # Turn the sync's outbox into deliveries and pick up deliveries whose task was lost.
+    "dispatch-alerts": {
+        "task": "partner_portal.alerts.tasks.dispatch_alerts",
+        "schedule": float(ALERTS_DISPATCH_SECONDS),
+        "options": {"expires": 60.0},
     },
 }
 
@@ -275,11 +290,15 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
-AXES_COOLOFF_TIME = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+LOGIN_COOLOFF_MINUTES = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = LOGIN_COOLOFF_MINUTES / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0)
+# Reverse proxies in front of the portal that append to X-Forwarded-For (L2). One function
+# turns it into the client address, for the lockout, the audit log and rate limits alike.
+PROXY_COUNT = env_int("PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "partner_portal.audit.events.client_ip"
 
 # --- Security ---------------------------------------------------------------------------
 
@@ -296,7 +315,27 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_SECURE = _https
 CSRF_COOKIE_SECURE = _https
 SESSION_COOKIE_HTTPONLY = True
+# Sessions end after this long without a request (sliding: every request renews it).
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_HOURS", 12, minimum=1) * 3600
+SESSION_SAVE_EVERY_REQUEST = True
 X_FRAME_OPTIONS = "DENY"
+# A strict Content-Security-Policy (django-csp): no inline scripts or styles anywhere, no
+# other origins. The consent landing page adds the Microsoft (or devcloud) origin its form
+# redirects to to `form-action`, at request time (consent/views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 
 # --- Static files -----------------------------------------------------------------------
 
@@ -417,6 +456,9 @@ ENTRA_SIGN_IN_MAX_SECONDS = env_int("ENTRA_SIGN_IN_MAX_SECONDS", 600, minimum=30
 
 CONSENT_LINK_MAX_AGE_DAYS = env_int("CONSENT_LINK_MAX_AGE_DAYS", 14, minimum=1)
 CONSENT_STATE_MAX_AGE_SECONDS = env_int("CONSENT_STATE_MAX_AGE_SECONDS", 3600, minimum=60)
+# Rejected consent callbacks are counted per client address; at most one audit row per
+# address per this many seconds (0: one per rejection).
+CONSENT_REJECTION_AUDIT_SECONDS = env_int("CONSENT_REJECTION_AUDIT_SECONDS", 60)
 SYNC_OVERLAP_MINUTES = env_int("SYNC_OVERLAP_MINUTES", 5)
 DEFENDER_CALLS_PER_MINUTE = env_int("DEFENDER_CALLS_PER_MINUTE", 50, minimum=1)
 DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)
@@ -432,6 +474,25 @@ DASHBOARD_POLL_SECONDS = env_int("DASHBOARD_POLL_SECONDS", 30, minimum=1)
 # How long the summary page's numbers are reused (per set of visible tenants and day): over
 # a million incidents they cost hundreds of milliseconds to count. 0 turns the cache off.
 DASHBOARD_SUMMARY_CACHE_SECONDS = env_int("DASHBOARD_SUMMARY_CACHE_SECONDS", 60, minimum=0)
+
+# --- Alerting ---------------------------------------------------------------------------
+
+# Where alert emails go out: smtp://user:password@host:587 (submission+tls://… for STARTTLS,
+# smtp+ssl://… for TLS), or consolemail:// to print them (the default, and the demo's).
+EMAIL_URL = env.str("EMAIL_URL", default="consolemail://")
+vars().update(environ.Env.email_url_config(EMAIL_URL))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Partner Portal <alerts@localhost>")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+# At most this many messages per channel per minute; the rest are folded into one digest.
+ALERTS_MAX_PER_CHANNEL_PER_MINUTE = env_int("ALERTS_MAX_PER_CHANNEL_PER_MINUTE", 20, minimum=1)
+# A delivery that keeps failing (429, 5xx, timeouts) is retried with exponential backoff from
+# ALERTS_RETRY_BACKOFF_SECONDS and marked failed ALERTS_GIVE_UP_SECONDS after it was due.
+ALERTS_RETRY_BACKOFF_SECONDS = env_int("ALERTS_RETRY_BACKOFF_SECONDS", 10, minimum=1)
+ALERTS_GIVE_UP_SECONDS = env_int("ALERTS_GIVE_UP_SECONDS", 3600, minimum=1)
+# Timeout of one webhook/Teams/Slack call, and how long a worker holds a delivery it is
+# sending (after that, e.g. when the worker died, another worker takes it over).
+ALERTS_HTTP_TIMEOUT = env_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
+ALERTS_SEND_LEASE_SECONDS = env_int("ALERTS_SEND_LEASE_SECONDS", 120, minimum=1)
 
 # --- Logging ----------------------------------------------------------------------------
 

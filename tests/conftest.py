@@ -33,6 +33,14 @@ def exact_dashboard_summary(settings):
 
 
 @pytest.fixture(autouse=True)
+def audit_every_rejected_callback(settings):
+    # The cache outlives a test: with the once-a-minute limit, one test's rejected callback
+    # would silence the next test's audit row (tests/consent/test_callback_throttle.py
+    # turns the limit on, from addresses of its own).
+    settings.CONSENT_REJECTION_AUDIT_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def fresh_msal_apps():
     """Each test starts without this process's MSAL apps (they cache discovery and errors)."""
     tokens.forget_all()

@@ -7,7 +7,7 @@ import factory
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from partner_portal.consent.models import ConsentLink
+from partner_portal.consent.models import ConsentLink, new_link_token
 from partner_portal.incidents.models import Alert, Incident
 from partner_portal.tenants.models import Tenant
 
@@ -64,6 +64,8 @@ class ConsentLinkFactory(factory.django.DjangoModelFactory):
         model = ConsentLink
 
     tenant = factory.SubFactory(TenantFactory)
+    # The raw token stays on the instance (the row has its hash), as with flow.create_link.
+    token = factory.LazyFunction(new_link_token)
 
 
 class IncidentFactory(factory.django.DjangoModelFactory):

@@ -13,25 +13,66 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.shortcuts import resolve_url
 from django.urls import URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
-from partner_portal.incidents.models import SyncRun
-from tests.factories import ConsentLinkFactory, IncidentFactory
+from partner_portal.incidents.models import SavedView, SyncRun
+from tests.factories import ConsentLinkFactory, IncidentFactory, UserFactory
 
 # Public by design: the customer's administrator has no portal account.
-PUBLIC = {"consent:landing", "consent:callback", "consent:start"}
-# Django's admin checks is_staff and model permissions itself and isn't tenant-scoped.
+PUBLIC = {
+    "consent:landing",
+    "consent:callback",
+    "consent:start",
+    "consent:retry",
+    "consent:not_found",
+}
+# The admin isn't tenant-scoped: it is for superusers only (test_the_admin_is_for_superusers_only).
 SKIPPED_NAMESPACES = {"admin"}
 # URL argument → how to make an object of alice's tenant (tenant_a) that it points at
-# (ConsentLink pk for link_id, SyncRun pk for run_id).
+# (ConsentLink pk for link_id, SyncRun pk for run_id, SavedView pk for view_id).
 OBJECTS = {
     "tenant_pk": lambda tenant: tenant.pk,
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
+    "rule_id": lambda tenant: _rule_of(tenant).pk,
+    "channel_id": lambda tenant: _channel_of_alice().pk,
+    # A saved view belongs to a user, not a tenant: alice's.
+    "view_id": lambda tenant: (
+        SavedView.objects.get_or_create(user=_alice(), name="Alice's view", query="severity=High")[
+            0
+        ].pk
+    ),
 }
+
+
+def _alice():
+    # The cast's alice when a test has her; UserFactory would reset her password (and with it
+    # her signed-in session).
+    return get_user_model().objects.filter(username="alice").first() or UserFactory(
+        username="alice"
+    )
+
+
+def _channel_of_alice():
+    from partner_portal.alerts.models import Channel
+
+    return Channel.objects.create(
+        name="mail", kind="email", recipients="a@x.example", created_by=_alice()
+    )
+
+
+def _rule_of(tenant):
+    """A rule covering tenant_a alone: alice (who sees it) may see the rule, strangers not."""
+    from partner_portal.alerts.models import Rule
+
+    rule = Rule.objects.create(name="A only", scope="tenants", kinds=["new"])
+    rule.tenants.set([tenant])
+    rule.channels.set([_channel_of_alice()])
+    return rule
 
 
 def _walk(patterns, namespace: str = "", arguments: frozenset[str] = frozenset()):
@@ -153,3 +194,59 @@ def test_an_anonymous_visitor_is_sent_to_sign_in(client, hidden_url, name, argum
         response = getattr(client, method)(url)
         assert response.status_code == 302, (method, response.status_code)
         assert urlsplit(response["Location"]).path == login
+
+
+# --- The Django admin: superusers only (L1) ----------------------------------------------
+
+
+def _admin_urls(tenant) -> list[str]:
+    """Every admin page: index, each app, and each model's list, add, change, delete and
+    history page (for an object of alice's tenant where the model has one)."""
+    from django.contrib import admin
+
+    from tests.factories import ConsentLinkFactory, IncidentFactory
+
+    incident = IncidentFactory(tenant=tenant)
+    objects = {
+        "tenant": tenant,
+        "consentlink": ConsentLinkFactory(tenant=tenant),
+        "incident": incident,
+        "syncrun": SyncRun.objects.create(tenant=tenant, started_at=timezone.now()),
+    }
+    urls = [reverse("admin:index")]
+    for model in admin.site._registry:
+        meta = model._meta
+        urls.append(reverse("admin:app_list", kwargs={"app_label": meta.app_label}))
+        urls.append(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"))
+        urls.append(reverse(f"admin:{meta.app_label}_{meta.model_name}_add"))
+        obj = objects.get(meta.model_name) or model.objects.first()
+        if obj is not None:
+            for view in ("change", "delete", "history"):
+                urls.append(
+                    reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
+                )
+    return sorted(set(urls))
+
+
+def test_the_admin_is_for_superusers_only(client, alice, tenant_a, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    # Staff with every view and change permission, in the tenant's own group: still no admin.
+    alice.is_staff = True
+    alice.save()
+    alice.user_permissions.set(Permission.objects.all())
+    urls = _admin_urls(tenant_a)
+    assert len(urls) > 20
+    client.force_login(alice)
+    login = reverse("admin:login")
+    for url in urls:
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            assert response.status_code == 302, (url, method, response.status_code)
+            assert urlsplit(response["Location"]).path == login, url
+    assert tenant_a.display_name.encode() not in client.get(reverse("admin:login")).content
+
+    root = django_user_model.objects.create_superuser("root", "r@msp.example", "pw-unused-1")
+    client.force_login(root)
+    changelist = client.get(reverse("admin:tenants_tenant_changelist"))
+    assert changelist.status_code == 200 and tenant_a.display_name.encode() in changelist.content

@@ -22,7 +22,7 @@ class ConsentLinkAdmin(admin.ModelAdmin):
     list_filter = ["outcome"]
     search_fields = ["tenant__display_name", "returned_tenant_id", "error_code"]
     list_select_related = ["tenant", "created_by"]
-    exclude = ["token", "state_nonce"]
+    exclude = ["token_hash", "state_nonce"]
     readonly_fields = [
         "tenant",
         "created_by",

@@ -21,14 +21,15 @@ from urllib.parse import urlencode
 from celery import current_app
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from partner_portal.audit.events import record
-from partner_portal.consent.models import ConsentLink
-from partner_portal.microsoft import errors, tokens
+from partner_portal.consent.models import ConsentLink, hash_token, new_link_token
+from partner_portal.microsoft import discovery, errors, tokens
 from partner_portal.microsoft.client import required_roles
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
@@ -101,8 +102,87 @@ def is_guid(value: str) -> bool:
 # --- Links ---------------------------------------------------------------------------------
 
 
-def public_url(link: ConsentLink) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/consent/{link.token}/"
+def public_url(link: ConsentLink, token: str = "") -> str:
+    """The customer's URL; needs the raw token (only known when the link is created)."""
+    return f"{settings.PUBLIC_BASE_URL}/consent/{token or link.token}/"
+
+
+def _create_link(**fields: Any) -> ConsentLink:
+    link = ConsentLink(**fields)
+    link.token = new_link_token()  # the setter keeps only its hash
+    link.save()
+    return link
+
+
+def link_for_token(token: str) -> ConsentLink | None:
+    """The link a public token opens (looked up by its hash)."""
+    return ConsentLink.objects.select_related("tenant").filter(token_hash=hash_token(token)).first()
+
+
+def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None) -> ConsentLink:
+    """A new link for a lost one (its token cannot be shown again): same tenant and
+    expectation; the old one is revoked if still unused."""
+    new = _create_link(
+        tenant=link.tenant,
+        created_by=actor,
+        expected_tenant=link.expected_tenant,
+        expected_domain=link.expected_domain,
+    )
+    revoke_link(link=link, actor=actor, ip_address=ip_address)
+    record(
+        "consent.link_created",
+        actor=actor,
+        tenant=link.tenant,
+        target=f"consentlink:{new.pk}",
+        ip_address=ip_address,
+        expected_tenant=new.expected_tenant,
+        expected_domain=new.expected_domain,
+        expires_at=new.expires_at.isoformat(),
+        replaces=f"consentlink:{link.pk}",
+    )
+    return new
+
+
+class ExpectationRefused(Exception):
+    """The expected tenant cannot be used for this link; `message` says why (for staff)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def resolve_expected_tenant(value: str, *, tenant: Tenant) -> tuple[str, str]:
+    """(tenant ID, domain) for what staff typed: a GUID as is, a domain resolved through
+    Microsoft's public discovery document, so that it is enforced like a GUID (M1)."""
+    value = value.strip().lower()
+    if not value or is_guid(value):
+        tenant_id, domain = value, ""
+    else:
+        try:
+            tenant_id = discovery.tenant_id_for_domain(
+                value,
+                login_base_url=tokens.login_base_url(tenant.cloud),
+                ca_bundle=settings.MICROSOFT_CA_BUNDLE,
+                timeout=settings.MICROSOFT_HTTP_TIMEOUT,
+            )
+        except errors.TenantNotFound:
+            raise ExpectationRefused(
+                f"Microsoft knows no tenant with the domain {value} (AADSTS90002): check the "
+                "spelling, or enter the customer's tenant ID."
+            ) from None
+        except errors.MicrosoftError as exc:
+            raise ExpectationRefused(
+                f"Could not ask Microsoft which tenant {value} belongs to ({exc.message}). "
+                "Try again, or enter the customer's tenant ID."
+            ) from None
+        domain = value
+    known = str(tenant.entra_tenant_id) if tenant.entra_tenant_id else ""
+    if known and tenant_id and tenant_id != known:
+        raise ExpectationRefused(
+            f"This customer's tenant ID is {known}; a link for another tenant would be "
+            "refused. Only a superuser can change the tenant ID."
+        )
+    return tenant_id, domain
 
 
 def create_link(
@@ -112,10 +192,16 @@ def create_link(
     expected_tenant: str = "",
     ip_address: str | None = None,
 ) -> ConsentLink:
-    link = ConsentLink.objects.create(
+    """A new link; a domain expectation is resolved to its tenant ID first
+    (ExpectationRefused when it cannot be)."""
+    tenant_id, domain = resolve_expected_tenant(expected_tenant, tenant=tenant)
+    # The raw token stays on this instance only (the database keeps its hash): the caller
+    # shows the link once.
+    link = _create_link(
         tenant=tenant,
         created_by=created_by,
-        expected_tenant=expected_tenant.strip().lower(),
+        expected_tenant=tenant_id,
+        expected_domain=domain,
     )
     record(
         "consent.link_created",
@@ -124,6 +210,7 @@ def create_link(
         target=f"consentlink:{link.pk}",
         ip_address=ip_address,
         expected_tenant=link.expected_tenant,
+        expected_domain=domain,
         expires_at=link.expires_at.isoformat(),
     )
     return link
@@ -175,8 +262,17 @@ class StateRejected(Exception):
         self.link = link
 
 
+def authority(link: ConsentLink) -> str:
+    """The tenant segment of the consent URL: the expected tenant ID, else `organizations`."""
+    return expected_tenant(link) or "organizations"
+
+
 def sign_state(link: ConsentLink) -> str:
-    return signing.dumps({"l": link.pk, "n": link.state_nonce}, salt=STATE_SALT)
+    # "a": the authority the admin was sent to. A state is good only for that authority, so
+    # an expectation that changed while the admin was at Microsoft cannot be bypassed.
+    return signing.dumps(
+        {"l": link.pk, "n": link.state_nonce, "a": authority(link)}, salt=STATE_SALT
+    )
 
 
 def verify_state(raw: str) -> ConsentLink:
@@ -199,6 +295,8 @@ def verify_state(raw: str) -> ConsentLink:
         raise StateRejected("forged", link)
     if not secrets.compare_digest(nonce, link.state_nonce):
         raise StateRejected("forged", link)
+    if data.get("a") != authority(link):
+        raise StateRejected("authority_changed", link)
     if link.completed_at is not None:
         raise StateRejected("replayed", link)
     if link.revoked_at is not None:
@@ -234,7 +332,7 @@ def start_consent(*, link: ConsentLink) -> str:
         link.refresh_from_db(fields=["state_nonce"])
     # Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-admin-consent
     # `organizations`, never `common`: personal accounts cannot give admin consent (§1.1).
-    path_tenant = expected_tenant(link) or "organizations"
+    path_tenant = authority(link)
     query = urlencode(
         {
             # The app registration of the tenant's cloud, for its source's API there.
@@ -265,6 +363,29 @@ class CallbackResult:
     can_retry: bool = False
 
 
+REJECTION_COUNT_SECONDS = 3600
+
+
+def count_rejection(ip_address: str | None) -> tuple[bool, int]:
+    """Count a rejected callback per source address in the cache (L4): anyone can call the
+    callback, and an audit row per request let them fill the audit table. Returns whether
+    to audit this one (at most once per CONSENT_REJECTION_AUDIT_SECONDS per address) and
+    how many were rejected from that address since its last audit row."""
+    address = ip_address or "unknown"
+    counter = f"consent:rejected:{address}"
+    cache.add(counter, 0, timeout=REJECTION_COUNT_SECONDS)
+    try:
+        rejected = cache.incr(counter)
+    except ValueError:  # expired between add() and incr()
+        cache.set(counter, 1, timeout=REJECTION_COUNT_SECONDS)
+        rejected = 1
+    interval = settings.CONSENT_REJECTION_AUDIT_SECONDS
+    if interval > 0 and not cache.add(f"consent:rejected-audited:{address}", 1, timeout=interval):
+        return False, rejected
+    cache.set(counter, 0, timeout=REJECTION_COUNT_SECONDS)
+    return True, rejected
+
+
 def _rejected(
     reason: str,
     *,
@@ -272,15 +393,23 @@ def _rejected(
     ip_address: str | None = None,
     detail: str = "",
 ) -> CallbackResult:
-    record(
-        "consent.callback_rejected",
-        tenant=link.tenant if link else None,
-        target=f"consentlink:{link.pk}" if link else "",
-        ip_address=ip_address,
-        reason=reason,
-        detail=detail[:200],
-    )
+    audit, rejected = count_rejection(ip_address)
+    if audit:
+        record(
+            "consent.callback_rejected",
+            tenant=link.tenant if link else None,
+            target=f"consentlink:{link.pk}" if link else "",
+            ip_address=ip_address,
+            reason=reason,
+            detail=detail[:200],
+            rejected_since_last_audit=rejected,
+        )
     return CallbackResult("rejected", 400, link, reason=reason)
+
+
+def reject_callback(reason: str, *, link: ConsentLink | None, ip_address: str | None):
+    """The rejected-state page (counted and audited like a rejected callback)."""
+    return _rejected(reason, link=link, ip_address=ip_address)
 
 
 def _param(params: Mapping[str, Any], name: str) -> str:
@@ -380,6 +509,8 @@ def _record_success(
         mismatch = "expected another tenant"
     elif Tenant.objects.filter(entra_tenant_id=returned_tenant_id).exclude(pk=tenant.pk).exists():
         mismatch = "tenant belongs to another customer"
+    # No tenant ID to hold the answer against: record it, bind nothing until staff confirm.
+    unconfirmed = not mismatch and not is_guid(expected)
     now = timezone.now()
     with transaction.atomic():
         outcome = ConsentLink.Outcome.TENANT_MISMATCH if mismatch else ConsentLink.Outcome.GRANTED
@@ -391,12 +522,21 @@ def _record_success(
             returned_tenant_id=returned_tenant_id,
             error_code="",
             error_description="",
+            awaiting_confirmation=unconfirmed,
         )
         if completed != 1:
             # Two callbacks raced for the same link and the other one won (or the link was
             # revoked or expired a moment ago).
             return _rejected("replayed", link=link, ip_address=ip_address)
-        if not mismatch:
+        if unconfirmed:
+            record(
+                "consent.binding_unconfirmed",
+                tenant=tenant,
+                target=f"consentlink:{link.pk}",
+                ip_address=ip_address,
+                returned_tenant_id=returned_tenant_id,
+            )
+        elif not mismatch:
             try:
                 with transaction.atomic():
                     tenant.attach_entra_tenant(returned_tenant_id)
@@ -414,12 +554,55 @@ def _record_success(
             returned_tenant_id=returned_tenant_id,
             reason=mismatch,
         )
-        if not mismatch:
+        if not mismatch and not unconfirmed:
             _send_after_commit(VERIFY_TASK, tenant_pk=tenant.pk)
     link.refresh_from_db()
     if mismatch:
         return CallbackResult("tenant_mismatch", 200, link)
     return CallbackResult("granted", 200, link)
+
+
+def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = None) -> str:
+    """A staff member confirms the tenant a link without expectation returned: it is bound
+    to the link's customer and checked. Returns '' on success, else why not (for staff).
+    The confirmation is single-use (conditional UPDATE)."""
+    returned = link.returned_tenant_id
+    tenant = link.tenant
+    with transaction.atomic():
+        taken = ConsentLink.objects.filter(
+            pk=link.pk, awaiting_confirmation=True, outcome=ConsentLink.Outcome.GRANTED
+        ).update(awaiting_confirmation=False)
+        if taken != 1:
+            return "This consent was already confirmed or is not waiting for a confirmation."
+        tenant.refresh_from_db()
+        problem = ""
+        if not is_guid(returned):
+            problem = "Microsoft returned no usable tenant ID."
+        elif tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned:
+            problem = "This customer already has another tenant ID."
+        else:
+            try:
+                with transaction.atomic():
+                    tenant.attach_entra_tenant(returned)
+            except IntegrityError:
+                # Neutral: staff may not see the tenant that holds this ID (L5).
+                problem = "This tenant ID cannot be attached to this customer."
+        if problem:
+            ConsentLink.objects.filter(pk=link.pk).update(
+                outcome=ConsentLink.Outcome.TENANT_MISMATCH
+            )
+        record(
+            "consent.binding_confirmed" if not problem else "consent.binding_refused",
+            actor=actor,
+            tenant=tenant,
+            target=f"consentlink:{link.pk}",
+            ip_address=ip_address,
+            returned_tenant_id=returned,
+            reason=problem,
+        )
+        if not problem:
+            _send_after_commit(VERIFY_TASK, tenant_pk=tenant.pk)
+    return problem
 
 
 # --- Verification ------------------------------------------------------------------------------

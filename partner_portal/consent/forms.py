@@ -17,8 +17,9 @@ class ConsentLinkForm(forms.Form):
         max_length=253,
         label="Expected tenant (optional)",
         help_text=(
-            "The customer's tenant ID or domain. Microsoft then signs the administrator in to "
-            "that tenant, and a consent from another tenant is refused."
+            "The customer's tenant ID or domain (a domain is resolved to its tenant ID now). "
+            "Microsoft then signs the administrator in to that tenant, and a consent from "
+            "another tenant is refused. Without one, staff confirm the tenant that consented."
         ),
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
 
@@ -13,6 +14,17 @@ from partner_portal.tenants.models import Tenant
 
 def new_link_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a link's token. 256 random bits need no salt or slow hash: the
+    point is that a database reader (a backup, the admin) cannot open the customer's link."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token_hash() -> str:
+    """A hash of a token nobody knows (rows made without `token=`, e.g. in the admin)."""
+    return hash_token(new_link_token())
 
 
 def default_expiry():
@@ -37,21 +49,26 @@ class LinkStatus(models.TextChoices):
 class ConsentLink(models.Model):
     """An admin-consent link sent to a customer's Global Administrator.
 
-    The public URL carries `token`; the `state` sent to Microsoft is signed separately
-    and bound to this link and `state_nonce`. A link completes once: completion is a
-    conditional UPDATE on `completed_at IS NULL`.
+    The public URL carries a token of which only `token_hash` is stored; the `state` sent
+    to Microsoft is signed separately and bound to this link and `state_nonce`. A link
+    completes once: completion is a conditional UPDATE on `completed_at IS NULL`.
     """
 
     Outcome = Outcome
     Status = LinkStatus
 
-    token = models.CharField(max_length=64, unique=True, default=new_link_token, editable=False)
+    # Only the hash of the public token is stored; the full link is shown once, at creation.
+    token_hash = models.CharField(
+        max_length=64, unique=True, default=new_token_hash, editable=False
+    )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="consent_links")
     expected_tenant = models.CharField(
         max_length=253,
         blank=True,
-        help_text="Tenant ID or domain the customer must consent with.",
+        help_text="Tenant ID the customer must consent with (a domain is resolved to it).",
     )
+    # The domain staff typed, for display; `expected_tenant` holds the ID it resolved to.
+    expected_domain = models.CharField(max_length=253, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -73,6 +90,9 @@ class ConsentLink(models.Model):
     error_code = models.CharField(max_length=128, blank=True)
     error_description = models.TextField(blank=True)
     returned_tenant_id = models.CharField(max_length=64, blank=True)
+    # A link without an expected tenant binds nothing by itself: the tenant Microsoft
+    # returned waits here until a staff member confirms it on the tenant page.
+    awaiting_confirmation = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -85,6 +105,16 @@ class ConsentLink(models.Model):
 
     def __str__(self) -> str:
         return f"Consent link for {self.tenant} ({self.created_at:%Y-%m-%d})"
+
+    @property
+    def token(self) -> str:
+        """The public token: known only on the instance that was created with it ('' else)."""
+        return getattr(self, "_token", "")
+
+    @token.setter
+    def token(self, raw: str) -> None:
+        self._token = raw
+        self.token_hash = hash_token(raw)
 
     @property
     def is_expired(self) -> bool:

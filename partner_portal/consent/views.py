@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
@@ -10,10 +12,11 @@ from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from partner_portal.audit.events import client_ip
+from partner_portal.audit.events import client_ip, record
 from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
+from partner_portal.error_pages import error_page
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_pks
 
 PAGE_SIZE = 25
@@ -49,29 +52,73 @@ def link_create(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         for error in form.errors.get("expected_tenant", []):
             messages.error(request, str(error))
         return redirect("tenants:detail", tenant_pk=tenant.pk)
-    link = flow.create_link(
-        tenant=tenant,
-        created_by=request.user,
-        expected_tenant=form.cleaned_data["expected_tenant"],
-        ip_address=client_ip(request),
+    try:
+        link = flow.create_link(
+            tenant=tenant,
+            created_by=request.user,
+            expected_tenant=form.cleaned_data["expected_tenant"],
+            ip_address=client_ip(request),
+        )
+    except flow.ExpectationRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
+    return _show_once(request, link)
+
+
+def _show_once(request: HttpRequest, link: ConsentLink) -> HttpResponse:
+    """The full link is shown once: the next view of the detail page takes the token out of
+    the session (only its hash is stored)."""
+    request.session[_SHOW_ONCE] = {"link": link.pk, "token": link.token}
+    messages.success(
+        request,
+        "Consent link created: copy it (or the message) and send it to the customer now. "
+        "It is shown only this once.",
     )
-    messages.success(request, "Consent link created: copy it and send it to the customer.")
     return redirect("consent:detail", link_id=link.pk)
+
+
+_SHOW_ONCE = "consent_link_shown_once"
 
 
 def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
     link = _get_link_for_user(request, link_id)
-    url = flow.public_url(link)
-    message = render_to_string(
-        "consent/_message.txt",
-        {"link": link, "url": url, "permissions": flow.required_permissions(link.tenant)},
-        request=request,
-    )
-    return render(
-        request,
-        "consent/detail.html",
-        {"link": link, "url": url, "message": message.strip()},
-    )
+    shown = request.session.get(_SHOW_ONCE) or {}
+    url = message = ""
+    if shown.get("link") == link.pk:
+        del request.session[_SHOW_ONCE]
+        url = flow.public_url(link, shown["token"])
+        message = render_to_string(
+            "consent/_message.txt",
+            {"link": link, "url": url, "permissions": flow.required_permissions(link.tenant)},
+            request=request,
+        ).strip()
+    return render(request, "consent/detail.html", {"link": link, "url": url, "message": message})
+
+
+@require_POST
+def link_replace(request: HttpRequest, link_id: int) -> HttpResponse:
+    """A new link for one whose URL was lost (it cannot be shown again); the old one is
+    revoked."""
+    link = _get_link_for_user(request, link_id)
+    if link.completed_at is not None:
+        messages.info(request, "This link was already used: create a new one on the tenant page.")
+        return redirect("consent:detail", link_id=link.pk)
+    new = flow.replace_link(link=link, actor=request.user, ip_address=client_ip(request))
+    return _show_once(request, new)
+
+
+@require_POST
+def link_confirm(request: HttpRequest, link_id: int) -> HttpResponse:
+    """Bind the tenant a link without expectation returned (staff checked it is right)."""
+    link = _get_link_for_user(request, link_id)
+    problem = flow.confirm_binding(link=link, actor=request.user, ip_address=client_ip(request))
+    if problem:
+        messages.error(request, problem)
+    else:
+        messages.success(
+            request, f"Tenant {link.returned_tenant_id} is attached; access check started."
+        )
+    return redirect("tenants:detail", tenant_pk=link.tenant_id)
 
 
 @require_POST
@@ -84,6 +131,14 @@ def check_access(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         # celery-types does not know delay_on_commit (Celery 5.4+).
         tasks.verify_tenant_access.delay_on_commit(  # type: ignore[attr-defined]
             tenant_pk=tenant.pk
+        )
+        # Who asked, for the tenant's activity log.
+        record(
+            "tenant.access_check_requested",
+            actor=request.user,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=client_ip(request),
         )
         messages.info(request, "Access check started; refresh this page in a moment.")
     return redirect("tenants:detail", tenant_pk=tenant.pk)
@@ -108,13 +163,26 @@ def _unavailable(request: HttpRequest, link: ConsentLink) -> HttpResponse:
 
 @login_not_required
 @never_cache
+def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """A link that is not (or no longer) one of ours: the branded page, never Django's debug
+    page, which with DEBUG on would list every URL pattern to the customer."""
+    # A link whose last "/" was lost still opens (this route hides APPEND_SLASH's redirect).
+    if rest and "/" not in rest and flow.link_for_token(rest) is not None:
+        return redirect("consent:landing", token=rest)
+    return error_page(request, 404)
+
+
+@login_not_required
+@never_cache
 @require_GET
 def landing(request: HttpRequest, token: str) -> HttpResponse:
-    link = get_object_or_404(ConsentLink.objects.select_related("tenant"), token=token)
+    link = flow.link_for_token(token)
+    if link is None:
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     flow.record_open(link=link, ip_address=client_ip(request))
-    return render(
+    response = render(
         request,
         "consent/landing.html",
         {
@@ -122,15 +190,20 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
             "tenant": link.tenant,
             "permissions": flow.required_permissions(link.tenant),
             "expected_tenant": flow.expected_tenant(link),
+            "token": token,
         },
     )
+    _allow_form_to_microsoft(response, link)
+    return response
 
 
 @login_not_required
 @never_cache
 @require_POST
 def start(request: HttpRequest, token: str) -> HttpResponse:
-    link = get_object_or_404(ConsentLink.objects.select_related("tenant"), token=token)
+    link = flow.link_for_token(token)
+    if link is None:
+        return not_found(request)
     if not link.is_usable:
         return _unavailable(request, link)
     return redirect(flow.start_consent(link=link))
@@ -145,10 +218,43 @@ def callback(request: HttpRequest) -> HttpResponse:
         query_length=len(request.META.get("QUERY_STRING", "")),
         ip_address=client_ip(request),
     )
-    retry_url = flow.public_url(result.link) if result.can_retry and result.link else ""
-    return render(
+    # "Open the consent page again" posts the state back (only the token's hash is stored,
+    # so the page cannot link to the landing page): `retry` checks it and starts afresh.
+    response = render(
         request,
         "consent/result.html",
-        {"result": result, "retry_url": retry_url, "msp_name": settings.MSP_NAME},
+        {
+            "result": result,
+            "msp_name": settings.MSP_NAME,
+            "state": request.GET.get("state", "") if result.can_retry and result.link else "",
+        },
         status=result.status,
     )
+    if result.can_retry and result.link:
+        _allow_form_to_microsoft(response, result.link)
+    return response
+
+
+@login_not_required
+@never_cache
+@require_POST
+def retry(request: HttpRequest) -> HttpResponse:
+    """Back to Microsoft with a link's still-valid state (after a cancel or an error)."""
+    try:
+        link = flow.verify_state(request.POST.get("state", ""))
+    except flow.StateRejected as exc:
+        result = flow.reject_callback(exc.reason, link=exc.link, ip_address=client_ip(request))
+        return render(
+            request,
+            "consent/result.html",
+            {"result": result, "msp_name": settings.MSP_NAME},
+            status=result.status,
+        )
+    return redirect(flow.start_consent(link=link))
+
+
+def _allow_form_to_microsoft(response: HttpResponse, link: ConsentLink) -> None:
+    # The page's form is redirected to Microsoft: CSP's form-action covers redirects.
+    parts = urlsplit(flow.consent_base_url(link.tenant))
+    # django-csp reads this attribute (what its @csp_update decorator sets).
+    response._csp_update = {"form-action": [f"{parts.scheme}://{parts.netloc}"]}  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.db import models
 from django.http import HttpRequest
 
-from partner_portal.incidents.models import Alert, Incident, SyncRun
+from partner_portal.incidents.models import Alert, Incident, IncidentChange, SyncRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,3 +72,11 @@ class SyncRunAdmin(ReadOnlyAdmin):
     list_select_related = ["tenant"]
     search_fields = ["tenant__display_name", "error_message", "task_id"]
     date_hierarchy = "started_at"
+
+
+@admin.register(IncidentChange)
+class IncidentChangeAdmin(ReadOnlyAdmin):
+    list_display = ["incident", "version", "kinds", "imported", "created_at", "dispatched_at"]
+    list_filter = ["imported"]
+    list_select_related = ["incident"]
+    raw_id_fields = ["incident", "tenant"]

@@ -26,7 +26,9 @@ from django.utils import timezone
 
 from partner_portal.incidents.filters import DEFAULT_SORT
 from partner_portal.incidents.models import Incident, Severity, Status
+from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.graph import describe_evidence
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenant_pks
 
 PAGE_SIZE = 50
@@ -183,6 +185,15 @@ def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
     return min(counted, cap), counted > cap
 
 
+def rows_before(queryset: QuerySet, *, sort: str, incident: Incident) -> tuple[int, bool]:
+    """(rows before `incident` in `sort` order, more): where a keyset page starts, for
+    "51–100 of 374". Capped like the count, and one query on every page."""
+    fields, descending = parse_sort(sort)
+    values = [getattr(incident, field) for field in fields]
+    before = queryset.filter(_row_compare(queryset, fields, ">" if descending else "<", values))
+    return capped_count(before)
+
+
 def new_since_count(queryset: QuerySet, since: datetime) -> tuple[int, bool]:
     return capped_count(queryset.filter(last_update_time__gt=since), NEW_COUNT_CAP)
 
@@ -265,6 +276,8 @@ def created_per_day(
         "datasets": [
             {
                 "label": severity,
+                # What the chart's legend says (label stays Microsoft's value).
+                "title": vocabulary.label(Kind.SEVERITY, severity),
                 "data": data,
                 "urls": [created_list_url(day, severity) for day in labels],
             }
@@ -338,6 +351,14 @@ EXPORT_COLUMNS = [
     ("last_update_time", "Last update (UTC)"),
     ("portal_url", "Defender portal"),
 ]
+# Columns in words, each followed by Microsoft's own value in a column of its own (what
+# scripts and Microsoft's documentation match on).
+EXPORT_LABELLED = {
+    "severity": Kind.SEVERITY,
+    "status": Kind.STATUS,
+    "classification": Kind.CLASSIFICATION,
+    "determination": Kind.DETERMINATION,
+}
 
 
 class _Echo:
@@ -362,14 +383,23 @@ def export_lines(queryset: QuerySet[Incident], *, sort: str) -> Iterator[str]:
     PostgreSQL) so that memory stays flat whatever the number of rows."""
     fields, descending = parse_sort(sort)
     writer = csv.writer(_Echo())
-    yield writer.writerow([label for _, label in EXPORT_COLUMNS])
+    header = []
+    for name, label in EXPORT_COLUMNS:
+        header += [label, f"{label} (Microsoft)"] if name in EXPORT_LABELLED else [label]
+    yield writer.writerow(header)
     rows = (
         queryset.order_by(*[f"-{f}" if descending else f for f in fields])
         .values_list(*[name for name, _ in EXPORT_COLUMNS])
         .iterator(chunk_size=2000)
     )
+    kinds = [EXPORT_LABELLED.get(name) for name, _ in EXPORT_COLUMNS]
     for row in rows:
-        yield writer.writerow([_cell(value) for value in row])
+        cells = []
+        for kind, value in zip(kinds, row, strict=True):
+            if kind is not None:
+                cells.append(_cell(vocabulary.label(kind, value) if value else ""))
+            cells.append(_cell(value))
+        yield writer.writerow(cells)
 
 
 # --- Incident detail ----------------------------------------------------------------------

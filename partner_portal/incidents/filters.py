@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident, Severity, Status
+from partner_portal.incidents.models import Incident, Status
+from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenants
 
-SEVERITIES = Severity.choices
+# Microsoft's spellings as values, plain words as labels (microsoft/vocabulary.py).
+SEVERITIES = vocabulary.choices(Kind.SEVERITY)
 OPEN = "open"
-STATUSES = [(OPEN, "Open (not resolved)"), *Status.choices]
-CLASSIFICATIONS = [
-    ("Unknown", "Unknown"),
-    ("TruePositive", "True positive"),
-    ("FalsePositive", "False positive"),
-    ("InformationalExpectedActivity", "Informational, expected activity"),
-]
-DETERMINATIONS = [
-    (value, value)
-    for value in (
-        "NotAvailable",
-        "MultiStagedAttack",
-        "MaliciousUserActivity",
-        "CompromisedAccount",
-        "Malware",
-        "Phishing",
-        "UnwantedSoftware",
-        "SecurityTesting",
-        "LineOfBusinessApplication",
-        "ConfirmedActivity",
-        "Clean",
-        "NoEnoughDataToValidate",
-        "Apt",
-        "SecurityPersonnel",
-        "Other",
-    )
-]
+STATUSES = [(OPEN, "Open (not resolved)"), *vocabulary.choices(Kind.STATUS)]
+CLASSIFICATIONS = vocabulary.choices(Kind.CLASSIFICATION)
+DETERMINATIONS = vocabulary.choices(Kind.DETERMINATION)
 UNASSIGNED = "unassigned"
-UPDATED_WITHIN = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+UPDATED_WITHIN = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 SORTS = [
     ("-updated", "Last update, newest first"),
     ("updated", "Last update, oldest first"),
@@ -52,6 +37,24 @@ SORTS = [
     ("severity", "Severity, lowest first"),
 ]
 DEFAULT_SORT = "-updated"
+
+
+# Dates a filter accepts. 9999-12-31 + one day (the "to" day is inclusive) overflows
+# Python's datetime, a 500 before (L3); nothing Microsoft stores is outside these years.
+MIN_DATE = date(1970, 1, 1)
+MAX_DATE = date(9998, 12, 31)
+
+
+class DayFilter(django_filters.DateFilter):
+    """A date filter whose field refuses days outside MIN_DATE..MAX_DATE (a form error)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", forms.DateInput(attrs={"type": "date"}))
+        kwargs["validators"] = [
+            MinValueValidator(MIN_DATE, message=f"Enter a date from {MIN_DATE:%Y-%m-%d} on."),
+            MaxValueValidator(MAX_DATE, message=f"Enter a date up to {MAX_DATE:%Y-%m-%d}."),
+        ]
+        super().__init__(*args, **kwargs)
 
 
 def _tenant_choices(request) -> QuerySet:
@@ -94,31 +97,27 @@ class IncidentFilter(django_filters.FilterSet):
         label="Updated within",
         empty_label="Any time",
     )
-    updated_from = django_filters.DateFilter(
+    updated_from = DayFilter(
         method="filter_updated_from",
         label="Updated from",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
-    updated_to = django_filters.DateFilter(
+    updated_to = DayFilter(
         method="filter_updated_to",
         label="Updated to",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
     # The summary chart's bars link here: one day's created incidents.
-    created_from = django_filters.DateFilter(
+    created_from = DayFilter(
         method="filter_created_from",
         label="Created from",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
-    created_to = django_filters.DateFilter(
+    created_to = DayFilter(
         method="filter_created_to",
         label="Created to",
-        widget=forms.DateInput(attrs={"type": "date"}),
     )
     q = django_filters.CharFilter(
         method="filter_search",
         label="Search",
-        help_text="Incident names, alert titles, device and user names.",
+        help_text="Incident numbers and names, alert titles, device and user names.",
     )
 
     sort = django_filters.ChoiceFilter(
@@ -128,6 +127,15 @@ class IncidentFilter(django_filters.FilterSet):
     class Meta:
         model = Incident
         fields: list[str] = []
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        # Fail closed: django-filter skips an invalid field and filters by the others, so
+        # `?tenant=999` or `?severity=high` listed (and exported) every incident beside the
+        # form error. Any invalid filter now means no incidents, only the error. (An unknown
+        # sort is not a filter: the list falls back to the default order.)
+        if any(name != "sort" for name in self.form.errors):
+            return queryset.none()
+        return super().filter_queryset(queryset)
 
     def keep_order(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # Ordering and paging are the list's job (keyset pages); the field is here so that
@@ -174,4 +182,9 @@ class IncidentFilter(django_filters.FilterSet):
         value = value.strip().lower()
         if not value:
             return queryset
-        return queryset.filter(search_text__contains=value)
+        matches = Q(search_text__contains=value)
+        # An incident number (as Defender shows it, perhaps with its "#") finds that incident.
+        number = value.removeprefix("#")
+        if number.isascii() and number.isdigit() and len(number) <= 18:
+            matches |= Q(microsoft_id=int(number))
+        return queryset.filter(matches)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from partner_portal.tenants.models import Tenant
 
@@ -102,6 +104,9 @@ class Incident(models.Model):
             models.Index(
                 fields=["created_time", "severity", "tenant"], name="incident_created_sev"
             ),
+            # The "Assigned to me" view's count on every list page (assigned_to__iexact),
+            # which would otherwise read every row when few are assigned to the viewer.
+            models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
         ]
 
     def __str__(self) -> str:
@@ -185,3 +190,90 @@ class SyncRun(models.Model):
     @property
     def duration(self):
         return self.finished_at - self.started_at if self.finished_at else None
+
+
+class ChangeKind(models.TextChoices):
+    NEW = "new", "New incident"
+    SEVERITY_RAISED = "severity_raised", "Severity raised"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    REASSIGNED = "reassigned", "Reassigned"
+    REOPENED = "reopened", "Reopened"
+
+
+class IncidentChange(models.Model):
+    """The alerting outbox: "incident X changed to version V", written by the sync in the
+    same transaction as the change itself (see incidents/outbox.py), so a change is never
+    lost and never recorded twice (one row per incident and version).
+
+    `before`/`after` hold the values the message needs (name, severity, status, assignee,
+    tags) as they were, so that a late delivery tells about this version, not a newer one.
+    `imported` marks changes of a tenant's first sync: its history, never sent one by one.
+    `dispatched_at` is set once the alert dispatcher has turned the row into deliveries.
+    """
+
+    Kind = ChangeKind
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="changes")
+    version = models.DateTimeField(help_text="The incident's lastUpdateTime.")
+    kinds = models.JSONField(default=list)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict)
+    imported = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["incident", "version"], name="change_once_per_version")
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=Q(dispatched_at=None), name="change_undispatched"
+            ),
+            models.Index(fields=["created_at"], name="change_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id} @ {self.version:%Y-%m-%d %H:%M:%S}: {', '.join(self.kinds)}"
+
+
+class SavedView(models.Model):
+    """A named incident list of one staff member: the list's query string (filters and sort).
+
+    The query is the whole view, so a view is shared by sharing its list URL. At most one
+    view per user is the default, opened when the list is visited without a query.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=80)
+    query = models.CharField(max_length=2000, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="savedview_unique_name"),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_default=True), name="savedview_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Preference(models.Model):
+    """One staff member's display preferences. The time zone starts as the browser's."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference"
+    )
+    time_zone = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.time_zone or 'UTC'}"

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from partner_portal.incidents import outbox
 from partner_portal.incidents.models import Alert, Incident, Severity, SyncOutcome, SyncRun
 from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.errors import RetryLater
@@ -134,6 +135,7 @@ def store_page(
         for item in newest.values()
     ]
     with transaction.atomic():
+        before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
         existing = set(
             Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
                 "microsoft_id", flat=True
@@ -150,6 +152,7 @@ def store_page(
                 "microsoft_id", "pk"
             )
         )
+        outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
         Alert.objects.filter(incident_id__in=pks.values()).delete()
         alerts: dict[tuple[int, str], Alert] = {}
         for item in newest.values():

@@ -7,7 +7,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from partner_portal.audit.events import client_ip, record
 from partner_portal.incidents import tasks
+from partner_portal.incidents.templatetags.sync_tags import SYNC_REQUESTED
 from partner_portal.tenants.access import get_tenant_for_user
 
 
@@ -24,6 +26,15 @@ def sync_now(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         # celery-types does not know delay_on_commit (Celery 5.4+).
         tasks.sync_tenant.delay_on_commit(  # type: ignore[attr-defined]
             tenant_pk=tenant.pk, full=full
+        )
+        # Who asked, for the activity log; the status box polls until the run shows up.
+        record(
+            SYNC_REQUESTED,
+            actor=request.user,
+            tenant=tenant,
+            target=f"tenant:{tenant.pk}",
+            ip_address=client_ip(request),
+            full=full,
         )
         messages.success(
             request, f"{'Full sync' if full else 'Sync'} of {tenant} requested: it starts shortly."

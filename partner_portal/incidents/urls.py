@@ -9,6 +9,10 @@ urlpatterns = [
     path("incidents/new-count/", views.incident_new_count, name="new_count"),
     path("incidents/export.csv", views.incident_export, name="export"),
     path("incidents/<int:incident_id>/", views.incident_detail, name="detail"),
+    path("incidents/views/", views.view_save, name="view_save"),
+    path("incidents/views/<int:view_id>/delete/", views.view_delete, name="view_delete"),
+    path("incidents/views/<int:view_id>/default/", views.view_default, name="view_default"),
+    path("preferences/", views.preferences, name="preferences"),
     # The tenant page's "Sync now" and its live status.
     path("sync/tenants/<int:tenant_pk>/", sync_views.sync_now, name="sync_now"),
     path("sync/tenants/<int:tenant_pk>/status/", sync_views.sync_status, name="sync_status"),

@@ -2,23 +2,35 @@ from __future__ import annotations
 
 import json
 from html import escape
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    QueryDict,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import push_url
 from django_htmx.middleware import HtmxDetails
 
-from partner_portal.incidents import dashboard
-from partner_portal.incidents.filters import SORTS, IncidentFilter
+from partner_portal.incidents import dashboard, saved_views
+from partner_portal.incidents.filters import DEFAULT_SORT, SORTS, IncidentFilter
+from partner_portal.incidents.forms import PreferenceForm, SavedViewForm
+from partner_portal.incidents.models import Preference, SavedView
+from partner_portal.incidents.time_zones import SESSION_KEY
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
+from partner_portal.tenants.models import tenant_choices
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -30,6 +42,10 @@ class HtmxHttpRequest(HttpRequest):
 # Query-string keys that pick a page rather than filter the list.
 PAGE_KEYS = ("after", "before", "last")
 SUMMARY_TENANT_ROWS = 50
+
+MORE_SELECTS = ("classification", "determination", "updated")
+MORE_DATES = ("updated_from", "updated_to", "created_from", "created_to")
+MORE_FILTERS = (*MORE_SELECTS, "assigned_to", *MORE_DATES)
 # The list's columns: the page query reads nothing else (raw JSON and search text are big).
 LIST_FIELDS = (
     "tenant__display_name",
@@ -47,10 +63,24 @@ LIST_FIELDS = (
 )
 
 
-def _filter(request: HttpRequest) -> IncidentFilter:
+def _filled(params: QueryDict) -> QueryDict:
+    """`params` without empty values: a form's blank fields ("All tenants") filter nothing."""
+    kept = QueryDict(mutable=True)
+    for key, values in params.lists():
+        kept.setlist(key, [value for value in values if value != ""])
+    return kept
+
+
+def _filter(request: HttpRequest, params: QueryDict | None = None) -> IncidentFilter:
     return IncidentFilter(
-        request.GET, queryset=dashboard.visible_incidents(request.user), request=request
+        _filled(request.GET if params is None else params),
+        queryset=dashboard.visible_incidents(request.user),
+        request=request,
     )
+
+
+def _normal_pairs(params: QueryDict) -> list[tuple[str, str]]:
+    return [(k, v) for k, values in params.lists() for v in values if v != ""]
 
 
 def _query(params: QueryDict, **extra: str | None) -> str:
@@ -64,6 +94,11 @@ def _query(params: QueryDict, **extra: str | None) -> str:
     ]
     pairs += [(key, value) for key, value in extra.items() if value]
     return urlencode(pairs)
+
+
+def _list_all() -> str:
+    """The whole list ("Clear"), even for someone whose default view is a filtered one."""
+    return _url("incidents:list", f"sort={DEFAULT_SORT}")
 
 
 def _url(name: str, query: str) -> str:
@@ -83,19 +118,70 @@ def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
     return links
 
 
+def _views(request: HttpRequest, current: str) -> list[dict[str, Any]]:
+    """The built-in views and the user's saved ones: name, URL, matching incidents, and
+    whether the list shows it now."""
+    shown = _normal(current)
+    user: Any = request.user  # signed in (LoginRequiredMiddleware)
+    views: list[dict[str, Any]] = [
+        {"name": name, "query": query, "saved": None} for name, query in saved_views.built_in(user)
+    ]
+    views += [
+        {"name": view.name, "query": view.query, "saved": view}
+        for view in SavedView.objects.filter(user=user)[: saved_views.MAX_SHOWN]
+    ]
+    for view in views:
+        view["url"] = _url("incidents:list", view["query"])
+        view["count"], view["more"] = dashboard.capped_count(
+            _filter(request, QueryDict(view["query"])).qs
+        )
+        view["current"] = _normal(view["query"]) == shown
+    return views
+
+
+def _normal(query: str) -> list[tuple[str, str]]:
+    """A query string's filters, comparable whatever their order (paging keys left out)."""
+    return sorted(
+        (key, value)
+        for key, values in QueryDict(query).lists()
+        if key not in PAGE_KEYS
+        for value in values
+        if value != "" and (key, value) != ("sort", DEFAULT_SORT)
+    )
+
+
+def _page_size(request: HttpRequest, count: int, count_more: bool) -> int:
+    """The last page holds what is left over after full pages, so that paging back from it
+    lands on the same pages as paging forward from the first (a full first page)."""
+    if request.GET.get("last") != "1" or count_more or count == 0:
+        return dashboard.PAGE_SIZE
+    return count % dashboard.PAGE_SIZE or dashboard.PAGE_SIZE
+
+
 @require_GET
 def incident_list(request: HtmxHttpRequest) -> HttpResponse:
+    if not request.GET and not request.htmx:
+        user: Any = request.user  # signed in (LoginRequiredMiddleware)
+        default = SavedView.objects.filter(user=user, is_default=True).first()
+        if default is not None and default.query:
+            return redirect(_url("incidents:list", default.query))
     filterset = _filter(request)
     incidents = filterset.qs
     sort = filterset.chosen_sort
+    count, count_more = dashboard.capped_count(incidents)
     page = dashboard.keyset_page(
         incidents.select_related("tenant").only(*LIST_FIELDS),
         sort=sort,
         after=request.GET.get("after"),
         before=request.GET.get("before"),
         last=request.GET.get("last") == "1",
+        size=_page_size(request, count, count_more),
     )
-    count, count_more = dashboard.capped_count(incidents)
+    before, before_more = (
+        dashboard.rows_before(incidents, sort=sort, incident=page.incidents[0])
+        if page.incidents
+        else (0, False)
+    )
     opened_at = timezone.now()
     query = _query(request.GET)
     context = {
@@ -103,6 +189,12 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
         "page": page,
         "count": count,
         "count_more": count_more,
+        "first_row": before + 1,
+        "last_row": before + len(page.incidents),
+        "position_known": not before_more,
+        # The list's own address (paging included): the detail page's way back.
+        "list_query": urlencode(_normal_pairs(request.GET)),
+        "save_query": query,
         "sort": sort,
         "sort_label": dict(SORTS)[sort].lower(),
         "sort_links": _sort_links(request.GET, sort),
@@ -124,25 +216,31 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         response = render(request, "incidents/_table.html", context)
         # The address bar gets the filters without the form's empty fields.
-        kept = [(k, v) for k, values in request.GET.lists() for v in values if v != ""]
-        return push_url(response, _url("incidents:list", urlencode(kept)))
+        return push_url(response, _url("incidents:list", str(context["list_query"])))
+    views = _views(request, query)
+    saved = [view["saved"] for view in views if view["saved"]]
+    for view in saved:
+        view.url = _url("incidents:list", view.query)
+    context["views"], context["saved_views"] = views, saved
     # The form is written out in the template: widget templates (one include per <option>)
     # cost more than the rest of the page.
     form = filterset.form
+    # The most used filters in one row; the rest behind "More filters", open when in use.
+    context["bar_fields"] = [form[name] for name in ("status", "sort")]
     context["select_fields"] = [
-        form[name] for name in ("status", "classification", "determination", "updated", "sort")
+        form[name] for name in ("classification", "determination", "updated")
     ]
-    context["date_fields"] = [
-        form[name] for name in ("updated_from", "updated_to", "created_from", "created_to")
-    ]
+    context["date_fields"] = [form[name] for name in MORE_DATES]
+    context["more_open"] = any(request.GET.get(name) for name in MORE_FILTERS)
     # Tenant options are built here: even a template loop costs tens of milliseconds for a
     # thousand tenants (the stdlib's escape() is what Django's escape() wraps).
     chosen = set(form["tenant"].value() or [])
+    context["several_tenants"] = len(chosen) > 1
     context["tenant_options"] = mark_safe(  # noqa: S308 (every value is escaped)
         "".join(
             f'<option value="{pk}"{" selected" if str(pk) in chosen else ""}>'
             f"{escape(name)}</option>"
-            for pk, name in visible_tenants(request.user).values_list("pk", "display_name")
+            for pk, name in tenant_choices(visible_tenants(request.user))
         )
     )
     return render(request, "incidents/list.html", context)
@@ -166,8 +264,12 @@ def incident_new_count(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def incident_export(request: HttpRequest) -> StreamingHttpResponse:
+def incident_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     filterset = _filter(request)
+    if any(name != "sort" for name in filterset.errors):
+        # Fail closed: an invalid filter exports nothing but the reason.
+        reasons = "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items())
+        return HttpResponseBadRequest(f"Invalid filter: {reasons}", content_type="text/plain")
     lines = dashboard.export_lines(filterset.qs, sort=filterset.chosen_sort)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = f"incidents-{timezone.now():%Y%m%d-%H%M}.csv"
@@ -189,6 +291,7 @@ def incident_summary(request: HttpRequest) -> HttpResponse:
             "counted_at": counted_at,
             # Reversed once: {% url %} in every cell of the tenant table costs ~20 ms.
             "list_url": reverse("incidents:list"),
+            "tenants_url": reverse("tenants:list"),
             # The most severe first; the rest are a click away on the list.
             "tenant_rows": summary.tenants[:SUMMARY_TENANT_ROWS],
             "more_tenants": max(0, len(summary.tenants) - SUMMARY_TENANT_ROWS),
@@ -203,11 +306,15 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
         dashboard.visible_incidents(request.user).select_related("tenant"), pk=incident_id
     )
     alerts = list(incident.alerts.all())
+    # Back to the list as the user left it: the list's query string, re-encoded here so that
+    # the link can only ever point at the list.
+    back = urlencode(_normal_pairs(QueryDict(request.GET.get("list", ""))))
     return render(
         request,
         "incidents/detail.html",
         {
             "incident": incident,
+            "back_url": _url("incidents:list", back),
             "alerts": alerts,
             "devices": dashboard.devices_of(alerts),
             "entity_groups": dashboard.entities_by_type(alerts),
@@ -215,3 +322,60 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
             "raw_json": json.dumps(incident.raw, indent=2, ensure_ascii=False),
         },
     )
+
+
+# --- Saved views and preferences -----------------------------------------------------------
+
+
+@require_POST
+def view_save(request: HttpRequest) -> HttpResponse:
+    form = SavedViewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the view a name of at most 80 characters.")
+        return redirect(_url("incidents:list", request.POST.get("query", "")))
+    view = saved_views.save(
+        user=request.user,
+        name=form.cleaned_data["name"],
+        query=form.cleaned_data["query"],
+        default=form.cleaned_data["default"],
+    )
+    messages.success(request, f"Saved the view “{view.name}”.")
+    return redirect(_url("incidents:list", view.query) if view.query else _list_all())
+
+
+@require_POST
+def view_delete(request: HttpRequest, view_id: int) -> HttpResponse:
+    view = get_object_or_404(SavedView, pk=view_id, user=request.user)
+    view.delete()
+    messages.success(request, f"Deleted the view “{view.name}”.")
+    return redirect(_list_all())
+
+
+@require_POST
+def view_default(request: HttpRequest, view_id: int) -> HttpResponse:
+    view = get_object_or_404(SavedView, pk=view_id, user=request.user)
+    if view.is_default:
+        saved_views.make_default(user=request.user, view=None)
+        messages.success(request, f"“{view.name}” is no longer your default view.")
+    else:
+        saved_views.make_default(user=request.user, view=view)
+        messages.success(request, f"“{view.name}” opens when you visit the incident list.")
+    return redirect(_url("incidents:list", view.query) if view.query else _list_all())
+
+
+def preferences(request: HttpRequest) -> HttpResponse:
+    """The time zone times are shown in. The browser's is saved on a first visit
+    (static/js/time-zone.js); this page changes it."""
+    user: Any = request.user  # signed in (LoginRequiredMiddleware)
+    preference = Preference.objects.filter(user=user).first() or Preference(user=user)
+    form = PreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        request.session[SESSION_KEY] = preference.time_zone
+        if request.headers.get("X-Time-Zone-Auto") == "1":
+            return HttpResponse(status=204)
+        messages.success(request, f"Times are now shown in {preference.time_zone}.")
+        return redirect("incidents:preferences")
+    if request.headers.get("X-Time-Zone-Auto") == "1":
+        return HttpResponse(status=400)
+    return render(request, "incidents/preferences.html", {"form": form, "now": timezone.now()})

@@ -51,8 +51,10 @@ class TenantAdmin(admin.ModelAdmin):
         (
             "Sync",
             {
+                # Said whether or not a lease is held now: the field shows whether it is.
                 "description": (
-                    "The lease is held by a running sync; clear it only if no sync is running."
+                    "A running sync holds the tenant until “Sync lease until”; empty or past "
+                    "means no sync holds it. Clear it only if no sync is running."
                 ),
                 "fields": [
                     "sync_enabled",

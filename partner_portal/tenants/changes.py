@@ -36,11 +36,13 @@ def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None
     before = Tenant.objects.get(pk=form.instance.pk)
     groups_before = sorted(g.name for g in before.groups.all())
     tenant = form.save()
-    changes: dict[str, list[Any]] = {
+    changes: dict[str, Any] = {
         name: [str(getattr(before, name)), str(getattr(tenant, name))]
         for name in AUDITED_FIELDS
         if getattr(before, name) != getattr(tenant, name)
     }
+    if before.entra_tenant_id != tenant.entra_tenant_id:
+        changes["incidents_deleted"] = _forget_binding(tenant=tenant)
     groups_after = sorted(g.name for g in tenant.groups.all())
     if groups_after != groups_before:
         changes["groups"] = [groups_before, groups_after]
@@ -55,6 +57,18 @@ def update_tenant(*, form: TenantForm, actor: Any, ip_address: str | None = None
             notes_changed="notes" in form.changed_data,
         )
     return tenant
+
+
+def _forget_binding(*, tenant: Tenant) -> int:
+    """A new Entra tenant ID: nothing learnt about the old tenant may stay. Consent state,
+    granted roles, the watermark and the old tenant's incidents go (M2); sync runs stay as
+    history. Returns how many incidents were deleted."""
+    tenant.forget_consent()
+    # Links still waiting for a confirmation were answered by some tenant for the old record.
+    tenant.consent_links.filter(awaiting_confirmation=True).update(awaiting_confirmation=False)
+    deleted = tenant.incidents.count()
+    tenant.incidents.all().delete()
+    return deleted
 
 
 def set_enabled(

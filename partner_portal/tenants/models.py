@@ -365,6 +365,39 @@ class Tenant(models.Model):
             fields["consent_state"] = ConsentState.PENDING
         return self._update(~Q(source=source), **fields)
 
+    def forget_consent(self) -> None:
+        """A superuser changed the Entra tenant ID: nothing learnt about the old tenant
+        stays (consent state, granted roles, watermark, last sync); the new one starts
+        not consented."""
+        self._update(
+            consent_state=ConsentState.NOT_CONSENTED,
+            granted_roles=[],
+            consent_error_class="",
+            consent_error_message="",
+            consent_checked_at=None,
+            incidents_watermark=None,
+            last_sync_at=None,
+            last_sync_outcome="",
+            last_sync_error_class="",
+            last_sync_error_message="",
+            updated_at=timezone.now(),
+        )
+
     def set_active(self, enabled: bool) -> bool:
         """Enable or disable the tenant; False when it already was."""
         return self._update(Q(is_active=not enabled), is_active=enabled, updated_at=timezone.now())
+
+
+def tenant_choices(tenants: QuerySet[Tenant]) -> list[tuple[int, str]]:
+    """(pk, label) in name order; tenants that share a name (in any case) are told apart by
+    their domain, or their number when they have none."""
+    rows = list(
+        tenants.order_by("display_name", "pk").values_list("pk", "display_name", "primary_domain")
+    )
+    seen: dict[str, int] = {}
+    for _, name, _ in rows:
+        seen[name.casefold()] = seen.get(name.casefold(), 0) + 1
+    return [
+        (pk, f"{name} ({domain or f'#{pk}'})" if seen[name.casefold()] > 1 else name)
+        for pk, name, domain in rows
+    ]

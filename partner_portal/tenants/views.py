@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -38,6 +38,10 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
             tenants = tenants.filter(health_condition(form.cleaned_data["health"]))
     tenants = tenants.order_by("health_rank", "display_name", "pk").prefetch_related("groups")
     page = Paginator(tenants, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = open_counts([tenant.pk for tenant in page])
+    for tenant in page:
+        # Shown beside each tenant; not fields of the model.
+        tenant.open_high, tenant.open_medium = counts.get(tenant.pk, (0, 0))  # type: ignore[attr-defined]
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -45,6 +49,21 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
         "tenants/list.html",
         {"form": form, "page": page, "query": query.urlencode()},
     )
+
+
+def open_counts(tenant_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{tenant id: (open High, open Medium incidents)} for one page of tenants, in one
+    grouped query (the summary's partial index on open incidents serves it)."""
+    is_open = ~Q(incidents__status="Resolved")
+    rows = (
+        Tenant.objects.filter(pk__in=tenant_ids)
+        .annotate(
+            high=Count("incidents", filter=is_open & Q(incidents__severity="High")),
+            medium=Count("incidents", filter=is_open & Q(incidents__severity="Medium")),
+        )
+        .values_list("pk", "high", "medium")
+    )
+    return {pk: (high, medium) for pk, high, medium in rows}
 
 
 # How Entra's "API permissions" page names each source's API.
@@ -63,10 +82,27 @@ def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
         "sync_runs": tenant.sync_runs.all()[:10],
-        "links": tenant.consent_links.select_related("created_by")[:20],
+        "links": _links(tenant),
+        "awaiting": tenant.consent_links.filter(awaiting_confirmation=True).order_by(
+            "-completed_at"
+        ),
         "events": AuditEvent.objects.filter(tenant=tenant).select_related("actor")[:20],
     }
     return render(request, "tenants/detail.html", context)
+
+
+def _links(tenant: Tenant) -> list:
+    """The tenant's latest consent links; once the tenant is consented, a link still open
+    from before the consent that counted is marked `superseded` (the customer need not use it)."""
+    links = list(tenant.consent_links.select_related("created_by")[:20])
+    if tenant.consent_state != Tenant.ConsentState.CONSENTED:
+        return links
+    granted = tenant.consent_links.filter(outcome="granted").aggregate(last=Max("completed_at"))
+    for link in links:
+        link.superseded = bool(  # type: ignore[attr-defined]
+            granted["last"] and link.status == "active" and link.created_at < granted["last"]
+        )
+    return links
 
 
 def _describe(kind: str) -> type[errors.MicrosoftError] | None:
@@ -86,6 +122,22 @@ def tenant_edit(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_pk)
     form = TenantForm(request.POST or None, instance=tenant, user=request.user)
     if request.method == "POST" and form.is_valid():
+        if form.changes_entra_tenant_id and request.POST.get("confirm_tenant_id") != "yes":
+            return render(
+                request,
+                "tenants/confirm_tenant_id.html",
+                {
+                    "tenant": tenant,
+                    "new_id": form.cleaned_data["entra_tenant_id"],
+                    "incident_count": tenant.incidents.count(),
+                    "posted": [
+                        (k, v)
+                        for k in request.POST
+                        for v in request.POST.getlist(k)
+                        if k not in ("csrfmiddlewaretoken", "confirm_tenant_id")
+                    ],
+                },
+            )
         changes.update_tenant(form=form, actor=request.user, ip_address=client_ip(request))
         messages.success(request, "Changes saved.")
         return redirect("tenants:detail", tenant_pk=tenant.pk)

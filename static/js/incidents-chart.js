@@ -21,7 +21,7 @@
       labels: data.labels,
       datasets: data.datasets.map(function (dataset) {
         return {
-          label: dataset.label,
+          label: dataset.title || dataset.label,
           data: dataset.data,
           backgroundColor: colours[dataset.label] || "#47525e",
           stack: "severity"

@@ -60,7 +60,8 @@ def test_staff_onboard_a_customer_through_the_consent_page(
     assert admin.get_by_text("Incident.Read.All", exact=True).first.is_visible()
     admin.screenshot(path=str(artifacts_dir / "consent-landing.png"), full_page=True)
     admin.get_by_role("button", name="Continue to Microsoft").click()
-    admin.wait_for_url(f"{devcloud.http_base_url}/northwind.onmicrosoft.com/v2.0/adminconsent?**")
+    # The domain was resolved to its tenant ID when the link was made (M1).
+    admin.wait_for_url(f"{devcloud.http_base_url}/{dc['tenant_id']}/v2.0/adminconsent?**")
     admin.select_option("#account", value=f"{dc['tenant_id']}|admin")
     admin.get_by_role("button", name="Accept").click()
     admin.get_by_role("heading", name="Thank you: consent was granted").wait_for()

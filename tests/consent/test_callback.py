@@ -20,9 +20,16 @@ CANCEL = (
 )
 
 
+@pytest.fixture
+def expecting_link(customer, alice):
+    """A link that expects TENANT_ID (a GUID, or a domain resolved to it)."""
+    return flow.create_link(tenant=customer, created_by=alice, expected_tenant=TENANT_ID)
+
+
 def test_success_completes_the_link_and_waits_for_a_token(
-    client, link, consent_settings, django_capture_on_commit_callbacks
+    client, expecting_link, consent_settings, django_capture_on_commit_callbacks
 ):
+    link = expecting_link
     state = start_state(client, link)
     with django_capture_on_commit_callbacks() as enqueued:
         response = callback(
@@ -49,8 +56,9 @@ def test_success_completes_the_link_and_waits_for_a_token(
 
 
 def test_the_parameter_order_and_case_do_not_matter(
-    client, link, consent_settings, django_capture_on_commit_callbacks
+    client, expecting_link, consent_settings, django_capture_on_commit_callbacks
 ):
+    link = expecting_link
     state = start_state(client, link)
     with django_capture_on_commit_callbacks():
         response = client.get(
@@ -122,8 +130,9 @@ def test_other_errors_show_the_code_to_send_to_the_msp(client, link, consent_set
 
 
 def test_a_cancel_then_an_accept_with_the_same_link_grants(
-    client, link, consent_settings, django_capture_on_commit_callbacks
+    client, expecting_link, consent_settings, django_capture_on_commit_callbacks
 ):
+    link = expecting_link
     state = start_state(client, link)
     callback(client, error="access_denied", error_description=CANCEL, state=state)
     with django_capture_on_commit_callbacks():
@@ -179,14 +188,64 @@ def test_a_tenant_with_a_known_id_rejects_a_consent_from_another(
     assert customer.entra_tenant_id == known
 
 
-def test_a_domain_expectation_accepts_the_returned_tenant(
-    client, customer, alice, consent_settings, django_capture_on_commit_callbacks
+def test_without_an_expectation_nothing_is_bound_until_staff_confirm(
+    client, link, consent_settings, alice, alice_client, django_capture_on_commit_callbacks
 ):
-    link = flow.create_link(tenant=customer, created_by=alice, expected_tenant="northwind.example")
-    with django_capture_on_commit_callbacks():
-        callback(client, admin_consent="True", tenant=TENANT_ID, state=start_state(client, link))
+    # M1: a link without any expectation used to bind whichever tenant consented.
+    with django_capture_on_commit_callbacks() as enqueued:
+        page = callback(
+            client, admin_consent="True", tenant=TENANT_ID, state=start_state(client, link)
+        )
+    assert b"consent was granted" in page.content
+    assert enqueued == []  # no access check, so no sync either
+    link.refresh_from_db()
+    customer = Tenant.objects.get(pk=link.tenant_id)
+    assert link.outcome == ConsentLink.Outcome.GRANTED and link.awaiting_confirmation
+    assert customer.entra_tenant_id is None and not customer.is_syncable
+    assert AuditEvent.objects.filter(action="consent.binding_unconfirmed").count() == 1
+
+    # The tenant page shows what Microsoft returned and when, with a button to confirm it.
+    detail = alice_client.get(f"/tenants/{customer.pk}/").content.decode()
+    assert TENANT_ID in detail and f"/consent/links/{link.pk}/confirm/" in detail
+    with django_capture_on_commit_callbacks() as enqueued:
+        alice_client.post(f"/consent/links/{link.pk}/confirm/")
     customer.refresh_from_db()
+    link.refresh_from_db()
     assert str(customer.entra_tenant_id) == TENANT_ID
+    assert customer.consent_state == Tenant.ConsentState.PENDING
+    assert not link.awaiting_confirmation and len(enqueued) == 1
+    event = AuditEvent.objects.get(action="consent.binding_confirmed")
+    assert event.actor == alice and event.data["returned_tenant_id"] == TENANT_ID
+    # Single use: a second confirmation does nothing.
+    with django_capture_on_commit_callbacks() as enqueued:
+        alice_client.post(f"/consent/links/{link.pk}/confirm/")
+    assert enqueued == []
+
+
+def test_a_confirmation_cannot_attach_another_customers_tenant(
+    client, link, consent_settings, alice_client, team_b
+):
+    callback(client, admin_consent="True", tenant=TENANT_ID, state=start_state(client, link))
+    ConsentedTenantFactory(entra_tenant_id=uuid.UUID(TENANT_ID), groups=[team_b])
+    page = alice_client.post(f"/consent/links/{link.pk}/confirm/", follow=True)
+    assert b"cannot be attached" in page.content
+    assert Tenant.objects.get(pk=link.tenant_id).entra_tenant_id is None
+    link.refresh_from_db()
+    assert link.outcome == ConsentLink.Outcome.TENANT_MISMATCH
+    assert AuditEvent.objects.filter(action="consent.binding_refused").count() == 1
+
+
+def test_a_state_is_bound_to_the_authority_the_admin_was_sent_to(client, link, consent_settings):
+    # The admin was sent to /organizations/; meanwhile the customer's tenant ID became known.
+    state = start_state(client, link)
+    Tenant.objects.filter(pk=link.tenant_id).update(entra_tenant_id=uuid.uuid4())
+    response = callback(client, admin_consent="True", tenant=TENANT_ID, state=state)
+    assert response.status_code == 400
+    assert AuditEvent.objects.filter(
+        action="consent.callback_rejected", data__reason="authority_changed"
+    ).exists()
+    link.refresh_from_db()
+    assert link.completed_at is None
 
 
 @pytest.mark.parametrize(
@@ -246,3 +305,16 @@ def test_consenting_again_for_the_same_tenant_rechecks_it(
     customer.refresh_from_db()
     assert customer.consent_state == Tenant.ConsentState.PENDING
     assert len(enqueued) == 1
+
+
+def test_open_the_consent_page_again_goes_back_to_microsoft_with_a_fresh_state(
+    client, link, consent_settings
+):
+    state = start_state(client, link)
+    page = callback(client, error="access_denied", error_description=CANCEL, state=state)
+    assert b'action="/consent/callback/retry/"' in page.content
+    again = client.post("/consent/callback/retry/", {"state": state})
+    assert again.status_code == 302
+    assert "/v2.0/adminconsent?" in again["Location"]
+    # A forged state gets the rejection page, nothing else.
+    assert client.post("/consent/callback/retry/", {"state": "forged"}).status_code == 400

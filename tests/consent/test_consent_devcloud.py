@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from partner_portal.audit.models import AuditEvent
 from partner_portal.consent import flow
 from partner_portal.consent.models import ConsentLink
 from partner_portal.microsoft import errors, tokens
@@ -23,12 +24,22 @@ from tests.factories import ConsentedTenantFactory
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def link(portal, customer, alice, customer_tenant):
+    """The usual link: it expects the customer's domain, which devcloud resolves."""
+    return flow.create_link(
+        tenant=customer, created_by=alice, expected_tenant="northwind.onmicrosoft.com"
+    )
+
+
 def test_the_full_round_trip_ends_with_the_tenant_consented_and_its_roles(
     client, http, portal, link, customer_tenant, settings, django_capture_on_commit_callbacks
 ):
     tid = customer_tenant["tenant_id"]
     url = to_microsoft(client, link)
-    assert url.startswith(f"{settings.MICROSOFT_LOGIN_BASE_URL}/organizations/v2.0/adminconsent?")
+    # The domain was resolved when the link was made: the admin goes to that tenant's ID.
+    assert url.startswith(f"{settings.MICROSOFT_LOGIN_BASE_URL}/{tid}/v2.0/adminconsent?")
+    assert link.expected_tenant == tid and link.expected_domain == "northwind.onmicrosoft.com"
     location = answer_consent_page(http, url, account=f"{tid}|admin", action="accept")
     with django_capture_on_commit_callbacks() as enqueued:
         page = back_to_portal(client, location, public_base_url=settings.PUBLIC_BASE_URL)
@@ -312,3 +323,51 @@ def test_no_sync_is_queued_when_the_check_fails_or_sync_is_off(
     # Consented, but its sync is switched off: the schedule would skip it, and so do we.
     assert callbacks == []
     assert queued_tasks(celery_broker) == []
+
+
+def test_a_domain_link_refuses_a_consent_from_another_tenant_via_organizations(
+    client, http, portal, link, customer_tenant, devcloud, settings
+):
+    # M1: the admin edits the path segment to /organizations/ and accepts as the admin of
+    # another tenant. The domain was resolved to its tenant ID, so this is a mismatch.
+    other = devcloud.create_tenant(domain="fabrikam.onmicrosoft.com", display_name="Fabrikam")
+    url = to_microsoft(client, link)
+    tid = customer_tenant["tenant_id"]
+    assert f"/{tid}/v2.0/adminconsent" in url
+    tampered = url.replace(f"/{tid}/v2.0/", "/organizations/v2.0/")
+    location = answer_consent_page(
+        http, tampered, account=f"{other['tenant_id']}|admin", action="accept"
+    )
+    page = back_to_portal(client, location, public_base_url=settings.PUBLIC_BASE_URL)
+    assert b"different organisation" in page.content
+    link.refresh_from_db()
+    assert link.outcome == ConsentLink.Outcome.TENANT_MISMATCH
+    assert link.returned_tenant_id == other["tenant_id"]
+    tenant = Tenant.objects.get(pk=link.tenant_id)
+    assert tenant.entra_tenant_id is None and not tenant.is_syncable
+    assert AuditEvent.objects.filter(
+        action="consent.link_completed", data__reason="expected another tenant"
+    ).exists()
+
+
+def test_an_unknown_domain_is_refused_when_the_link_is_created(
+    alice_client, portal, customer, devcloud
+):
+    page = alice_client.post(
+        f"/consent/links/new/{customer.pk}/",
+        {"expected_tenant": "nobody-here.onmicrosoft.com"},
+        follow=True,
+    )
+    assert b"AADSTS90002" in page.content
+    assert not ConsentLink.objects.filter(tenant=customer).exists()
+
+
+def test_a_domain_typed_on_the_tenant_page_is_stored_as_its_tenant_id(
+    alice_client, portal, customer, customer_tenant
+):
+    alice_client.post(
+        f"/consent/links/new/{customer.pk}/", {"expected_tenant": "Northwind.onmicrosoft.com"}
+    )
+    link = ConsentLink.objects.get(tenant=customer)
+    assert link.expected_tenant == customer_tenant["tenant_id"]
+    assert link.expected_domain == "northwind.onmicrosoft.com"

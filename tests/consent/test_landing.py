@@ -85,9 +85,10 @@ def test_start_redirects_to_the_v2_admin_consent_endpoint(client, link, consent_
 
 
 def test_start_uses_the_expected_tenant_in_the_path(client, customer, alice, consent_settings):
-    link = flow.create_link(tenant=customer, created_by=alice, expected_tenant="Northwind.Example")
+    expected = "AAAABBBB-0000-CCCC-1111-DDDD2222EEEE"
+    link = flow.create_link(tenant=customer, created_by=alice, expected_tenant=expected)
     location = client.post(f"/consent/{link.token}/start/")["Location"]
-    assert urlsplit(location).path == "/northwind.example/v2.0/adminconsent"
+    assert urlsplit(location).path == f"/{expected.lower()}/v2.0/adminconsent"
 
 
 def test_start_uses_the_known_tenant_id_when_the_link_expects_none(

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.utils import timezone
 
 from partner_portal.audit.models import AuditEvent
-from partner_portal.consent.models import ConsentLink
+from partner_portal.consent.models import ConsentLink, hash_token
 from tests.factories import ConsentLinkFactory
 
 
 def test_staff_create_a_link_from_the_tenant_page(alice_client, customer, consent_settings):
     response = alice_client.post(
-        f"/consent/links/new/{customer.pk}/", {"expected_tenant": "northwind.example"}
+        f"/consent/links/new/{customer.pk}/",
+        {"expected_tenant": "AAAABBBB-0000-CCCC-1111-DDDD2222EEEE"},
     )
     link = ConsentLink.objects.get(tenant=customer)
     assert response.status_code == 302
     assert response["Location"] == f"/consent/links/{link.pk}/"
     assert link.created_by.username == "alice"
-    assert link.expected_tenant == "northwind.example"
-    assert len(link.token) >= 40
+    assert link.expected_tenant == "aaaabbbb-0000-cccc-1111-dddd2222eeee"
     assert link.expires_at > timezone.now() + timedelta(days=13)
     event = AuditEvent.objects.get(action="consent.link_created")
     assert event.actor.username == "alice" and event.tenant == customer
@@ -34,15 +35,38 @@ def test_an_invalid_expected_tenant_is_refused(alice_client, customer, consent_s
     assert not ConsentLink.objects.exists()
 
 
-def test_the_detail_shows_the_full_url_a_copy_button_and_a_message(
-    alice_client, link, consent_settings
+def test_the_full_url_and_message_are_shown_once_at_creation(
+    alice_client, customer, consent_settings
 ):
-    page = alice_client.get(f"/consent/links/{link.pk}/").content.decode()
-    url = f"https://portal.example/consent/{link.token}/"
-    assert page.count(url) >= 2  # the field and the ready-to-send message
+    created = alice_client.post(f"/consent/links/new/{customer.pk}/", follow=True)
+    page = created.content.decode()
+    link = ConsentLink.objects.get(tenant=customer)
+    match = re.search(r"https://portal\.example/consent/([\w-]{40,})/", page)
+    assert match, page
+    token = match.group(1)
+    assert page.count(match.group(0)) >= 2  # the field and the ready-to-send message
     assert 'data-copy="link-url"' in page and "js/copy.js" in page
     assert "Northwind" in page and "Incident.Read.All" in page
     assert "Contoso Managed Security" in page
+    # Only the hash is stored…
+    assert link.token_hash == hash_token(token) and token not in link.token_hash
+    assert not ConsentLink.objects.filter(token_hash=token).exists()
+    # …the link works…
+    assert alice_client.get(f"/consent/{token}/").status_code == 200
+    # …and the detail page never shows it again.
+    again = alice_client.get(f"/consent/links/{link.pk}/").content.decode()
+    assert token not in again and "Replace this link" in again
+
+
+def test_a_lost_link_is_replaced_by_a_new_one_shown_once(alice_client, link, consent_settings):
+    page = alice_client.post(f"/consent/links/{link.pk}/replace/", follow=True).content.decode()
+    new = ConsentLink.objects.exclude(pk=link.pk).get(tenant=link.tenant)
+    token = re.search(r"https://portal\.example/consent/([\w-]{40,})/", page).group(1)
+    assert new.token_hash == hash_token(token)
+    assert new.expected_tenant == link.expected_tenant
+    link.refresh_from_db()
+    assert link.status == "revoked"
+    assert alice_client.get(f"/consent/{link.token}/").status_code == 410
 
 
 def test_revoking_a_link_stops_it(alice_client, link, consent_settings):

@@ -21,6 +21,13 @@ from tests.consent.round_trip import consent
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def link(portal, customer, alice, customer_tenant):
+    return flow.create_link(
+        tenant=customer, created_by=alice, expected_tenant="northwind.onmicrosoft.com"
+    )
+
+
 def test_no_secret_or_token_in_logs_pages_or_database(
     client, http, portal, link, customer_tenant, settings, devcloud, caplog, admin_client
 ):

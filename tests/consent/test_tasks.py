@@ -71,7 +71,7 @@ def test_a_real_worker_confirms_the_consent_end_to_end(
     start_worker(concurrency=1)
     dc = devcloud.create_tenant(display_name="Northwind")
     tenant = TenantFactory(display_name="Northwind", groups=[team_a])
-    link = flow.create_link(tenant=tenant, created_by=alice)
+    link = flow.create_link(tenant=tenant, created_by=alice, expected_tenant=dc["domain"])
     http = devcloud.session()
     page = consent(
         client, http, link, tid=dc["tenant_id"], public_base_url=settings.PUBLIC_BASE_URL

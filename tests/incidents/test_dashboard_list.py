@@ -42,7 +42,7 @@ def test_the_row_shows_every_column(alice_client, contoso_and_fabrikam):
     html = get(alice_client, q="phishing").content.decode()
     assert "Contoso" in html
     assert "Phishing mail reported" in html
-    assert "InProgress" in html
+    assert '<td class="status">In progress</td>' in html
     assert "secop@contoso.com" in html
     assert 'class="badge sev-medium"' in html
     a2 = contoso_and_fabrikam["a2"]

@@ -31,7 +31,7 @@ def test_htmx_requests_get_only_the_table_and_others_the_whole_page(
     full = alice_client.get(url)
     assert b"<form" in full.content and b'id="incident-table"' in full.content
     partial = alice_client.get(url, **HTMX)
-    assert b"<form" not in partial.content and b"<html" not in partial.content
+    assert b'role="search"' not in partial.content and b"<html" not in partial.content
     assert b"Ransomware on FIN-01" in partial.content
     assert b"Phishing mail reported" not in partial.content
     # The back button after htmx's history cache is gone asks for the whole page.
@@ -216,7 +216,14 @@ def test_the_export_streams_exactly_the_filtered_rows(alice_client, contoso_and_
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="incidents-')
     rows = read_csv(response)
-    assert rows[0][:4] == ["Tenant", "Incident ID", "Name", "Severity"]
+    assert rows[0][:6] == [
+        "Tenant",
+        "Incident ID",
+        "Name",
+        "Severity",
+        "Severity (Microsoft)",
+        "Status",
+    ]
     assert [row[2] for row in rows[1:]] == [
         "Suspicious PowerShell",
         "Phishing mail reported",
@@ -228,7 +235,11 @@ def test_the_export_streams_exactly_the_filtered_rows(alice_client, contoso_and_
         str(a2.microsoft_id),
         "Phishing mail reported",
         "Medium",
+        "Medium",
+        "In progress",
         "InProgress",
+        "",
+        "",
         "",
         "",
         "secop@contoso.com",
@@ -237,6 +248,29 @@ def test_the_export_streams_exactly_the_filtered_rows(alice_client, contoso_and_
         a2.last_update_time.isoformat(),
         "",
     ]
+
+
+def test_the_export_gives_words_beside_microsofts_values(alice_client, tenant_a):
+    make_incident(
+        tenant_a,
+        severity="UnSpecified",
+        status="InProgress",
+        classification="TruePositive",
+        determination="MultiStagedAttack",
+    )
+    make_incident(tenant_a, status="SomethingNew", hours_ago=2)
+    header, known, unknown = read_csv(alice_client.get(reverse("incidents:export")))
+    known = dict(zip(header, known, strict=True))
+    assert known["Severity"] == "Unspecified"
+    assert known["Severity (Microsoft)"] == "UnSpecified"
+    assert (known["Status"], known["Status (Microsoft)"]) == ("In progress", "InProgress")
+    assert known["Classification"] == "True positive"
+    assert known["Classification (Microsoft)"] == "TruePositive"
+    assert known["Determination"] == "Multi-staged attack"
+    assert known["Determination (Microsoft)"] == "MultiStagedAttack"
+    # A value Microsoft adds later is shown as sent, in both columns.
+    unknown = dict(zip(header, unknown, strict=True))
+    assert unknown["Status"] == unknown["Status (Microsoft)"] == "SomethingNew"
 
 
 def test_the_export_never_includes_other_tenants(alice_client, contoso_and_fabrikam):
@@ -300,7 +334,7 @@ def test_the_detail_page_shows_every_field_alerts_devices_and_entities(
         "Ransomware on FIN-01",
         "Contoso",
         str(incident.microsoft_id),
-        "TruePositive",
+        "True positive",
         "Malware",
         "secop@contoso.com",
         "Ransomware behavior detected",

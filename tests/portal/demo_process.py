@@ -109,6 +109,8 @@ def running_demo(var_dir: Path) -> Iterator[Demo]:
     supervisor = Supervisor(None, cwd=BASE_DIR, stop_timeout=STOP_TIMEOUT)
     argv = [sys.executable, "manage.py", "demo", f"--port={port}"]
     argv += [f"--devcloud-port={free_port()}", f"--devcloud-http-port={free_port()}"]
+    # The tests wait for the worker's and beat's INFO lines ("ready.").
+    argv.append("--verbose")
     demo = supervisor.start("demo", argv, env=env, on_line=output.add)
     try:
         yield Demo(proc=demo.proc, output=output, base_url=f"http://127.0.0.1:{port}", env=env)

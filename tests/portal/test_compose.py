@@ -108,3 +108,17 @@ def test_the_readme_quick_start_is_two_commands_and_ci_runs_the_second():
     assert "pip install -r requirements.txt" in commands[0]
     assert commands[1] in (BASE_DIR / ".ci" / "run").read_text().splitlines()
     assert "docs/screenshot-incidents.png" in readme
+
+
+def test_redis_requires_a_password_that_redis_url_carries_and_no_argv_shows(compose):
+    # Info (issue 12): Django's cache unpickles what it reads, so Redis must not be open.
+    redis = compose["services"]["redis"]
+    script = redis["command"][2]
+    assert "requirepass" in script and "| exec redis-server -" in script  # config on stdin
+    assert "--requirepass" not in script
+    assert redis["environment"]["REDISCLI_AUTH"] == "${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}"
+    assert redis["user"] == "redis"
+    url = compose["x-app"]["environment"]["REDIS_URL"]
+    assert url == "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}@redis:6379/0"
+    example = (BASE_DIR / ".env.example").read_text()
+    assert "\nREDIS_PASSWORD=" in example

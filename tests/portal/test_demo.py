@@ -72,6 +72,10 @@ def test_the_demo_serves_the_portal_signs_in_its_user_and_stops_without_orphans(
     assert signed_in.url == f"{base_url}/"
     assert username in signed_in.text and "Sign out" in signed_in.text
     started |= descendants(proc.pid)
+    # Alerting out of the box: the demo's rule, and beat running the dispatcher.
+    alerts = session.get(f"{base_url}/alerts/", timeout=10).text
+    assert "High and above, all tenants" in alerts and "Console email" in alerts
+    output.wait_for(r"^worker +\| .*tasks\.dispatch_alerts\[.*\] succeeded", 60)
 
     # A task sent from another process reaches the demo's worker through the embedded broker.
     subprocess.run(

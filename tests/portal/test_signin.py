@@ -143,3 +143,81 @@ def test_a_lockout_is_per_username_and_address(client, alice, bob):
         client.post(reverse("login"), {"username": "alice", "password": "wrong"})
     response = client.post(reverse("login"), {"username": "bob", "password": PASSWORD})
     assert response.status_code == 302
+
+
+PROXY = "10.0.0.2"
+
+
+def _via_proxy(client, client_address: str, username: str, password: str, forged: str = ""):
+    forwarded = f"{forged}, {client_address}" if forged else client_address
+    return client.post(
+        reverse("login"),
+        {"username": username, "password": password},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )
+
+
+@pytest.mark.django_db
+def test_behind_the_proxy_a_lockout_is_per_username_and_client_not_the_proxy(
+    client, alice, settings
+):
+    # L2: behind the documented reverse proxy every client had the proxy's address, so 5
+    # anonymous tries locked alice out for everyone.
+    settings.PROXY_COUNT = 1
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        _via_proxy(client, "203.0.113.66", "alice", "wrong", forged="198.51.100.1")
+    assert _via_proxy(client, "203.0.113.66", "alice", PASSWORD).status_code == 429
+    # The attacker's forged X-Forwarded-For entry is not what got locked…
+    from axes.models import AccessAttempt
+
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.66"}
+    # …and alice, from her own address behind the same proxy, signs in.
+    assert _via_proxy(client, "203.0.113.7", "alice", PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("count", "remote", "forwarded", "expected"),
+    [
+        (0, "192.0.2.1", "203.0.113.9", "192.0.2.1"),  # no proxy: the header is ignored
+        (1, "10.0.0.2", "203.0.113.9", "203.0.113.9"),
+        (1, "10.0.0.2", "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # forged left part ignored
+        (2, "10.0.0.3", "6.6.6.6, 203.0.113.9, 10.0.0.2", "203.0.113.9"),
+        (2, "10.0.0.3", "203.0.113.9", "10.0.0.3"),  # fewer hops than proxies: the peer
+        (1, "10.0.0.2", "not-an-address", "10.0.0.2"),
+        (1, "10.0.0.2", "", "10.0.0.2"),
+        (1, "10.0.0.2", "2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_one_function_says_the_client_address(rf, settings, count, remote, forwarded, expected):
+    from partner_portal.audit.events import client_ip
+
+    settings.PROXY_COUNT = count
+    request = rf.get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_ip(request) == expected
+
+
+def test_axes_uses_the_same_client_address_function(settings):
+    assert settings.AXES_CLIENT_IP_CALLABLE == "partner_portal.audit.events.client_ip"
+    assert settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
+
+
+@pytest.mark.django_db
+def test_the_audit_log_records_the_client_behind_the_proxy(client, settings):
+    from partner_portal.audit.models import AuditEvent
+    from tests.factories import ConsentLinkFactory
+
+    settings.PROXY_COUNT = 1
+    link = ConsentLinkFactory()
+    client.get(f"/consent/{link.token}/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR="203.0.113.5")
+    assert AuditEvent.objects.get(action="consent.link_opened").ip_address == "203.0.113.5"
+
+
+@pytest.mark.django_db
+def test_the_locked_out_page_says_for_how_long_and_links_back(client, alice, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = client.post(reverse("login"), {"username": "alice", "password": "wrong"})
+    page = response.content.decode()
+    assert response.status_code == 429
+    assert f"{settings.LOGIN_COOLOFF_MINUTES} minutes" in page
+    assert f'href="{reverse("login")}"' in page

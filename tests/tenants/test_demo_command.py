@@ -9,7 +9,11 @@ import uuid
 import pytest
 
 from partner_portal.demo import devcloud_control
-from partner_portal.tenants.management.commands.demo import DEMO_MSP_TENANT, _consented_tenant_ids
+from partner_portal.tenants.management.commands.demo import (
+    DEMO_MSP_TENANT,
+    Command,
+    _consented_tenant_ids,
+)
 from partner_portal.tenants.models import Tenant
 from tests.factories import ConsentedTenantFactory, TenantFactory
 
@@ -105,3 +109,28 @@ def test_the_ready_line_gives_devclouds_facts():
         "base_url": "https://127.0.0.1:1",
         "ca_file": "/s/ca.pem",
     }
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.started: dict[str, list[str]] = {}
+
+    def start(self, name: str, command: list[str], **kwargs: object) -> None:
+        self.started[name] = command
+
+
+@pytest.mark.parametrize(("verbose", "level"), [(False, "WARNING"), (True, "INFO")])
+def test_the_worker_and_beat_log_warnings_only_unless_verbose(verbose, level):
+    command = Command()
+    command.child_log_level = "INFO" if verbose else "WARNING"
+    recorder = _Recorder()
+    command._start_portal(recorder, {}, 8000, 2)
+    for name in ("worker", "beat"):
+        args = recorder.started[name]
+        assert args[args.index("--loglevel") + 1] == level
+
+
+def test_the_demo_has_a_verbose_switch():
+    parser = Command().create_parser("manage.py", "demo")
+    assert parser.parse_args(["--verbose"]).verbose
+    assert not parser.parse_args([]).verbose

@@ -172,16 +172,26 @@ def test_staff_must_give_the_tenant_a_group(alice_client, team_a):
     assert "groups" in response.context["form"].errors
 
 
+@pytest.fixture
+def root_client(client, django_user_model):
+    root = django_user_model.objects.create_superuser("root", "r@msp.example", "pw-unused-1")
+    client.force_login(root)
+    return client
+
+
 @pytest.mark.parametrize("bad", ["not-a-guid", "1234", "72f988bf-86f1-41af-91ab-2d7cd011db4"])
-def test_the_tenant_id_must_be_a_guid(alice_client, team_a, bad):
-    response = alice_client.post(
+def test_the_tenant_id_must_be_a_guid(root_client, team_a, bad):
+    response = root_client.post(
         "/tenants/new/",
         {"display_name": "X", "cloud": "commercial", "groups": [team_a.pk], "entra_tenant_id": bad},
     )
     assert "Enter a tenant ID such as" in str(response.context["form"].errors["entra_tenant_id"])
 
 
-def test_a_tenant_id_already_used_is_refused(alice_client, team_a, tenant_b):
+def test_staff_cannot_attach_another_groups_tenant_id_nor_learn_it_exists(
+    alice_client, team_a, tenant_b
+):
+    # M2 + L5: the ID of a tenant alice may not see (tenant_b is team-b's, consented).
     response = alice_client.post(
         "/tenants/new/",
         {
@@ -190,8 +200,81 @@ def test_a_tenant_id_already_used_is_refused(alice_client, team_a, tenant_b):
             "groups": [team_a.pk],
             "entra_tenant_id": str(tenant_b.entra_tenant_id),
         },
+        follow=True,
     )
-    assert "Another customer already has" in str(response.context["form"].errors)
+    page = response.content.decode()
+    assert "Another customer" not in page and tenant_b.display_name not in page
+    copy = Tenant.objects.get(display_name="Copy")
+    assert copy.entra_tenant_id is None  # the field is not even in the form
+    assert "entra_tenant_id" not in alice_client.get("/tenants/new/").context["form"].fields
+
+
+def test_staff_cannot_change_a_tenant_id_by_editing(alice_client, tenant_a, team_a):
+    known = tenant_a.entra_tenant_id
+    alice_client.post(
+        f"/tenants/{tenant_a.pk}/edit/",
+        {
+            "display_name": "Contoso",
+            "cloud": "commercial",
+            "groups": [team_a.pk],
+            "entra_tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "sync_enabled": "on",
+        },
+    )
+    tenant_a.refresh_from_db()
+    assert tenant_a.entra_tenant_id == known
+    assert tenant_a.consent_state == Tenant.ConsentState.CONSENTED
+
+
+def test_a_superuser_sees_which_tenant_already_has_the_id(root_client, team_a, tenant_b):
+    response = root_client.post(
+        "/tenants/new/",
+        {
+            "display_name": "Copy",
+            "cloud": "commercial",
+            "entra_tenant_id": str(tenant_b.entra_tenant_id),
+        },
+    )
+    assert f"{tenant_b.display_name} already has this tenant ID" in str(
+        response.context["form"].errors
+    )
+
+
+def test_a_superuser_changes_a_tenant_id_after_a_confirmation_that_clears_the_old_data(
+    root_client, tenant_a, team_a
+):
+    from tests.factories import IncidentFactory
+
+    IncidentFactory(tenant=tenant_a)
+    Tenant.objects.filter(pk=tenant_a.pk).update(
+        incidents_watermark=timezone.now(), granted_roles=["Incident.Read.All"]
+    )
+    new_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    data = {
+        "display_name": "Contoso",
+        "cloud": "commercial",
+        "groups": [team_a.pk],
+        "entra_tenant_id": new_id,
+        "sync_enabled": "on",
+    }
+    page = root_client.post(f"/tenants/{tenant_a.pk}/edit/", data)
+    # First a confirmation that says what goes; nothing changed yet.
+    assert page.status_code == 200
+    assert b"1 incident " in page.content and b"Change the tenant ID" in page.content
+    tenant_a.refresh_from_db()
+    assert str(tenant_a.entra_tenant_id) != new_id and tenant_a.incidents.count() == 1
+
+    confirmed = root_client.post(
+        f"/tenants/{tenant_a.pk}/edit/", {**data, "confirm_tenant_id": "yes"}
+    )
+    assert confirmed.status_code == 302
+    tenant_a.refresh_from_db()
+    assert str(tenant_a.entra_tenant_id) == new_id
+    assert tenant_a.consent_state == Tenant.ConsentState.NOT_CONSENTED
+    assert tenant_a.granted_roles == [] and tenant_a.incidents_watermark is None
+    assert tenant_a.incidents.count() == 0 and not tenant_a.is_syncable
+    event = AuditEvent.objects.get(action="tenant.changed")
+    assert event.data["changes"]["incidents_deleted"] == 1
 
 
 def test_editing_keeps_groups_the_user_cannot_see(alice_client, tenant_a, team_a, team_b):

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ DEMO_USERNAME = "demo"
 DEMO_MSP_TENANT = "0d5e7f3a-5c1b-4e2d-9f8a-7b6c5d4e3f44"  # devcloud's MSP tenant (staff sign-in)
 DEMO_STAFF_GROUP = "MSP technicians"  # what the Portal.Technician app role maps to
 DEVCLOUD_READY_TIMEOUT = 90
+BANNER_EVERY_SECONDS = 300
 MANAGE_PY = str(Path(settings.BASE_DIR) / "manage.py")
 
 
@@ -71,6 +73,9 @@ class Command(BaseCommand):
             "--devcloud-http-port", type=int, default=8444, help="devcloud's HTTP port (8444)"
         )
         parser.add_argument("--no-devcloud", action="store_true", help="do not start devcloud")
+        parser.add_argument(
+            "--verbose", action="store_true", help="worker and beat log at INFO, not WARNING"
+        )
         parser.add_argument("--worker-threads", type=int, default=4, help="Celery threads (4)")
         parser.add_argument(
             "--stop-timeout",
@@ -81,6 +86,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"]
+        # A quiet console: the worker's and beat's INFO lines (one per task) drown the banner.
+        self.child_log_level = "INFO" if options["verbose"] else "WARNING"
         ports = [port]
         # Looked up, not imported: the portal and the emulator share no code.
         has_devcloud = importlib.util.find_spec("devcloud") is not None
@@ -120,11 +127,15 @@ class Command(BaseCommand):
                     "running without it, so consent and sync have nothing to talk to."
                 )
             self._start_portal(supervisor, env, port, options["worker_threads"])
-            web_up = False
+            web_up, banner_at = False, 0.0
             died = None
             while not supervisor.stop_requested.is_set() and not died:
                 if not web_up and _answers(port):
                     web_up = True
+                # At the end of start-up, and again every few minutes: the sign-in details
+                # never scroll out of reach for good.
+                if web_up and time.monotonic() - banner_at >= BANNER_EVERY_SECONDS:
+                    banner_at = time.monotonic()
                     self._banner(supervisor, base_url, password, entra="ENTRA_TENANT_ID" in env)
                 supervisor.stop_requested.wait(0.3)
                 died = supervisor.poll()  # and restarts a worker or beat that exited
@@ -165,6 +176,9 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         reset(username=DEMO_USERNAME)  # a lockout from an earlier run must not lock the demo
+        from partner_portal.alerts.demo import ensure_demo_rule
+
+        ensure_demo_rule(user=user)  # "High and above, all tenants → console email"
         return password
 
     def _child_env(self, base_url: str) -> dict[str, str]:
@@ -180,6 +194,10 @@ class Command(BaseCommand):
         }
         # devcloud's incidents evolve every minute: sync as often, unless told otherwise.
         env.setdefault("SYNC_INTERVAL_MINUTES", "1")
+        # Quiet unless --verbose (or LOG_LEVEL) asks otherwise; runserver's "development
+        # server" warning is what the demo is.
+        env.setdefault("LOG_LEVEL", getattr(self, "child_log_level", "WARNING"))
+        env.setdefault("DJANGO_RUNSERVER_HIDE_WARNING", "true")
         return env
 
     def _start_devcloud(
@@ -295,7 +313,7 @@ class Command(BaseCommand):
                 "--hostname",
                 "demo-worker@%h",
                 "--loglevel",
-                "INFO",
+                self.child_log_level,
                 "--without-mingle",
                 "--without-gossip",
             ],  # fmt: skip
@@ -314,7 +332,7 @@ class Command(BaseCommand):
                 "--scheduler",
                 "django_celery_beat.schedulers:DatabaseScheduler",
                 "--loglevel",
-                "INFO",
+                self.child_log_level,
             ],  # fmt: skip
             env=env,
             restart=True,

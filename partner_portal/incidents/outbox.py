@@ -1,0 +1,105 @@
+"""The alerting outbox: what changed in a stored page, written in the page's transaction.
+
+`store_page` calls `snapshot` (one query, before its upsert) and `record` (after it), both
+inside its transaction: an outbox row commits with the change it describes, or not at all.
+A re-stored version (the sync's overlap window, a re-run after a crash, a full re-sync) finds
+the same `lastUpdateTime` and writes nothing; the unique (incident, version) constraint makes
+a second writer harmless too. Alerting (partner_portal/alerts) reads these rows; nothing here
+knows about rules or channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from partner_portal.incidents.models import (
+    ChangeKind,
+    Incident,
+    IncidentChange,
+    SyncOutcome,
+    SyncRun,
+)
+from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.vocabulary import Kind
+from partner_portal.tenants.models import Tenant
+
+FIELDS = ("name", "severity", "status", "assigned_to", "tags", "last_update_time")
+
+
+def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """The stored state of these incidents, before the page overwrites it."""
+    rows = Incident.objects.filter(tenant=tenant, microsoft_id__in=list(microsoft_ids))
+    return {row["microsoft_id"]: row for row in rows.values("microsoft_id", *FIELDS)}
+
+
+def kinds_of_change(before: dict[str, Any] | None, after: Incident) -> list[str]:
+    """What a rule can ask about: new, severity raised, status changed, reassigned, reopened."""
+    if before is None:
+        return [ChangeKind.NEW]
+    kinds: list[str] = []
+    if vocabulary.severity_rank(after.severity) > vocabulary.severity_rank(before["severity"]):
+        kinds.append(ChangeKind.SEVERITY_RAISED)
+    old_status = vocabulary.normalise(Kind.STATUS, before["status"])
+    new_status = vocabulary.normalise(Kind.STATUS, after.status)
+    if old_status != new_status:
+        kinds.append(ChangeKind.STATUS_CHANGED)
+        if vocabulary.is_open(old_status) is False and vocabulary.is_open(new_status):
+            kinds.append(ChangeKind.REOPENED)
+    if (before["assigned_to"] or "").lower() != (after.assigned_to or "").lower():
+        kinds.append(ChangeKind.REASSIGNED)
+    return kinds
+
+
+def _text(value: Any, limit: int = 500) -> str:
+    # PostgreSQL's jsonb refuses NUL and lone surrogates, which Microsoft's JSON may carry.
+    if not isinstance(value, str):
+        return ""
+    return value[:limit].replace("\x00", "").encode("utf-8", "replace").decode()
+
+
+def _values(incident: Incident | dict[str, Any]) -> dict[str, Any]:
+    get = incident.get if isinstance(incident, dict) else lambda f: getattr(incident, f)
+    return {
+        "name": _text(get("name")),
+        "severity": _text(get("severity")),
+        "status": _text(get("status")),
+        "assigned_to": _text(get("assigned_to")),
+        "tags": [_text(t, 100) for t in (get("tags") or []) if isinstance(t, str)][:20],
+    }
+
+
+def record(
+    *,
+    tenant: Tenant,
+    before: dict[int, dict[str, Any]],
+    incidents: Iterable[Incident],
+    pks: dict[int, int],
+) -> int:
+    """Write one outbox row per incident whose new version changed something a rule can ask
+    about. `pks` maps Microsoft IDs to the stored rows' keys. Returns the rows written."""
+    # The first sync of a tenant brings its history: recorded (a rule may count it), but
+    # marked so that alerting folds it into one digest instead of a message per incident.
+    # (Not the watermark: a tenant with no incidents at its first sync keeps none.)
+    imported = not SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS).exists()
+    changes = []
+    for incident in incidents:
+        old = before.get(incident.microsoft_id)
+        if old is not None and old["last_update_time"] >= incident.last_update_time:
+            continue  # the same (or an older) version again
+        kinds = kinds_of_change(old, incident)
+        if not kinds:
+            continue  # a comment, a new alert of the same severity…
+        changes.append(
+            IncidentChange(
+                tenant=tenant,
+                incident_id=pks[incident.microsoft_id],
+                version=incident.last_update_time,
+                kinds=kinds,
+                before=_values(old) if old else {},
+                after=_values(incident),
+                imported=imported,
+            )
+        )
+    IncidentChange.objects.bulk_create(changes, ignore_conflicts=True)
+    return len(changes)
