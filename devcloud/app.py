@@ -8,12 +8,13 @@ import threading
 import time
 from urllib.parse import unquote
 
-from . import consent, control, defender, entra, graph, signin
+from . import clouds, consent, control, defender, entra, graph, signin
 from .pki import Pki
 from .state import Store
 from .web import Request, Response, html_response, json_response
 
 TENANT = r"(?P<tenant>[^/]+)"
+CLOUD_PREFIX = re.compile(r"^/_clouds/(?P<cloud>[a-z_]+)(?P<rest>/.*)?$")
 ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(rf"^/{TENANT}/v2\.0/\.well-known/openid-configuration$"), "discovery"),
     (re.compile(rf"^/{TENANT}/\.well-known/openid-configuration$"), "discovery"),
@@ -66,6 +67,16 @@ class DevCloudApp:
     # --- dispatch ----------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
         path = req.path
+        prefixed = CLOUD_PREFIX.match(path)
+        if prefixed:
+            # One cloud's hosts under their own base URL (devcloud/clouds.py).
+            if prefixed["cloud"] not in clouds.CLOUDS:
+                return json_response(404, {"error": f"no cloud {prefixed['cloud']}"})
+            req.cloud = prefixed["cloud"]
+            req.prefix = f"/_clouds/{req.cloud}"
+            path = req.path = prefixed["rest"] or "/"
+            if path.startswith("/_devcloud"):
+                return json_response(404, {"error": "the control API is not per cloud"})
         if path.startswith("/_devcloud/") or path == "/_devcloud":
             return control.handle(self, req, path[len("/_devcloud") :] or "/")
         if path in ("/", "/favicon.ico"):
@@ -122,7 +133,7 @@ class DevCloudApp:
         status = 0 if resp.action in ("reset", "hang") else resp.status
         self.store.record(
             method=req.method,
-            path=req.path,
+            path=req.prefix + req.path,
             endpoint=endpoint,
             tenant=tenant,
             status=status,

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import quote_plus, unquote, urlsplit
 
+from . import clouds
 from .entra import TENANT_INDEPENDENT, resolve
 from .timefmt import entra_timestamp
 from .web import Request, Response, html_response, redirect
@@ -122,7 +123,7 @@ def admin_consent(app: DevCloudApp, req: Request, tenant_seg: str, variant: str)
         )
     fixed_tenant = None
     if seg.lower() not in TENANT_INDEPENDENT:
-        fixed_tenant = resolve(app, seg)
+        fixed_tenant = resolve(app, seg, req)
         if fixed_tenant is None:
             return _error_page(
                 90002,
@@ -165,7 +166,10 @@ def admin_consent(app: DevCloudApp, req: Request, tenant_seg: str, variant: str)
     accounts = (
         [fixed_tenant]
         if fixed_tenant
-        else sorted(store.tenants.values(), key=lambda t: t.display_name.lower())
+        else sorted(
+            (t for t in store.tenants.values() if clouds.same_entra(t.cloud, req)),
+            key=lambda t: t.display_name.lower(),
+        )
     )
     if req.method == "POST":
         action = req.f("action")

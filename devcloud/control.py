@@ -111,7 +111,7 @@ def _tenants(app, req):
 
 def _create_tenant(app, req):
     data = _pick(
-        _body(req), "tenant_id", "domain", "display_name", "no_sp_error", "seed", "blocked"
+        _body(req), "tenant_id", "domain", "display_name", "no_sp_error", "seed", "blocked", "cloud"
     )
     return 201, app.store.create_tenant(**data).as_dict()
 

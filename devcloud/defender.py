@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import jwt
 
+from . import clouds
 from .generator import CLASSIFICATIONS, DETERMINATION_ALIASES, DETERMINATIONS
 from .state import incident_json
 from .timefmt import parse_ticks
@@ -73,10 +74,11 @@ def unverified_tid(app: DevCloudApp, req: Request) -> str | None:
     return tid if isinstance(tid, str) else None
 
 
-def authenticate(
-    app: DevCloudApp, req: Request, audiences: tuple[str, ...] = AUDIENCES
-) -> dict | None:
-    """The verified claims of the Bearer token for one of `audiences`, or None (→ 401)."""
+def authenticate(app: DevCloudApp, req: Request, api: str = "defender") -> dict | None:
+    """The verified claims of a Bearer token for this cloud's `api` ("defender" or "graph"),
+    or None (→ 401): a token another cloud issued, or for another API, is refused."""
+    cloud = clouds.of(req)
+    audiences = cloud.graph if api == "graph" else cloud.defender
     auth = req.headers.get("Authorization") or ""
     if auth[:7].lower() != "bearer ":
         return None
@@ -93,14 +95,14 @@ def authenticate(
             )
         except jwt.PyJWTError:
             return None
-        if claims.get("iss") != f"https://sts.windows.net/{claims.get('tid')}/":
+        if not isinstance(claims.get("tid"), str):
             return None
         if len(app.token_cache) > 20000:
             app.token_cache.clear()
         app.token_cache[token] = claims
     elif claims["exp"] <= time.time():
         return None
-    if claims["aud"] not in audiences:
+    if claims["aud"] not in audiences or claims.get("iss") != cloud.issuer(claims["tid"]):
         return None
     if app.store.resolve_tenant(claims["tid"]) is None:
         return None

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import jwt
 
+from . import clouds
 from .pki import b64url
 from .state import GUID, Tenant
 from .timefmt import entra_timestamp
@@ -33,6 +34,7 @@ RESOURCES = {
     GRAPH: GRAPH,
     "00000003-0000-0000-c000-000000000000": GRAPH,
 }
+DEFENDER_AUDIENCES = {a for c in clouds.CLOUDS.values() for a in c.defender}
 TENANT_INDEPENDENT = ("common", "organizations", "consumers")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLOCK_SKEW = 300  # seconds Entra tolerates on client assertions
@@ -88,8 +90,13 @@ def tenant_not_found(name: str, *, error: str = "invalid_tenant") -> EntraError:
     )
 
 
-def resolve(app: DevCloudApp, name: str) -> Tenant | None:
-    return app.store.resolve_tenant(unquote(name))
+def resolve(app: DevCloudApp, name: str, req: Request | None = None) -> Tenant | None:
+    """The tenant `name` names; with `req`, only when it lives in the Entra ID of the
+    request's cloud (a GCC High tenant is unknown at login.microsoftonline.com)."""
+    tenant = app.store.resolve_tenant(unquote(name))
+    if tenant is not None and req is not None and not clouds.same_entra(tenant.cloud, req):
+        return None
+    return tenant
 
 
 # --- discovery and keys --------------------------------------------------------------------
@@ -100,7 +107,7 @@ def discovery(app: DevCloudApp, req: Request, tenant_name: str, *, v2: bool) -> 
     if tenant_name.lower() in TENANT_INDEPENDENT:
         seg, tid = tenant_name.lower(), "{tenantid}"
     else:
-        tenant = resolve(app, tenant_name)
+        tenant = resolve(app, tenant_name, req)
         if tenant is None:
             return error_response(req, tenant_not_found(unquote(tenant_name)))
         seg = tid = tenant.tenant_id
@@ -155,7 +162,7 @@ def discovery(app: DevCloudApp, req: Request, tenant_name: str, *, v2: bool) -> 
                 "token",
             ],
             "scopes_supported": ["openid"],
-            "issuer": f"https://sts.windows.net/{tid}/",
+            "issuer": clouds.of(req).issuer(tid),
             "microsoft_multi_refresh_token": True,
             "authorization_endpoint": f"{base}/{seg}/oauth2/authorize",
             "device_authorization_endpoint": f"{base}/{seg}/oauth2/devicecode",
@@ -207,11 +214,11 @@ def jwks(app: DevCloudApp, req: Request, tenant_name: str, *, v2: bool) -> Respo
     if tenant_name.lower() in TENANT_INDEPENDENT:
         tid = "{tenantid}"
     else:
-        tenant = resolve(app, tenant_name)
+        tenant = resolve(app, tenant_name, req)
         if tenant is None:
             return error_response(req, tenant_not_found(unquote(tenant_name)))
         tid = tenant.tenant_id
-    issuer = f"{base}/{tid}/v2.0" if v2 else f"https://sts.windows.net/{tid}/"
+    issuer = f"{base}/{tid}/v2.0" if v2 else clouds.of(req).issuer(tid)
     return json_response(
         200,
         {"keys": [app.pki.signing.jwk(issuer)]},
@@ -248,7 +255,7 @@ def _client_auth(req: Request) -> tuple[str | None, str | None]:
     return client_id, secret
 
 
-def _resource_of(scope: str, tenant: Tenant) -> str:
+def _resource_of(scope: str, tenant: Tenant, req: Request) -> str:
     """The single resource of a client-credentials `scope` (§2.1), or an AADSTS error."""
     scopes = scope.split()
     resources = []
@@ -275,7 +282,7 @@ def _resource_of(scope: str, tenant: Tenant) -> str:
         )
     if not resources:
         raise _missing("scope")
-    canonical = RESOURCES.get(resources[0].lower())
+    canonical = clouds.of(req).resources().get(resources[0].lower())
     if canonical is None:
         raise EntraError(
             400,
@@ -290,7 +297,7 @@ def _resource_of(scope: str, tenant: Tenant) -> str:
 
 
 def _roles_for(resource: str, roles: list[str]) -> list[str]:
-    if resource in (DEFENDER, "https://api.securitycenter.microsoft.com"):
+    if resource in DEFENDER_AUDIENCES:
         return [r for r in roles if r.startswith("Incident.")]
     return [r for r in roles if not r.startswith("Incident.")]
 
@@ -440,8 +447,10 @@ def _audience_ok(app: DevCloudApp, req: Request, aud, tenant_seg: str, tenant: T
         return False
     if parts.hostname not in ("127.0.0.1", "localhost", app.host):
         return False
+    if req.prefix and not parts.path.startswith(req.prefix + "/"):
+        return False  # the token endpoint of another cloud
     allowed = {tenant.tenant_id, tenant.domain, tenant_seg.lower()}
-    segments = parts.path.split("/")
+    segments = parts.path[len(req.prefix) :].split("/")
     return (
         len(segments) == 5
         and segments[1].lower() in allowed
@@ -496,7 +505,7 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
             "Usage of the /common or /organizations endpoint is not supported for the client "
             "credentials grant. Use a tenant-specific endpoint.",
         )
-    tenant = resolve(app, tenant_seg)
+    tenant = resolve(app, tenant_seg, req)
     if tenant is None:
         raise tenant_not_found(unquote(tenant_seg), error="invalid_request")
     if tenant.blocked:
@@ -520,7 +529,7 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
         scope = req.f("scope")
         if not scope or not scope.strip():
             raise _missing("scope")
-    resource = _resource_of(scope, tenant)
+    resource = _resource_of(scope, tenant, req)
     store = app.store
     app_reg = store.apps.get(client_id.lower())
     consent = store.consent(tenant.tenant_id, client_id.lower())
@@ -566,6 +575,7 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
         roles=_roles_for(resource, consent.roles),
         acr=acr,
         lifetime=lifetime,
+        issuer=clouds.of(req).issuer(tenant.tenant_id),
     )
     if v1:
         now = int(time.time())
@@ -598,10 +608,11 @@ def issue_access_token(
     acr: str,
     lifetime: int,
     now: int | None = None,
+    issuer: str = "",
 ) -> str:
     """A v1.0 app-only access token, as Entra issues for Graph and Defender (§4.1)."""
     now = int(time.time()) if now is None else now
-    iss = f"https://sts.windows.net/{tenant.tenant_id}/"
+    iss = issuer or f"https://sts.windows.net/{tenant.tenant_id}/"
     claims: dict = {
         "aud": resource,
         "iss": iss,

@@ -323,7 +323,7 @@ def graph_error(req: Request, status: int, code: str, message: str, extra=None) 
 
 
 def _guard(app: DevCloudApp, req: Request, roles: tuple[str, ...]):
-    claims = defender.authenticate(app, req, (GRAPH, "00000003-0000-0000-c000-000000000000"))
+    claims = defender.authenticate(app, req, "graph")
     if claims is None:
         return graph_error(
             req, 401, "InvalidAuthenticationToken", "Access token validation failure."

@@ -111,6 +111,8 @@ class Tenant:
     seed: int
     generator: Generator
     blocked: bool = False
+    # The Microsoft cloud it lives in (devcloud/clouds.py): its login host and APIs.
+    cloud: str = "commercial"
     incidents: dict[int, Incident] = field(default_factory=dict)
     next_id: int = 0
     order: list[Incident] | None = None  # newest first; None = must re-sort
@@ -123,6 +125,7 @@ class Tenant:
             "display_name": self.display_name,
             "no_sp_error": self.no_sp_error,
             "blocked": self.blocked,
+            "cloud": self.cloud,
             "incident_count": len(self.incidents),
         }
 
@@ -279,7 +282,12 @@ class Store:
         no_sp_error: str = "7000229",
         seed: int | None = None,
         blocked: bool = False,
+        cloud: str = "commercial",
     ) -> Tenant:
+        from .clouds import CLOUDS
+
+        if cloud not in CLOUDS:
+            raise ControlError(400, f"cloud must be one of {', '.join(CLOUDS)}")
         tenant_id = (tenant_id or str(uuid.uuid4())).lower()
         if not GUID.match(tenant_id):
             raise ControlError(400, f"tenant_id {tenant_id!r} is not a GUID")
@@ -302,6 +310,7 @@ class Store:
                 display_name=display_name,
                 no_sp_error=str(no_sp_error),
                 blocked=bool(blocked),
+                cloud=cloud,
                 seed=seed,
                 generator=Generator(tenant_id=tenant_id, domain=domain, seed=seed),
             )

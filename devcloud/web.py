@@ -21,13 +21,16 @@ class Request:
     _form: dict[str, list[str]] | None = None
     # What a handler wants the request log to show (e.g. the client authentication used).
     note: str | None = None
+    # The Microsoft cloud served (devcloud/clouds.py) and the path prefix it is served under.
+    cloud: str = "commercial"
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         self.query = parse_qs(self.raw_query, keep_blank_values=True)
 
     @property
     def base_url(self) -> str:
-        return f"{self.scheme}://{self.host}"
+        return f"{self.scheme}://{self.host}{self.prefix}"
 
     def q(self, name: str) -> str | None:
         values = self.query.get(name)

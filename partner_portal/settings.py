@@ -369,13 +369,41 @@ if bool(MICROSOFT_CERTIFICATE_PATH) != bool(MICROSOFT_PRIVATE_KEY_PATH):
     raise ImproperlyConfigured(
         "Set both MICROSOFT_CERTIFICATE_PATH and MICROSOFT_PRIVATE_KEY_PATH, or neither."
     )
-# Overrides of the cloud's hosts: only devcloud (the emulator) needs them.
+# App registrations in the national clouds: one per Entra ID a customer signs in at (a
+# commercial registration cannot get tokens in GCC High). The commercial one above also
+# serves GCC. Unset: tenants in that cloud say so on their page and are not synced.
+MICROSOFT_CLOUD_CREDENTIALS: dict[str, dict[str, str]] = {
+    "gcc_high": {
+        "client_id": env.str("MICROSOFT_GCC_HIGH_CLIENT_ID", default=""),
+        "client_secret": env.str("MICROSOFT_GCC_HIGH_CLIENT_SECRET", default=""),
+        "certificate_path": env_path("MICROSOFT_GCC_HIGH_CERTIFICATE_PATH"),
+        "private_key_path": env_path("MICROSOFT_GCC_HIGH_PRIVATE_KEY_PATH"),
+    },
+    "dod": {
+        "client_id": env.str("MICROSOFT_DOD_CLIENT_ID", default=""),
+        "client_secret": env.str("MICROSOFT_DOD_CLIENT_SECRET", default=""),
+        "certificate_path": env_path("MICROSOFT_DOD_CERTIFICATE_PATH"),
+        "private_key_path": env_path("MICROSOFT_DOD_PRIVATE_KEY_PATH"),
+    },
+}
+# Where incidents are read when a tenant does not say: "defender" (the Microsoft 365
+# Defender API) or "graph" (Microsoft Graph's /security/incidents).
+MICROSOFT_DEFAULT_SOURCE = env.str("MICROSOFT_DEFAULT_SOURCE", default="defender")
+if MICROSOFT_DEFAULT_SOURCE not in ("defender", "graph"):
+    raise ImproperlyConfigured(
+        f"MICROSOFT_DEFAULT_SOURCE={MICROSOFT_DEFAULT_SOURCE!r} must be defender or graph."
+    )
+# Overrides of the cloud's hosts: only devcloud (the emulator) needs them. "{cloud}" in a
+# value is replaced by the tenant's cloud (devcloud serves each under /_clouds/<cloud>).
 MICROSOFT_LOGIN_BASE_URL = env.str("MICROSOFT_LOGIN_BASE_URL", default="")
 MICROSOFT_DEFENDER_BASE_URL = env.str("MICROSOFT_DEFENDER_BASE_URL", default="")
+MICROSOFT_GRAPH_BASE_URL = env.str("MICROSOFT_GRAPH_BASE_URL", default="")
 if MICROSOFT_LOGIN_BASE_URL:
     MICROSOFT_LOGIN_BASE_URL = env_base_url("MICROSOFT_LOGIN_BASE_URL", "")
 if MICROSOFT_DEFENDER_BASE_URL:
     MICROSOFT_DEFENDER_BASE_URL = env_base_url("MICROSOFT_DEFENDER_BASE_URL", "")
+if MICROSOFT_GRAPH_BASE_URL:
+    MICROSOFT_GRAPH_BASE_URL = env_base_url("MICROSOFT_GRAPH_BASE_URL", "")
 # Where browsers are sent for admin consent (default: the login base URL). Only the demo sets
 # it, to send browsers to devcloud's plain-HTTP port; tokens always use the login base URL.
 MICROSOFT_CONSENT_BASE_URL = env.str("MICROSOFT_CONSENT_BASE_URL", default="")
@@ -434,6 +462,10 @@ CONSENT_REJECTION_AUDIT_SECONDS = env_int("CONSENT_REJECTION_AUDIT_SECONDS", 60)
 SYNC_OVERLAP_MINUTES = env_int("SYNC_OVERLAP_MINUTES", 5)
 DEFENDER_CALLS_PER_MINUTE = env_int("DEFENDER_CALLS_PER_MINUTE", 50, minimum=1)
 DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)
+# Graph's security API: 150 a minute per app per tenant (its throttling page's security
+# row; no incident-specific row is published, §7.8) and no documented hourly limit.
+GRAPH_CALLS_PER_MINUTE = env_int("GRAPH_CALLS_PER_MINUTE", 150, minimum=1)
+GRAPH_CALLS_PER_HOUR = env_int("GRAPH_CALLS_PER_HOUR", 9000, minimum=1)
 
 # --- Dashboard --------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ def devcloud_settings(settings, devcloud) -> dict:
     )
     settings.MICROSOFT_LOGIN_BASE_URL = devcloud.base_url
     settings.MICROSOFT_DEFENDER_BASE_URL = devcloud.base_url
+    settings.MICROSOFT_GRAPH_BASE_URL = devcloud.base_url
     settings.MICROSOFT_CA_BUNDLE = devcloud.ca_file
     settings.MICROSOFT_CLIENT_ID = app["client_id"]
     settings.MICROSOFT_CLIENT_SECRET = secret

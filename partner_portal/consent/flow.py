@@ -31,7 +31,6 @@ from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink, hash_token, new_link_token
 from partner_portal.microsoft import discovery, errors, tokens
 from partner_portal.microsoft.client import required_roles
-from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, get_cloud
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -70,11 +69,27 @@ PERMISSIONS = {
         "updates the incidents they work on (for example, marks them resolved) so you see "
         "their progress in the Microsoft Defender portal.",
     ),
+    # The same rights through Microsoft Graph's security API (a tenant's `source`).
+    "SecurityIncident.Read.All": Permission(
+        "SecurityIncident.Read.All",
+        "Read all security incidents (Microsoft Graph) and their alerts in your organisation.",
+        "We copy your incidents and alerts to our monitoring portal so our security team can "
+        "watch them and respond. We cannot change anything in your tenant.",
+    ),
+    "SecurityIncident.ReadWrite.All": Permission(
+        "SecurityIncident.ReadWrite.All",
+        "Read and update all security incidents (Microsoft Graph) in your organisation "
+        "(status, assignment, classification, tags and comments).",
+        "We copy your incidents and alerts to our monitoring portal, and our security team "
+        "updates the incidents they work on (for example, marks them resolved) so you see "
+        "their progress in the Microsoft Defender portal.",
+    ),
 }
 
 
-def required_permissions() -> list[Permission]:
-    return [PERMISSIONS[name] for name in required_roles()]
+def required_permissions(tenant: Tenant) -> list[Permission]:
+    """The permission the tenant's source needs (Defender's or Graph's), in words."""
+    return [PERMISSIONS[name] for name in required_roles(tenant.source)]
 
 
 def is_guid(value: str) -> bool:
@@ -292,10 +307,11 @@ def verify_state(raw: str) -> ConsentLink:
 
 
 def consent_base_url(tenant: Tenant) -> str:
-    """Where browsers go for consent: MICROSOFT_CONSENT_BASE_URL, else the cloud's login host."""
+    """Where browsers go for consent: MICROSOFT_CONSENT_BASE_URL, else the login host of the
+    tenant's cloud (login.microsoftonline.us for GCC High and DoD)."""
     if settings.MICROSOFT_CONSENT_BASE_URL:
-        return settings.MICROSOFT_CONSENT_BASE_URL.rstrip("/")
-    return get_cloud(tenant.cloud, login_base_url=settings.MICROSOFT_LOGIN_BASE_URL).login_base_url
+        return settings.MICROSOFT_CONSENT_BASE_URL.replace("{cloud}", tenant.cloud).rstrip("/")
+    return tokens.login_base_url(tenant.cloud)
 
 
 def expected_tenant(link: ConsentLink) -> str:
@@ -319,9 +335,10 @@ def start_consent(*, link: ConsentLink) -> str:
     path_tenant = authority(link)
     query = urlencode(
         {
-            "client_id": settings.MICROSOFT_CLIENT_ID,
+            # The app registration of the tenant's cloud, for its source's API there.
+            "client_id": tokens.config(link.tenant.cloud).client_id,
             "redirect_uri": settings.PUBLIC_BASE_URL + CALLBACK_PATH,
-            "scope": f"{DEFENDER_RESOURCE}/.default",
+            "scope": f"{tokens.resource_of(link.tenant.cloud, link.tenant.source)}/.default",
             "state": sign_state(link),
         }
     )

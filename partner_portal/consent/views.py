@@ -89,7 +89,7 @@ def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
         url = flow.public_url(link, shown["token"])
         message = render_to_string(
             "consent/_message.txt",
-            {"link": link, "url": url, "permissions": flow.required_permissions()},
+            {"link": link, "url": url, "permissions": flow.required_permissions(link.tenant)},
             request=request,
         ).strip()
     return render(request, "consent/detail.html", {"link": link, "url": url, "message": message})
@@ -188,7 +188,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         {
             "link": link,
             "tenant": link.tenant,
-            "permissions": flow.required_permissions(),
+            "permissions": flow.required_permissions(link.tenant),
             "expected_tenant": flow.expected_tenant(link),
             "token": token,
         },

@@ -27,6 +27,7 @@ from django.utils import timezone
 from partner_portal.incidents.filters import DEFAULT_SORT
 from partner_portal.incidents.models import Incident, Severity, Status
 from partner_portal.microsoft import vocabulary
+from partner_portal.microsoft.graph import describe_evidence
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import visible_tenant_pks
 
@@ -459,3 +460,16 @@ def entities_by_type(alerts: list[Any]) -> list[tuple[str, list[Entity]]]:
             )
             groups[kind].setdefault(repr(details), Entity(label, details))
     return [(kind, list(entities.values())) for kind, entities in sorted(groups.items())]
+
+
+def evidence_of(alerts: list[Any]) -> list[tuple[Any, list[dict[str, str]]]]:
+    """Graph alerts' evidence with Microsoft's verdicts, per alert (Defender API alerts
+    have none: their devices and entities are shown above)."""
+    found = []
+    for alert in alerts:
+        raw = alert.raw if isinstance(alert.raw, dict) else {}
+        items = raw.get("evidence")
+        rows = [r for r in map(describe_evidence, items if isinstance(items, list) else []) if r]
+        if rows:
+            found.append((alert, rows))
+    return found

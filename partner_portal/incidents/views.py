@@ -318,6 +318,7 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
             "alerts": alerts,
             "devices": dashboard.devices_of(alerts),
             "entity_groups": dashboard.entities_by_type(alerts),
+            "evidence": dashboard.evidence_of(alerts),
             "raw_json": json.dumps(incident.raw, indent=2, ensure_ascii=False),
         },
     )

@@ -6,11 +6,12 @@ the HTTP session, and the one host it may call. The sync, incident actions and t
 check call its few methods (`IncidentClient`); nothing else in the apps speaks HTTP to
 Microsoft.
 
-`DefenderClient` implements them on the Microsoft 365 Defender API. Graph's
-`/security/incidents` can be a second class with the same methods: the parsing in
-`defender.py` already reads Graph's field names.
+`DefenderClient` implements them on the Microsoft 365 Defender API, `GraphClient` on
+Microsoft Graph's `/security/incidents`; a tenant's `source` chooses (`Tenant.incident_client`).
+Both return incidents in one vocabulary, so the rows they write are the same.
 
-Reference: https://learn.microsoft.com/en-us/defender-xdr/api-incident
+References: https://learn.microsoft.com/en-us/defender-xdr/api-incident,
+https://learn.microsoft.com/en-us/graph/api/resources/security-incident
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import requests
 
 from partner_portal.microsoft import budget, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
-from partner_portal.microsoft.clouds import get_cloud
 from partner_portal.microsoft.defender import (
     UPDATABLE,
     IncidentData,
@@ -35,24 +35,33 @@ from partner_portal.microsoft.defender import (
     parse_incident,
     parse_list_items,
 )
+from partner_portal.microsoft.graph import parse_graph_incident, parse_graph_list
 from partner_portal.microsoft.http import new_session
+from partner_portal.microsoft.vocabulary import Kind, graph_value
 
 logger = logging.getLogger(__name__)
 
-# Application permissions on the Defender API: singular "Incident" (§0.1).
+# Application permissions on the Defender API: singular "Incident" (§0.1); on Graph (§7.2).
 READ_ROLE = "Incident.Read.All"
 READWRITE_ROLE = "Incident.ReadWrite.All"
+GRAPH_READ_ROLE = "SecurityIncident.Read.All"
+GRAPH_READWRITE_ROLE = "SecurityIncident.ReadWrite.All"
+SOURCES = ("defender", "graph")
 
 PAGE_SIZE = 100  # the documented maximum of $top
+GRAPH_PAGE_SIZE = 50  # Graph answers 400 above 50 (§7.3)
 DEFAULT_RETRY_AFTER = 60
 _RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
 _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
 
 
-def required_roles() -> list[str]:
-    """The permission the portal needs on the Defender API, the one place it is derived:
+def required_roles(source: str = "defender") -> list[str]:
+    """The permission the portal needs on a source's API, the one place it is derived:
     ReadWrite when it updates incidents (MICROSOFT_INCIDENT_UPDATES), else Read."""
-    return [READWRITE_ROLE if tokens.config().incident_updates else READ_ROLE]
+    updates = tokens.config().incident_updates
+    if source == "graph":
+        return [GRAPH_READWRITE_ROLE if updates else GRAPH_READ_ROLE]
+    return [READWRITE_ROLE if updates else READ_ROLE]
 
 
 class IncidentClient(Protocol):
@@ -76,6 +85,8 @@ class IncidentClient(Protocol):
 
     def update_incident(self, incident_id: int, **changes: Any) -> IncidentData | None: ...
 
+    def add_comment(self, incident_id: int, text: str) -> None: ...
+
     def check_access(self) -> list[str]: ...
 
 
@@ -91,14 +102,18 @@ class TokenSource(Protocol):
 
 
 class BrokerToken:
-    """The tenant's app-only token from the MSAL broker (`tokens`), shared by all workers."""
+    """The tenant's app-only token for one resource from the MSAL broker (`tokens`), shared
+    by all workers."""
 
-    def __init__(self, tenant_id: str, cloud: str) -> None:
+    def __init__(self, tenant_id: str, cloud: str, resource: str = "") -> None:
         self.tenant_id = tenant_id
         self.cloud = cloud
+        self.resource = resource or tokens.resource_of(cloud, "defender")
 
     def get(self) -> str:
-        return tokens.get_access_token(tenant_id=self.tenant_id, cloud=self.cloud)
+        return tokens.get_access_token(
+            tenant_id=self.tenant_id, cloud=self.cloud, resource=self.resource
+        )
 
     def renew(self) -> None:
         # A fresh MSAL app too: the old one may replay a pre-consent 400 for 60 s (§5.5).
@@ -106,16 +121,22 @@ class BrokerToken:
 
     def check(self, token: str, *, required_roles: list[str]) -> dict[str, Any]:
         return tokens.check_token(
-            token, tenant_id=self.tenant_id, cloud=self.cloud, required_roles=required_roles
+            token,
+            tenant_id=self.tenant_id,
+            cloud=self.cloud,
+            required_roles=required_roles,
+            resource=self.resource,
         )
 
 
-class DefenderClient:
-    """The Microsoft 365 Defender incidents API of one tenant (see the module docstring).
+class _ApiClient:
+    """What both sources share: the token, the budget, the one host, errors classified.
 
     `token`, `base_url` and `session` are for tests; by default the token comes from the
     broker and the rest from settings and the cloud table.
     """
+
+    source = "defender"
 
     def __init__(
         self,
@@ -126,21 +147,105 @@ class DefenderClient:
         base_url: str = "",
         session: requests.Session | None = None,
     ) -> None:
-        cfg = tokens.config()
+        cfg = tokens.config(cloud)
         self.tenant_id = tenant_id
         self.cloud = cloud
         self.app_id = cfg.client_id
-        host = get_cloud(cloud, defender_base_url=cfg.defender_base_url).defender_base_url
+        host = tokens.api_base_url(cloud, self.source, cfg)
         self.base_url = (base_url or host).rstrip("/")
-        self.token: TokenSource = token or BrokerToken(tenant_id, cloud)
+        resource = tokens.resource_of(cloud, self.source)
+        self.token: TokenSource = token or BrokerToken(tenant_id, cloud, resource)
         self.session = session or new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
         self.api_calls = 0
 
     def __repr__(self) -> str:
-        return f"<DefenderClient {self.tenant_id} {self.base_url}>"
+        return f"<{type(self).__name__} {self.tenant_id} {self.base_url}>"
 
     def required_roles(self) -> list[str]:
-        return required_roles()
+        return required_roles(self.source)
+
+    def check_access(self) -> list[str]:
+        """The roles a brand-new token grants, once its claims prove it is this tenant's
+        (`tid`, `aud`, expiry, signature) and it holds `required_roles()`.
+
+        A new token on purpose: a cached one keeps the roles it was issued with for up to an
+        hour, so a check right after the customer granted a missing role would still find
+        it missing. Raises MissingPermissions (with `granted`), TokenMismatch, or what the
+        token request raised.
+        """
+        self.token.renew()
+        token = self.token.get()
+        return granted_roles(self.token.check(token, required_roles=self.required_roles()))
+
+    # --- one request --------------------------------------------------------------------------
+
+    def _call(
+        self, method: str, url: str, *, body: dict[str, Any] | None = None, allow_404: bool = False
+    ) -> Any:
+        """One API call → the decoded JSON body (None for an allowed 404). Raises classified
+        errors; the token's own errors pass through unchanged.
+
+        A 401 says nothing yet about consent: the token may have been revoked or expired on
+        the way. So the request is sent once more with a new token (a new budget unit too:
+        it is a new call); a second 401 is Forbidden. A 403 (a role missing) is never
+        retried: a new token would carry the same roles.
+        """
+        self._check_host(url)
+        try:
+            return self._send(method, url, body=body, allow_404=allow_404)
+        except errors.Forbidden as exc:
+            if exc.status != 401:
+                raise
+        logger.info("Microsoft refused tenant %s's token (401): retrying with a new one", self)
+        self.token.renew()
+        return self._send(method, url, body=body, allow_404=allow_404)
+
+    def _check_host(self, url: str) -> None:
+        # The bearer token goes only to this client's API host: a nextLink elsewhere (a
+        # hostile or broken answer) is refused before anything is sent.
+        if _origin(url) != _origin(self.base_url) or not urlsplit(url).path.startswith(
+            urlsplit(self.base_url).path
+        ):
+            raise errors.BadResponse(f"Refused to call {urlsplit(url).hostname}: not the API host")
+
+    def _take_budget(self) -> None:
+        try:
+            budget.take(tenant_id=self.tenant_id, app_id=self.app_id, api=self.source)
+        except errors.Throttled:
+            raise
+        except Exception:  # the cache (Redis) is down: Microsoft's own 429s still protect us
+            logger.warning("Call budget unavailable; calling without it", exc_info=True)
+        self.api_calls += 1
+
+    def _send(self, method: str, url: str, *, body: dict[str, Any] | None, allow_404: bool) -> Any:
+        # The token first: when it fails (consent revoked…) no budget unit is spent on it.
+        token = self.token.get()
+        self._take_budget()
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        try:
+            response = self.session.request(method, url, json=body, headers=headers)
+            if response.status_code == 404 and allow_404:
+                return None
+            if response.status_code >= 400:
+                raise classify(response)
+            if response.status_code == 204 or not response.content:
+                return {}
+            # Reading .json() after the body: a connection cut mid-body surfaces here.
+            return response.json()
+        except requests.Timeout as exc:
+            raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
+        except requests.ConnectionError as exc:
+            raise errors.Transient(f"Connection failed: {type(exc).__name__}") from exc
+        except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError…
+            raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
+        except ValueError as exc:  # truncated or malformed JSON: worth another try
+            raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
+
+
+class DefenderClient(_ApiClient):
+    """The Microsoft 365 Defender incidents API of one tenant (see the module docstring)."""
+
+    source = "defender"
 
     # --- the API ----------------------------------------------------------------------------
 
@@ -227,78 +332,116 @@ class DefenderClient:
             body = {**body, "incidentId": int(incident_id), "lastUpdateTime": now}
         return parse_incident(body)
 
-    def check_access(self) -> list[str]:
-        """The roles a brand-new token grants, once its claims prove it is this tenant's
-        (`tid`, `aud`, expiry, signature) and it holds `required_roles()`.
+    def add_comment(self, incident_id: int, text: str) -> None:
+        """Append a comment: the Defender API takes it as `comment` in a PATCH."""
+        self.update_incident(incident_id, comment=text)
 
-        A new token on purpose: a cached one keeps the roles it was issued with for up to an
-        hour, so a check right after the customer granted a missing role would still find
-        it missing. Raises MissingPermissions (with `granted`), TokenMismatch, or what the
-        token request raised.
+
+class GraphClient(_ApiClient):
+    """Microsoft Graph's security incidents of one tenant (see the module docstring).
+
+    Reference: https://learn.microsoft.com/en-us/graph/api/security-list-incidents
+    """
+
+    source = "graph"
+
+    def incident_pages(
+        self,
+        *,
+        since: datetime | None = None,
+        start_url: str | None = None,
+        start_skip: int = 0,
+        first_page_number: int = 1,
+        page_size: int = GRAPH_PAGE_SIZE,
+    ) -> Iterator[Page]:
+        """Page through `GET /v1.0/security/incidents?$expand=alerts`, `lastUpdateDateTime ge
+        since`, following `@odata.nextLink` (only on this client's Graph host: `_call`).
+
+        Graph documents nextLink paging; `$skip` is the fallback for an answer without one
+        that is full (`start_skip` resumes it), as for the Defender API.
         """
-        self.token.renew()
-        token = self.token.get()
-        return granted_roles(self.token.check(token, required_roles=self.required_roles()))
+        base = f"{self.base_url}/v1.0/security/incidents"
+        params = {"$expand": "alerts", "$top": str(min(page_size, GRAPH_PAGE_SIZE))}
+        if since is not None:
+            params["$filter"] = f"lastUpdateDateTime ge {format_time(since)}"
+        url: str | None = start_url
+        skip = start_skip
+        number = first_page_number
+        size = int(params["$top"])
+        while True:
+            if url:
+                body = self._call("GET", url)
+            else:
+                query = {**params, **({"$skip": str(skip)} if skip else {})}
+                body = self._call("GET", f"{base}?{_odata_params(query)}")
+            incidents, next_link = parse_graph_list(body)
+            if next_link:
+                page = Page(number, incidents, 1, next_url=next_link, next_skip=None)
+            elif url is None and len(incidents) >= size:
+                page = Page(number, incidents, 1, next_url=None, next_skip=skip + len(incidents))
+            else:
+                page = Page(number, incidents, 1, next_url=None, next_skip=None)
+            yield page
+            if page.is_last:
+                return
+            url, skip = page.next_url, page.next_skip or 0
+            number += 1
 
-    # --- one request --------------------------------------------------------------------------
+    def _incident_url(self, incident_id: int) -> str:
+        return f"{self.base_url}/v1.0/security/incidents/{int(incident_id)}"
 
-    def _call(
-        self, method: str, url: str, *, body: dict[str, Any] | None = None, allow_404: bool = False
-    ) -> Any:
-        """One API call → the decoded JSON body (None for an allowed 404). Raises classified
-        errors; the token's own errors pass through unchanged.
+    def get_incident(self, incident_id: int) -> IncidentData | None:
+        """One incident with its alerts, or None on 404."""
+        url = f"{self._incident_url(incident_id)}?$expand=alerts"
+        body = self._call("GET", url, allow_404=True)
+        return None if body is None else parse_graph_incident(body)
 
-        A 401 says nothing yet about consent: the token may have been revoked or expired on
-        the way. So the request is sent once more with a new token (a new budget unit too:
-        it is a new call); a second 401 is Forbidden. A 403 (a role missing) is never
-        retried: a new token would carry the same roles.
+    def update_incident(self, incident_id: int, **changes: Any) -> IncidentData | None:
+        """PATCH the incident with Graph's names and camelCase values; a `comment` goes
+        through `POST …/comments` (Graph's PATCH has no comment). Returns the incident with
+        its alerts as Microsoft has it afterwards (None on 404).
+
+        Reference: https://learn.microsoft.com/en-us/graph/api/security-incident-update
         """
-        self._check_host(url)
-        try:
-            return self._send(method, url, body=body, allow_404=allow_404)
-        except errors.Forbidden as exc:
-            if exc.status != 401:
-                raise
-        logger.info("Microsoft refused tenant %s's token (401): retrying with a new one", self)
-        self.token.renew()
-        return self._send(method, url, body=body, allow_404=allow_404)
+        unknown = set(changes) - set(UPDATABLE)
+        if unknown:
+            raise ValueError(f"Not updatable: {', '.join(sorted(unknown))}")
+        comment = changes.pop("comment", None)
+        body: dict[str, Any] = {}
+        kinds = {"status": Kind.STATUS, "classification": Kind.CLASSIFICATION,
+                 "determination": Kind.DETERMINATION}  # fmt: skip
+        for name, value in changes.items():
+            if name in kinds and isinstance(value, str):
+                body[name] = graph_value(kinds[name], value)
+            elif name == "tags":
+                body["customTags"] = list(value or [])
+            else:
+                body[name] = value
+        url = self._incident_url(incident_id)
+        if body and self._call("PATCH", url, body=body, allow_404=True) is None:
+            return None
+        if comment and not self._post_comment(incident_id, str(comment)):
+            return None
+        # PATCH answers without the alerts: read the incident back whole.
+        return self.get_incident(incident_id)
 
-    def _check_host(self, url: str) -> None:
-        # The bearer token goes only to this client's API host: a nextLink elsewhere (a
-        # hostile or broken answer) is refused before anything is sent.
-        if _origin(url) != _origin(self.base_url):
-            raise errors.BadResponse(f"Refused to call {urlsplit(url).hostname}: not the API host")
+    def add_comment(self, incident_id: int, text: str) -> None:
+        """`POST /security/incidents/{id}/comments`.
 
-    def _take_budget(self) -> None:
-        try:
-            budget.take(tenant_id=self.tenant_id, app_id=self.app_id)
-        except errors.Throttled:
-            raise
-        except Exception:  # the cache (Redis) is down: Microsoft's own 429s still protect us
-            logger.warning("Call budget unavailable; calling without it", exc_info=True)
-        self.api_calls += 1
+        Reference: https://learn.microsoft.com/en-us/graph/api/security-incident-post-comments
+        """
+        if not self._post_comment(incident_id, text):
+            raise errors.BadResponse(f"Incident {int(incident_id)} was not found")
 
-    def _send(self, method: str, url: str, *, body: dict[str, Any] | None, allow_404: bool) -> Any:
-        # The token first: when it fails (consent revoked…) no budget unit is spent on it.
-        token = self.token.get()
-        self._take_budget()
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        try:
-            response = self.session.request(method, url, json=body, headers=headers)
-            if response.status_code == 404 and allow_404:
-                return None
-            if response.status_code >= 400:
-                raise classify(response)
-            # Reading .json() after the body: a connection cut mid-body surfaces here.
-            return response.json()
-        except requests.Timeout as exc:
-            raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
-        except requests.ConnectionError as exc:
-            raise errors.Transient(f"Connection failed: {type(exc).__name__}") from exc
-        except requests.RequestException as exc:  # ChunkedEncodingError, ContentDecodingError…
-            raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
-        except ValueError as exc:  # truncated or malformed JSON: worth another try
-            raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
+    def _post_comment(self, incident_id: int, text: str) -> bool:
+        body = {"@odata.type": "microsoft.graph.security.alertComment", "comment": text}
+        url = f"{self._incident_url(incident_id)}/comments"
+        return self._call("POST", url, body=body, allow_404=True) is not None
+
+
+def client_class(source: str) -> type[DefenderClient] | type[GraphClient]:
+    """The client of an incident source ("defender" or "graph")."""
+    return GraphClient if source == "graph" else DefenderClient
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

@@ -1,4 +1,7 @@
-"""The MSAL token broker: app-only tokens for the Defender API, per customer tenant.
+"""The MSAL token broker: app-only tokens per (cloud, customer tenant, resource).
+
+The resource is the Defender API or Microsoft Graph of the tenant's cloud (`clouds`); each
+cloud's app registration (settings) asks its own login host.
 
 1. One `msal.ConfidentialClientApplication` per (cloud, tenant) per process: its constructor
    fetches the tenant's OpenID configuration, so building one per call would double the
@@ -34,10 +37,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from msal.exceptions import MsalServiceError
 
 from partner_portal.microsoft import claims, errors
-from partner_portal.microsoft.clouds import DEFENDER_RESOURCE, get_cloud
+from partner_portal.microsoft.clouds import CREDENTIAL_CLOUD, get_cloud
 from partner_portal.microsoft.http import TimeoutSession, new_session
 
-DEFENDER_SCOPE = f"{DEFENDER_RESOURCE}/.default"
 # MSAL treats a cached token with less than 5 minutes left as expired (§5.4).
 _MSAL_EXPIRY_MARGIN = 300
 _CACHE_PREFIX = "msal-token-cache:"
@@ -58,6 +60,7 @@ class Config:
     timeout: float
     cache_key: str
     defender_base_url: str = ""
+    graph_base_url: str = ""
     # The portal updates incidents (it needs ReadWrite, not Read).
     incident_updates: bool = False
 
@@ -68,18 +71,41 @@ class Config:
         return hashlib.sha256(material).hexdigest()[:16]
 
 
-def config() -> Config:
-    """The settings of `microsoft/`. The only place there that reads Django settings, but
-    for the call budget's limits (`budget.periods`)."""
+def _credentials(cloud: str) -> dict[str, str]:
     from django.conf import settings
 
+    which = CREDENTIAL_CLOUD.get(cloud, "commercial")
+    if which != "commercial":
+        return dict(settings.MICROSOFT_CLOUD_CREDENTIALS.get(which) or {})
+    return {
+        "client_id": settings.MICROSOFT_CLIENT_ID,
+        "client_secret": settings.MICROSOFT_CLIENT_SECRET,
+        "certificate_path": settings.MICROSOFT_CERTIFICATE_PATH,
+        "private_key_path": settings.MICROSOFT_PRIVATE_KEY_PATH,
+    }
+
+
+def has_credentials(cloud: str) -> bool:
+    """An app registration is configured for this cloud (a client ID and a credential)."""
+    creds = _credentials(cloud)
+    return bool(
+        creds.get("client_id") and (creds.get("client_secret") or creds.get("private_key_path"))
+    )
+
+
+def config(cloud: str = "commercial") -> Config:
+    """The settings of `microsoft/` for one cloud's app registration. The only place there
+    that reads Django settings, but for the call budget's limits (`budget.periods`)."""
+    from django.conf import settings
+
+    creds = _credentials(cloud)
     cert = key = ""
-    if settings.MICROSOFT_CERTIFICATE_PATH and settings.MICROSOFT_PRIVATE_KEY_PATH:
-        cert = Path(settings.MICROSOFT_CERTIFICATE_PATH).read_text()
-        key = Path(settings.MICROSOFT_PRIVATE_KEY_PATH).read_text()
+    if creds.get("certificate_path") and creds.get("private_key_path"):
+        cert = Path(creds["certificate_path"]).read_text()
+        key = Path(creds["private_key_path"]).read_text()
     return Config(
-        client_id=settings.MICROSOFT_CLIENT_ID,
-        client_secret=settings.MICROSOFT_CLIENT_SECRET,
+        client_id=creds.get("client_id", ""),
+        client_secret=creds.get("client_secret", ""),
         certificate_pem=cert,
         private_key_pem=key,
         login_base_url=settings.MICROSOFT_LOGIN_BASE_URL,
@@ -87,13 +113,28 @@ def config() -> Config:
         timeout=float(settings.MICROSOFT_HTTP_TIMEOUT),
         cache_key=settings.TOKEN_CACHE_KEY or settings.SECRET_KEY,
         defender_base_url=settings.MICROSOFT_DEFENDER_BASE_URL,
+        graph_base_url=settings.MICROSOFT_GRAPH_BASE_URL,
         incident_updates=settings.MICROSOFT_INCIDENT_UPDATES,
     )
 
 
 def login_base_url(cloud: str, cfg: Config | None = None) -> str:
-    cfg = cfg or config()
+    cfg = cfg or config(cloud)
     return get_cloud(cloud, login_base_url=cfg.login_base_url).login_base_url
+
+
+def api_base_url(cloud: str, source: str, cfg: Config | None = None) -> str:
+    """The base URL of the cloud's Defender API or Graph (devcloud's when overridden)."""
+    cfg = cfg or config(cloud)
+    hosts = get_cloud(
+        cloud, defender_base_url=cfg.defender_base_url, graph_base_url=cfg.graph_base_url
+    )
+    return hosts.api_base_url(source)
+
+
+def resource_of(cloud: str, source: str) -> str:
+    """The token resource (App ID URI) of the cloud's Defender API or Graph."""
+    return get_cloud(cloud).resource(source)
 
 
 def is_microsoft_login(base_url: str) -> bool:
@@ -165,7 +206,8 @@ def _credential(cfg: Config) -> str | dict[str, str]:
     if cfg.client_secret:
         return cfg.client_secret
     raise errors.CredentialInvalid(
-        "No credential is configured: set MICROSOFT_CLIENT_SECRET or the certificate settings."
+        "No credential is configured for this cloud: set its client secret or certificate "
+        "settings (README, National clouds)."
     )
 
 
@@ -245,7 +287,9 @@ def forget_tenant(
     if drop_cached_tokens:
         from django.core.cache import cache
 
-        cache.delete(_cache_name(config(), cloud, tenant_id))
+        cfg = config(cloud)
+        resources = {resource_of(cloud, "defender"), resource_of(cloud, "graph")}
+        cache.delete_many([_cache_name(cfg, cloud, tenant_id, r) for r in resources])
     with _apps_lock:
         stale = [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]
         entries = [_apps.pop(k) for k in stale]
@@ -274,8 +318,9 @@ def _fernet(cfg: Config) -> Fernet:
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def _cache_name(cfg: Config, cloud: str, tenant_id: str) -> str:
-    raw = f"{cfg.client_id}|{cloud}|{tenant_id.lower()}|{login_base_url(cloud, cfg)}"
+def _cache_name(cfg: Config, cloud: str, tenant_id: str, resource: str = "") -> str:
+    resource = resource or resource_of(cloud, "defender")
+    raw = f"{cfg.client_id}|{cloud}|{tenant_id.lower()}|{login_base_url(cloud, cfg)}|{resource}"
     return _CACHE_PREFIX + hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -316,15 +361,17 @@ def _has_fresh_token(state: str | None) -> bool:
 # --- The public API --------------------------------------------------------------------------
 
 
-def get_access_token(*, tenant_id: str, cloud: str = "commercial") -> str:
-    """An app-only access token for the Defender API in `tenant_id`.
+def get_access_token(*, tenant_id: str, cloud: str = "commercial", resource: str = "") -> str:
+    """An app-only access token in `tenant_id` for `resource` (default: the cloud's Defender
+    API), from the cloud's app registration and login host.
 
     Raises a classified `errors.MicrosoftError`: ConsentRequired, CredentialInvalid,
     TenantNotFound, Throttled (with retry_after), Transient, ...
     """
-    cfg = config()
+    cfg = config(cloud)
+    resource = resource or resource_of(cloud, "defender")
     entry = _get_entry(cfg, cloud, tenant_id)
-    name = _cache_name(cfg, cloud, tenant_id)
+    name = _cache_name(cfg, cloud, tenant_id, resource)
     state = _load(cfg, name)
     if not _has_fresh_token(state):
         # A miss. Only one process asks Entra; the others wait for its result (bounded).
@@ -334,27 +381,27 @@ def get_access_token(*, tenant_id: str, cloud: str = "commercial") -> str:
         if cache.add(lock, "1", timeout=int(cfg.timeout) + 10):
             try:
                 state = _load(cfg, name)  # it may have arrived while we took the lock
-                return _acquire(cfg, entry, name, state)
+                return _acquire(cfg, entry, name, state, resource)
             finally:
                 cache.delete(lock)
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
         while time.monotonic() < deadline and cache.get(lock) is not None:
             time.sleep(0.05)
         state = _load(cfg, name)
-    return _acquire(cfg, entry, name, state)
+    return _acquire(cfg, entry, name, state, resource)
 
 
-def _acquire(cfg: Config, entry: _Entry, name: str, state: str | None) -> str:
+def _acquire(cfg: Config, entry: _Entry, name: str, state: str | None, resource: str) -> str:
     with entry.lock:
-        return _acquire_locked(cfg, entry, name, state)
+        return _acquire_locked(cfg, entry, name, state, resource)
 
 
-def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None) -> str:
+def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None, resource: str) -> str:
     entry.cache.deserialize(state)
     entry.http.reset()
     try:
         # Reference: https://learn.microsoft.com/en-us/entra/msal/python/
-        result = entry.app.acquire_token_for_client(scopes=[DEFENDER_SCOPE])
+        result = entry.app.acquire_token_for_client(scopes=[f"{resource}/.default"])
     except Exception as exc:
         raise _classify_exception(exc, entry.http) from exc
     if not isinstance(result, dict):
@@ -395,16 +442,16 @@ def _classify_exception(exc: Exception, http: _RecordingClient) -> errors.Micros
 
 
 def check_token(
-    token: str, *, tenant_id: str, cloud: str, required_roles: list[str]
+    token: str, *, tenant_id: str, cloud: str, required_roles: list[str], resource: str = ""
 ) -> dict[str, Any]:
     """`claims.check_token` with this deployment's keys: signatures checked only off-Microsoft."""
-    cfg = config()
+    cfg = config(cloud)
     base = login_base_url(cloud, cfg)
     verify = not is_microsoft_login(base)
     return claims.check_token(
         token,
         tenant_id=tenant_id,
-        resource=DEFENDER_RESOURCE,
+        resource=resource or resource_of(cloud, "defender"),
         required_roles=required_roles,
         verify_signature=verify,
         openid_configuration_url=f"{base}/{tenant_id}/v2.0/.well-known/openid-configuration",

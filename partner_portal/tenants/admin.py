@@ -10,6 +10,7 @@ class TenantAdmin(admin.ModelAdmin):
         "primary_domain",
         "entra_tenant_id",
         "cloud",
+        "source",
         "consent_state",
         "is_active",
         "sync_enabled",
@@ -17,12 +18,23 @@ class TenantAdmin(admin.ModelAdmin):
         "last_sync_outcome",
         "sync_lease_until",
     ]
-    list_filter = ["consent_state", "cloud", "is_active", "sync_enabled", "last_sync_outcome"]
+    list_filter = [
+        "consent_state",
+        "cloud",
+        "source",
+        "is_active",
+        "sync_enabled",
+        "last_sync_outcome",
+    ]
     search_fields = ["display_name", "primary_domain", "entra_tenant_id"]
     filter_horizontal = ["groups"]
-    readonly_fields = ["created_at", "updated_at", "consent_checked_at", "last_sync_at"]
+    # The source changes on the tenant page only (Tenant.switch_source: a full re-sync).
+    readonly_fields = ["created_at", "updated_at", "consent_checked_at", "last_sync_at", "source"]
     fieldsets = [
-        (None, {"fields": ["display_name", "primary_domain", "entra_tenant_id", "cloud"]}),
+        (
+            None,
+            {"fields": ["display_name", "primary_domain", "entra_tenant_id", "cloud", "source"]},
+        ),
         ("Access", {"fields": ["groups", "is_active", "notes"]}),
         (
             "Consent",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 
 from partner_portal.audit.events import record
@@ -11,6 +12,8 @@ from partner_portal.tenants.forms import TenantForm
 from partner_portal.tenants.models import Tenant
 
 AUDITED_FIELDS = ("display_name", "primary_domain", "entra_tenant_id", "cloud", "sync_enabled")
+# Sent by name: tenants never imports consent (imports flow consent → tenants).
+VERIFY_TASK = "partner_portal.consent.tasks.verify_tenant_access"
 
 
 @transaction.atomic
@@ -82,3 +85,32 @@ def set_enabled(
             ip_address=ip_address,
         )
     return changed
+
+
+@transaction.atomic
+def switch_source(
+    *, tenant: Tenant, source: str, actor: Any, ip_address: str | None = None
+) -> bool:
+    """Read the tenant's incidents from another API; False when it already did.
+
+    Then an access check for the new API's permission, which queues the full re-sync (the
+    watermark is cleared) once it passes. Same incident and alert IDs: same rows.
+    """
+    before = tenant.source
+    if not tenant.switch_source(source):
+        return False
+    record(
+        "tenant.changed",
+        actor=actor,
+        tenant=tenant,
+        target=f"tenant:{tenant.pk}",
+        ip_address=ip_address,
+        changes={"source": [before, source]},
+        notes_changed=False,
+    )
+    if tenant.entra_tenant_id is not None:
+        transaction.on_commit(
+            lambda: current_app.send_task(VERIFY_TASK, kwargs={"tenant_pk": tenant.pk}),
+            robust=True,
+        )
+    return True

@@ -10,8 +10,9 @@ from django.db import models
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from partner_portal.microsoft import errors
-from partner_portal.microsoft.client import DefenderClient, IncidentClient
+from partner_portal.microsoft import errors, tokens
+from partner_portal.microsoft.client import IncidentClient, client_class
+from partner_portal.microsoft.clouds import get_cloud
 
 
 class Cloud(models.TextChoices):
@@ -19,6 +20,17 @@ class Cloud(models.TextChoices):
     GCC = "gcc", "GCC"
     GCC_HIGH = "gcc_high", "GCC High"
     DOD = "dod", "DoD"
+
+
+class Source(models.TextChoices):
+    """Where a tenant's incidents are read: the same incidents, IDs and alerts either way."""
+
+    DEFENDER = "defender", "Microsoft 365 Defender API"
+    GRAPH = "graph", "Microsoft Graph security API"
+
+
+def default_source() -> str:
+    return settings.MICROSOFT_DEFAULT_SOURCE
 
 
 class ConsentState(models.TextChoices):
@@ -110,6 +122,7 @@ class Tenant(models.Model):
     """
 
     Cloud = Cloud
+    Source = Source
     ConsentState = ConsentState
     Health = Health
 
@@ -123,6 +136,9 @@ class Tenant(models.Model):
     )
     primary_domain = models.CharField(max_length=253, blank=True)
     cloud = models.CharField(max_length=16, choices=Cloud, default=Cloud.COMMERCIAL)
+    source = models.CharField(
+        "incident source", max_length=16, choices=Source, default=default_source
+    )
     groups = models.ManyToManyField(
         Group,
         blank=True,
@@ -168,6 +184,9 @@ class Tenant(models.Model):
                 name="tenant_consent_state_valid",
             ),
             models.CheckConstraint(condition=Q(cloud__in=Cloud.values), name="tenant_cloud_valid"),
+            models.CheckConstraint(
+                condition=Q(source__in=Source.values), name="tenant_source_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -225,11 +244,27 @@ class Tenant(models.Model):
             ]
         )
 
+    @property
+    def has_credentials(self) -> bool:
+        """An app registration is configured for this tenant's cloud (settings)."""
+        return tokens.has_credentials(self.cloud)
+
+    @property
+    def portal_base_url(self) -> str:
+        """The Microsoft Defender portal of this tenant's cloud (for links)."""
+        return get_cloud(self.cloud).portal_base_url
+
     def incident_client(self) -> IncidentClient:
-        """The client of this tenant's incident API: the apps' one way to Microsoft."""
+        """The client of this tenant's incident API (its source, in its cloud): the apps'
+        one way to Microsoft."""
         if self.entra_tenant_id is None:
             raise errors.TenantNotFound("The tenant ID is not known yet: send a consent link.")
-        return DefenderClient(str(self.entra_tenant_id), self.cloud)
+        if not self.has_credentials:
+            raise errors.CredentialInvalid(
+                f"No app registration is configured for the {self.get_cloud_display()} cloud: "
+                "set its client ID and secret or certificate (README, National clouds)."
+            )
+        return client_class(self.source)(str(self.entra_tenant_id), self.cloud)
 
     # --- State changes ----------------------------------------------------------------------
 
@@ -313,6 +348,22 @@ class Tenant(models.Model):
             consent_error_message="",
             updated_at=timezone.now(),
         )
+
+    def switch_source(self, source: str) -> bool:
+        """Read incidents from `source` from now on; False when it already did.
+
+        The watermark is cleared so that the next sync reads everything again from the new
+        source, onto the same rows (same incident and alert IDs). A consented tenant goes
+        back to pending: the new API's permission is checked before it syncs again.
+        """
+        fields: dict[str, Any] = {
+            "source": source,
+            "incidents_watermark": None,
+            "updated_at": timezone.now(),
+        }
+        if self.consent_state == ConsentState.CONSENTED:
+            fields["consent_state"] = ConsentState.PENDING
+        return self._update(~Q(source=source), **fields)
 
     def forget_consent(self) -> None:
         """A superuser changed the Entra tenant ID: nothing learnt about the old tenant

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<int:tenant_pk>/", views.tenant_detail, name="detail"),
     path("<int:tenant_pk>/edit/", views.tenant_edit, name="edit"),
     path("<int:tenant_pk>/toggle/", views.tenant_toggle, name="toggle"),
+    path("<int:tenant_pk>/source/", views.tenant_source, name="source"),
 ]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
@@ -65,12 +66,18 @@ def open_counts(tenant_ids: list[int]) -> dict[int, tuple[int, int]]:
     return {pk: (high, medium) for pk, high, medium in rows}
 
 
+# How Entra's "API permissions" page names each source's API.
+PERMISSION_API = {"defender": "Microsoft Threat Protection", "graph": "Microsoft Graph"}
+
+
 def tenant_detail(request: HttpRequest, tenant_pk: int) -> HttpResponse:
     tenant = get_tenant_for_user(request.user, tenant_pk)
-    required = required_roles()
+    required = required_roles(tenant.source)
     missing = missing_roles(tenant.granted_roles, required)
     context = {
         "tenant": tenant,
+        "permission_api": PERMISSION_API[tenant.source],
+        "sources": Tenant.Source.choices,
         "required": [{"name": r, "granted": r not in missing} for r in required],
         "extra_roles": [r for r in tenant.granted_roles if r not in required],
         "consent_error": _describe(tenant.consent_error_class),
@@ -137,6 +144,28 @@ def tenant_edit(request: HttpRequest, tenant_pk: int) -> HttpResponse:
         messages.success(request, "Changes saved.")
         return redirect("tenants:detail", tenant_pk=tenant.pk)
     return render(request, "tenants/form.html", {"form": form, "tenant": tenant})
+
+
+@require_POST
+def tenant_source(request: HttpRequest, tenant_pk: int) -> HttpResponse:
+    """Switch where a tenant's incidents are read (superusers): a full re-sync follows."""
+    tenant = get_tenant_for_user(request.user, tenant_pk)
+    if not request.user.is_superuser:
+        raise PermissionDenied
+    source = request.POST.get("source", "")
+    if source not in Tenant.Source.values:
+        messages.error(request, "Unknown incident source.")
+    elif changes.switch_source(
+        tenant=tenant, source=source, actor=request.user, ip_address=client_ip(request)
+    ):
+        messages.success(
+            request,
+            f"{tenant.display_name} now reads incidents from the {tenant.get_source_display()}: "
+            "its access is being checked, then every incident is read again.",
+        )
+    else:
+        messages.info(request, "The tenant already uses that source.")
+    return redirect("tenants:detail", tenant_pk=tenant.pk)
 
 
 @require_POST

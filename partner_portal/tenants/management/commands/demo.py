@@ -162,6 +162,7 @@ class Command(BaseCommand):
             # Claimed messages of earlier runs (kept there only so that claiming is atomic).
             for old in Path(options["processed_folder"]).glob("*.msg"):
                 old.unlink(missing_ok=True)
+        _demo_customers()
         return self._demo_user()
 
     def _demo_user(self) -> str:
@@ -237,9 +238,11 @@ class Command(BaseCommand):
             raise _StartupFailed(f"devcloud was not ready in {DEVCLOUD_READY_TIMEOUT} s")
 
         secret = secrets.token_urlsafe(32)
+        # Both sources' permission: one demo customer reads incidents through Graph.
         permission = (
             "Incident.ReadWrite.All" if settings.MICROSOFT_INCIDENT_UPDATES else "Incident.Read.All"
         )
+        permissions = [permission, "Security" + permission]
         client_id = _demo_client_id()
         try:
             devcloud_control.register_app(
@@ -252,7 +255,7 @@ class Command(BaseCommand):
                     f"{portal_url}/{path}"
                     for path in ("consent/callback/", "login/entra/callback/", "login/")
                 ],
-                required_permissions=[permission],
+                required_permissions=permissions,
                 consented_tenants=_consented_tenant_ids(),
                 msp_tenant=DEMO_MSP_TENANT,
             )
@@ -260,21 +263,27 @@ class Command(BaseCommand):
             raise _StartupFailed(f"registering the demo app in devcloud failed: {exc}") from None
         supervisor.say(
             f"Registered the demo app in devcloud (client ID {client_id}, "
-            f"permission {permission}, a new client secret for this run)."
+            f"permissions {', '.join(permissions)}, a new client secret for this run)."
         )
+        # devcloud serves each Microsoft cloud under its own base URL; the demo app is
+        # registered in every one (one registry), as the GCC High registration too.
+        per_cloud = facts["base_url"] + "/_clouds/{cloud}"
         env = {
-            "MICROSOFT_LOGIN_BASE_URL": facts["base_url"],
-            "MICROSOFT_DEFENDER_BASE_URL": facts["base_url"],
+            "MICROSOFT_LOGIN_BASE_URL": per_cloud,
+            "MICROSOFT_DEFENDER_BASE_URL": per_cloud,
+            "MICROSOFT_GRAPH_BASE_URL": per_cloud,
             "MICROSOFT_CA_BUNDLE": facts["ca_file"],
             "MICROSOFT_CLIENT_ID": client_id,
             "MICROSOFT_CLIENT_SECRET": secret,
+            "MICROSOFT_GCC_HIGH_CLIENT_ID": client_id,
+            "MICROSOFT_GCC_HIGH_CLIENT_SECRET": secret,
             "SIGN_IN_MODE": os.environ.get("SIGN_IN_MODE", "both"),
             "ENTRA_TENANT_ID": DEMO_MSP_TENANT,
             "ENTRA_ROLE_GROUPS": f"Portal.Technician={DEMO_STAFF_GROUP}",
         }
         if "http_base_url" in facts:
             # Browsers go to devcloud's consent page over plain HTTP: they don't trust its CA.
-            env["MICROSOFT_CONSENT_BASE_URL"] = facts["http_base_url"]
+            env["MICROSOFT_CONSENT_BASE_URL"] = facts["http_base_url"] + "/_clouds/{cloud}"
         return env
 
     def _start_portal(
@@ -352,6 +361,22 @@ class Command(BaseCommand):
 
 class _StartupFailed(Exception):
     pass
+
+
+# Customers the demo starts with, ready for a consent link: one read through Microsoft
+# Graph, one in GCC High (devcloud's demo scenario has both tenants).
+DEMO_CUSTOMERS = [
+    ("Fabrikam", "fabrikam.onmicrosoft.com", {"source": "graph"}),
+    ("Tailspin Toys", "tailspin.onmicrosoft.us", {"cloud": "gcc_high"}),
+]
+
+
+def _demo_customers() -> None:
+    from partner_portal.tenants.models import Tenant
+
+    for name, domain, fields in DEMO_CUSTOMERS:
+        if not Tenant.objects.filter(primary_domain=domain).exists():
+            Tenant.objects.create(display_name=name, primary_domain=domain, **fields)
 
 
 def _consented_tenant_ids() -> list[str]:
