@@ -9,6 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from partner_portal.incidents import sync
+from partner_portal.incidents.models import SyncOutcome
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -36,6 +37,7 @@ def sync_tenant(
     full: bool = False,
     resume: dict[str, Any] | None = None,
     tenant_id: int | None = None,  # the old name of tenant_pk, for messages still queued
+    requested: bool = False,  # "Sync now": if the tenant is busy, run once more after it
 ) -> str:
     """Sync one tenant. Idempotent: a redelivered or repeated run re-upserts, never
     duplicates, and starts from the committed watermark (or `resume`, a retry's cursor)."""
@@ -44,7 +46,13 @@ def sync_tenant(
     if tenant is None:
         return "gone"
     try:
-        run = sync.sync_tenant(tenant=tenant, full=full, task_id=self.request.id, resume=resume)
+        run = sync.sync_tenant(
+            tenant=tenant,
+            full=full,
+            task_id=self.request.id,
+            resume=resume,
+            follow_up_if_busy=requested,
+        )
     except RetryLater as later:
         # Never sleep in a worker: the broker brings the task back after the countdown.
         raise self.retry(
@@ -52,4 +60,9 @@ def sync_tenant(
             countdown=later.countdown,
             exc=later.cause,
         ) from later
+    if run.outcome in (SyncOutcome.SUCCESS, SyncOutcome.FAILED) and run.task_id == self.request.id:
+        # This run held the tenant: a "Sync now" pressed meanwhile runs now, once.
+        follow_up = tenant.take_follow_up_sync()
+        if follow_up:
+            sync_tenant.delay(tenant_pk=tenant_pk, full=follow_up == "full")
     return run.outcome

@@ -28,15 +28,31 @@ def test_sync_now_enqueues_the_task_and_returns_to_the_tenant_page(
     response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 302
     assert response.url == reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})
-    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False}]
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False, "requested": True}]
     assert "requested" in str(next(iter(get_messages(response.wsgi_request))))
+
+
+def test_sync_now_on_a_syncing_tenant_says_so_and_asks_for_one_follow_up(
+    alice_client, tenant_a, enqueued
+):
+    tenant_a.take_sync_lease(now=timezone.now())
+    url = reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk})
+    response = alice_client.post(url)
+    assert "is running now" in str(next(iter(get_messages(response.wsgi_request))))
+    alice_client.post(url)  # pressed twice: still one follow-up
+    assert enqueued == []  # nothing that would only find the tenant busy and skip
+    tenant_a.refresh_from_db()
+    assert tenant_a.sync_follow_up == "sync"
+    assert tenant_a.take_follow_up_sync() == "sync"
+    assert tenant_a.take_follow_up_sync() == ""
+    assert not SyncRun.objects.filter(tenant=tenant_a).exists()
 
 
 def test_full_resync_is_a_checkbox_away(alice_client, tenant_a, enqueued):
     alice_client.post(
         reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}
     )
-    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": True}]
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": True, "requested": True}]
 
 
 def test_sync_now_is_404_for_staff_who_may_not_see_the_tenant(client, bob, tenant_a, enqueued):
