@@ -518,7 +518,8 @@ def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None) -> Sync
     if newest is not None:
         tenant.advance_watermark(newest)
     run.watermark_after = tenant.incidents_watermark
-    _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS)
+    if _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS):
+        tenant.clear_consent_error()
     return run
 
 

@@ -339,6 +339,15 @@ class Tenant(models.Model):
             fields["consent_state"] = state
         self._update(**fields)
 
+    def clear_consent_error(self) -> None:
+        """A sync just worked: an error about consent or our credentials recorded earlier
+        (a rejected secret since replaced, a revocation since undone) is no longer true."""
+        self._update(
+            Q(consent_state=ConsentState.CONSENTED) & ~Q(consent_error_class=""),
+            consent_error_class="",
+            consent_error_message="",
+        )
+
     def attach_entra_tenant(self, entra_tenant_id: str) -> None:
         """After a consent callback: the tenant Microsoft returned, pending verification by a
         real token. Raises IntegrityError when another tenant holds that ID."""

@@ -184,3 +184,14 @@ def test_backoff_counts_failures_per_page(db, devcloud, devcloud_settings, setti
     run = sync.sync_tenant(tenant=tenant, resume=again.value.cursor)
     assert run.outcome == SyncOutcome.SUCCESS
     assert_db_matches(devcloud, tenant)
+
+
+def test_a_successful_sync_clears_an_old_credential_error(db, devcloud, devcloud_settings):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    tenant.record_consent_error(
+        error_class="CredentialInvalid", error_message="The secret was rejected."
+    )
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SUCCESS
+    tenant.refresh_from_db()
+    assert (tenant.consent_error_class, tenant.consent_error_message) == ("", "")
+    assert tenant.consent_state == Tenant.ConsentState.CONSENTED
