@@ -248,6 +248,10 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_INTERVAL_MINUTES = env_int("SYNC_INTERVAL_MINUTES", 5, minimum=1)
+# Every SYNC_RECONCILE_HOURS a tenant's scheduled sync is a reconciliation pass instead: a
+# full listing that repairs what the watermark could have missed (Microsoft's clock stepping
+# back, late indexing). At most one tenant per schedule tick; 0 turns it off.
+SYNC_RECONCILE_HOURS = env_int("SYNC_RECONCILE_HOURS", 24, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.

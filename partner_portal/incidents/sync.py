@@ -209,6 +209,7 @@ def sync_tenant(
     resume: dict[str, Any] | None = None,
     progress: Progress | None = None,
     follow_up_if_busy: bool = False,
+    reconcile: bool = False,
 ) -> SyncRun:
     """Sync one tenant's incidents (see the module docstring). Returns the SyncRun.
 
@@ -227,7 +228,12 @@ def sync_tenant(
     if token is None:
         return _not_taken(tenant=tenant, full=full, resume=resume, follow_up=follow_up_if_busy)
     try:
-        run = _run_for(tenant=tenant, full=full, task_id=task_id, resume=resume, now=now)
+        run = _run_for(
+            tenant=tenant, full=full or reconcile, task_id=task_id, resume=resume, now=now
+        )
+        if reconcile and not run.reconcile and run.outcome == SyncOutcome.RUNNING:
+            run.reconcile = True
+            run.save(update_fields=["reconcile"])
     except BaseException:
         tenant.release_sync_lease(token=token)
         raise
@@ -381,7 +387,12 @@ def _run_for(
 
 
 def store_fenced_page(
-    *, tenant: Tenant, token: str, incidents: list[defender.IncidentData], synced_at: datetime
+    *,
+    tenant: Tenant,
+    token: str,
+    incidents: list[defender.IncidentData],
+    synced_at: datetime,
+    repairs: dict[str, int] | None = None,
 ) -> tuple[int, int]:
     """One page, written only while this run holds its lease, never over a newer copy.
 
@@ -406,7 +417,15 @@ def store_fenced_page(
             if stored.get(item.incident_id) is None
             or item.last_update_time >= stored[item.incident_id]
         ]
-        return store_page(tenant=tenant, incidents=newer, synced_at=synced_at)
+        result = store_page(tenant=tenant, incidents=newer, synced_at=synced_at)
+    if repairs is not None:  # a reconciliation counts what it repaired
+        for item in newer:
+            known = stored.get(item.incident_id)
+            if known is None:
+                repairs["missing"] += 1
+            elif known < item.last_update_time:
+                repairs["stale"] += 1
+    return result
 
 
 def _run(
@@ -444,9 +463,17 @@ def _run(
             first_page_number=cursor["page"],
         )
         for page in pages:
+            repairs = {"missing": 0, "stale": 0} if run.reconcile else None
             created, updated = store_fenced_page(
-                tenant=tenant, token=token, incidents=page.incidents, synced_at=timezone.now()
+                tenant=tenant,
+                token=token,
+                incidents=page.incidents,
+                synced_at=timezone.now(),
+                repairs=repairs,
             )
+            if repairs is not None:
+                run.missing_repaired += repairs["missing"]
+                run.stale_repaired += repairs["stale"]
             for item in page.incidents:
                 if newest is None or item.last_update_time > newest:
                     newest = item.last_update_time
@@ -461,7 +488,12 @@ def _run(
             run.api_calls = calls_before + client.api_calls
             run.created_count += created
             run.updated_count += updated
-            run.save(update_fields=["pages", "api_calls", "created_count", "updated_count"])
+            run.save(
+                update_fields=[
+                    *("pages", "api_calls", "created_count", "updated_count"),
+                    *("missing_repaired", "stale_repaired"),
+                ]
+            )
             if progress:
                 progress(run)
     except LeaseLost:
@@ -557,6 +589,8 @@ FINISH_FIELDS = [
     "updated_count",
     "throttled_waits",
     "watermark_after",
+    "missing_repaired",
+    "stale_repaired",
 ]
 LEASE_LOST = "This sync lost its lease (it was too slow or paused); another run took over."
 
@@ -574,6 +608,33 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
         # Not about consent or our credentials (e.g. a bad answer): the SyncRun says it.
         return
     tenant.record_consent_error(error_class=exc.kind, error_message=exc.message, state=state)
+
+
+def reconcile_due(tenant_pks: list[int], now: datetime | None = None) -> list[int]:
+    """Of the tenants due for a sync, the one whose reconciliation pass is most overdue (at
+    most one per tick: low priority, spread over the day, and within the call budget — a
+    pass is a full listing, which also does what the incremental sync would have)."""
+    hours = settings.SYNC_RECONCILE_HOURS
+    if not hours or not tenant_pks:
+        return []
+    now = now or timezone.now()
+    last: dict[int, datetime] = {}
+    passes = SyncRun.objects.filter(tenant_id__in=tenant_pks, outcome=SyncOutcome.SUCCESS).filter(
+        Q(reconcile=True) | Q(full=True)
+    )
+    for tenant_pk, started in passes.values_list("tenant_id", "started_at"):
+        if tenant_pk not in last or started > last[tenant_pk]:
+            last[tenant_pk] = started
+    cutoff = now - timedelta(hours=hours)
+    # A tenant never synced gets its first (full) sync anyway: nothing to reconcile yet.
+    never_synced = set(
+        Tenant.objects.filter(pk__in=tenant_pks, incidents_watermark__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    overdue = [pk for pk in tenant_pks if pk not in never_synced and last.get(pk, cutoff) <= cutoff]
+    overdue.sort(key=lambda pk: last.get(pk, datetime.min.replace(tzinfo=now.tzinfo)))
+    return overdue[:1]
 
 
 def sync_due_tenants() -> list[int]:

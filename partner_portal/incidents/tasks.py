@@ -18,8 +18,12 @@ from partner_portal.tenants.models import Tenant
 def sync_all_tenants() -> int:
     """Beat's entry point: one sync_tenant per enabled, consented tenant (ids only)."""
     tenant_pks = sync.sync_due_tenants()
+    reconcile = set(sync.reconcile_due(tenant_pks))
     for tenant_pk in tenant_pks:
-        sync_tenant.delay(tenant_pk=tenant_pk)
+        if tenant_pk in reconcile:
+            sync_tenant.delay(tenant_pk=tenant_pk, reconcile=True)
+        else:
+            sync_tenant.delay(tenant_pk=tenant_pk)
     return len(tenant_pks)
 
 
@@ -38,6 +42,7 @@ def sync_tenant(
     resume: dict[str, Any] | None = None,
     tenant_id: int | None = None,  # the old name of tenant_pk, for messages still queued
     requested: bool = False,  # "Sync now": if the tenant is busy, run once more after it
+    reconcile: bool = False,  # a reconciliation pass (sync.reconcile_due)
 ) -> str:
     """Sync one tenant. Idempotent: a redelivered or repeated run re-upserts, never
     duplicates, and starts from the committed watermark (or `resume`, a retry's cursor)."""
@@ -52,11 +57,17 @@ def sync_tenant(
             task_id=self.request.id,
             resume=resume,
             follow_up_if_busy=requested,
+            reconcile=reconcile,
         )
     except RetryLater as later:
         # Never sleep in a worker: the broker brings the task back after the countdown.
         raise self.retry(
-            kwargs={"tenant_pk": tenant_pk, "full": full, "resume": later.cursor},
+            kwargs={
+                "tenant_pk": tenant_pk,
+                "full": full,
+                "resume": later.cursor,
+                "reconcile": reconcile,
+            },
             countdown=later.countdown,
             exc=later.cause,
         ) from later

@@ -195,3 +195,46 @@ def test_a_successful_sync_clears_an_old_credential_error(db, devcloud, devcloud
     tenant.refresh_from_db()
     assert (tenant.consent_error_class, tenant.consent_error_message) == ("", "")
     assert tenant.consent_state == Tenant.ConsentState.CONSENTED
+
+
+def test_a_reconciliation_pass_repairs_and_counts_what_the_watermark_missed(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=250)
+    sync.sync_tenant(tenant=tenant)
+    # What a clock step back leaves behind: rows never stored, rows left at an older copy,
+    # all older than the incremental window, so the next incremental run cannot see them.
+    rows = Incident.objects.filter(tenant=tenant).order_by("last_update_time")
+    gone = list(rows.values_list("pk", flat=True)[:7])
+    Incident.objects.filter(pk__in=gone).delete()
+    stale = list(rows.values_list("pk", flat=True)[:5])
+    for incident in Incident.objects.filter(pk__in=stale):
+        Incident.objects.filter(pk=incident.pk).update(
+            last_update_time=incident.last_update_time - timedelta(hours=1)
+        )
+    assert sync.sync_tenant(tenant=tenant).outcome == SyncOutcome.SUCCESS
+    assert Incident.objects.filter(tenant=tenant).count() == 243  # still missing
+    run = sync.sync_tenant(tenant=tenant, reconcile=True)
+    assert (run.outcome, run.reconcile, run.full) == (SyncOutcome.SUCCESS, True, True)
+    assert (run.missing_repaired, run.stale_repaired) == (7, 5)
+    assert_db_matches(devcloud, tenant)
+
+
+def test_reconciliation_is_due_once_a_day_one_tenant_per_tick(db, settings):
+    from tests.factories import ConsentedTenantFactory
+
+    now = timezone.now()
+    a, b, c = (ConsentedTenantFactory(incidents_watermark=now) for _ in range(3))
+    for tenant, hours_ago in ((a, 30), (b, 50), (c, 2)):
+        SyncRun.objects.create(
+            tenant=tenant,
+            started_at=now - timedelta(hours=hours_ago),
+            outcome=SyncOutcome.SUCCESS,
+            reconcile=True,
+            full=True,
+        )
+    assert sync.reconcile_due([a.pk, b.pk, c.pk]) == [b.pk]  # the most overdue, alone
+    assert sync.reconcile_due([a.pk, c.pk]) == [a.pk]
+    assert sync.reconcile_due([c.pk]) == []
+    settings.SYNC_RECONCILE_HOURS = 0
+    assert sync.reconcile_due([a.pk, b.pk]) == []
