@@ -31,11 +31,11 @@ def _survive_broker_loss() -> None:
     """
     from kombu.transport import redis as kombu_redis
 
-    original = kombu_redis.Channel._connparams
+    original = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
     if getattr(original, "survives_broker_loss", False):
         return
 
-    def _connparams(self, asynchronous=False):  # type: ignore[no-untyped-def]
+    def _connparams(self, asynchronous=False):
         transport = self.connection
         if transport is None or transport.client is None:
             import redis
@@ -44,7 +44,7 @@ def _survive_broker_loss() -> None:
         return original(self, asynchronous=asynchronous)
 
     _connparams.survives_broker_loss = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = _connparams
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[attr-defined]
 
 
 _survive_broker_loss()

@@ -299,7 +299,7 @@ def _close_abandoned_runs(*, tenant: Tenant, keep: SyncRun, now: datetime) -> No
     )
 
 
-def close_dead_runs(now: datetime | None = None) -> int:
+def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None) -> int:
     """Runs still marked unfinished whose tenant's lease has expired: their worker died or
     their retry was lost. Called by the scheduler and the status page, so that a dead run
     shows as such within one lease, not when the next run happens to start."""
@@ -307,6 +307,8 @@ def close_dead_runs(now: datetime | None = None) -> int:
     dead = SyncRun.objects.filter(outcome__in=UNFINISHED).filter(
         Q(tenant__sync_lease_until__isnull=True) | Q(tenant__sync_lease_until__lt=now)
     )
+    if tenant is not None:
+        dead = dead.filter(tenant=tenant)
     closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
         outcome=SyncOutcome.FAILED,
         finished_at=now,

@@ -82,6 +82,7 @@ def status(client, tenant):
 
 
 def test_the_status_polls_only_while_a_run_is_going_on(alice_client, tenant_a):
+    tenant_a.take_sync_lease(now=timezone.now())  # a live run holds its tenant
     run = SyncRun.objects.create(tenant=tenant_a, started_at=timezone.now(), pages=4)
     run.created_count = 350
     run.save()
@@ -135,3 +136,15 @@ def test_next_scheduled_run_comes_from_the_beat_table(db):
     )
     upcoming = next_scheduled_run()
     assert timedelta(minutes=2) < upcoming - timezone.now() <= timedelta(minutes=3, seconds=5)
+
+
+def test_a_run_whose_worker_died_shows_as_lost_once_its_lease_expired(alice_client, tenant_a):
+    tenant_a.take_sync_lease(now=timezone.now())
+    run = SyncRun.objects.create(tenant=tenant_a, started_at=timezone.now(), pages=5)
+    url = reverse("incidents:sync_status", kwargs={"tenant_pk": tenant_a.pk})
+    assert "page 5" in alice_client.get(url).content.decode()  # alive while the lease holds
+    type(tenant_a).objects.filter(pk=tenant_a.pk).update(sync_lease_until=timezone.now())
+    page = alice_client.get(url).content.decode()
+    assert "page 5" not in page
+    run.refresh_from_db()
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "WorkerLost")
