@@ -89,7 +89,8 @@ def authenticate(
                 app.pki.signing.private_key.public_key(),
                 algorithms=["RS256"],
                 options={"require": ["exp", "iat", "tid", "iss", "aud"], "verify_aud": False},
-                leeway=0,
+                # The API runs on Microsoft's clock, as Entra does (limits["clock_offset"]).
+                leeway=abs(app.store.limits.get("clock_offset", 0)),
             )
         except jwt.PyJWTError:
             return None
@@ -98,7 +99,7 @@ def authenticate(
         if len(app.token_cache) > 20000:
             app.token_cache.clear()
         app.token_cache[token] = claims
-    elif claims["exp"] <= time.time():
+    elif claims["exp"] <= time.time() + app.store.limits.get("clock_offset", 0):
         return None
     if claims["aud"] not in audiences:
         return None

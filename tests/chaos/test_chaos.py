@@ -176,3 +176,20 @@ def test_duplicate_deliveries_change_nothing(chaos):
         runs = SyncRun.objects.filter(tenant=tenant)
         assert runs.filter(outcome="success").count() >= 1
         assert not runs.filter(outcome__in=["running", "retrying", "throttled"]).exists()
+
+
+def test_microsofts_clock_300s_ahead(chaos):
+    # Tokens "issued" 5 minutes in our future: within the skew Microsoft's libraries allow
+    # (beyond it an access check retries, see tests/microsoft/test_claims.py), never a
+    # consent failure, never a disabled tenant.
+    chaos.devcloud.set_limits(clock_offset=300)
+    chaos.setup(latency_ms=0)
+    chaos.worker()
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    row = chaos.recover("Microsoft's clock +300 s")
+    assert_recovered(row)
+    for tenant in chaos.tenants:
+        tenant.refresh_from_db()
+        assert tenant.consent_state == tenant.ConsentState.CONSENTED
+        assert tenant.last_sync_outcome == "success"
