@@ -297,3 +297,14 @@ def test_the_task_takes_tenant_pk_and_still_the_old_tenant_id(db):
     runs = SyncRun.objects.filter(tenant=tenant, error_class="TenantNotFound")
     assert runs.count() == 2
     assert tasks.sync_tenant.apply(kwargs={"tenant_id": tenant.pk + 1000}).get() == "gone"
+
+
+def test_the_run_holding_the_tenant_queues_the_follow_up_once(db, monkeypatch):
+    tenant = TenantFactory()  # no Entra tenant ID: the run fails without a network call
+    tenant.request_follow_up_sync(full=True)
+    queued = []
+    monkeypatch.setattr(tasks.sync_tenant, "delay", lambda **kw: queued.append(kw))
+    assert tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get() == SyncOutcome.FAILED
+    assert queued == [{"tenant_pk": tenant.pk, "full": True}]
+    tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get()
+    assert len(queued) == 1  # once
