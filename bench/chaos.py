@@ -18,9 +18,18 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+HEAD = ["scenario", "lost", "duplicated", "stale", "extra calls", "429s", "recover s"]
+HEAD += ["workers alive"]
+KEYS = ["scenario", "lost", "duplicated", "stale", "extra_calls", "throttled_429"]
+KEYS += ["recover_seconds", "workers_alive"]
 
-from tests.chaos.harness import print_table  # noqa: E402
+
+def print_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    for row in rows:
+        cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:

@@ -160,15 +160,3 @@ def record(row: Row) -> Row:
         with open(TABLE_FILE, "a") as out:
             out.write(json.dumps(asdict(row)) + "\n")
     return row
-
-
-def print_table(rows: list[dict]) -> str:
-    head = ["scenario", "lost", "duplicated", "stale", "extra calls", "429s", "recover s"]
-    head += ["workers alive"]
-    keys = ["scenario", "lost", "duplicated", "stale", "extra_calls", "throttled_429"]
-    keys += ["recover_seconds", "workers_alive"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in keys]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
