@@ -256,5 +256,8 @@ def _limits(app, req):
 
 def _set_limits(app, req):
     return 200, app.store.set_limits(
-        **_pick(_body(req), "per_minute", "per_hour", "token_lifetime", "code_lifetime")
+        **_pick(
+            _body(req),
+            *("per_minute", "per_hour", "token_lifetime", "code_lifetime", "clock_offset"),
+        )
     )

@@ -91,7 +91,8 @@ def authenticate(app: DevCloudApp, req: Request, api: str = "defender") -> dict 
                 app.pki.signing.private_key.public_key(),
                 algorithms=["RS256"],
                 options={"require": ["exp", "iat", "tid", "iss", "aud"], "verify_aud": False},
-                leeway=0,
+                # The API runs on Microsoft's clock, as Entra does (limits["clock_offset"]).
+                leeway=abs(app.store.limits.get("clock_offset", 0)),
             )
         except jwt.PyJWTError:
             return None
@@ -100,7 +101,7 @@ def authenticate(app: DevCloudApp, req: Request, api: str = "defender") -> dict 
         if len(app.token_cache) > 20000:
             app.token_cache.clear()
         app.token_cache[token] = claims
-    elif claims["exp"] <= time.time():
+    elif claims["exp"] <= time.time() + app.store.limits.get("clock_offset", 0):
         return None
     if claims["aud"] not in audiences or claims.get("iss") != cloud.issuer(claims["tid"]):
         return None

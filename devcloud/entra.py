@@ -578,7 +578,7 @@ def _token(app: DevCloudApp, req: Request, tenant_seg: str, *, v1: bool) -> dict
         issuer=clouds.of(req).issuer(tenant.tenant_id),
     )
     if v1:
-        now = int(time.time())
+        now = int(time.time()) + store.limits.get("clock_offset", 0)
         return {
             "token_type": "Bearer",
             "expires_in": str(lifetime),
@@ -611,7 +611,7 @@ def issue_access_token(
     issuer: str = "",
 ) -> str:
     """A v1.0 app-only access token, as Entra issues for Graph and Defender (§4.1)."""
-    now = int(time.time()) if now is None else now
+    now = int(time.time()) + app.store.limits.get("clock_offset", 0) if now is None else now
     iss = issuer or f"https://sts.windows.net/{tenant.tenant_id}/"
     claims: dict = {
         "aud": resource,

@@ -27,6 +27,9 @@ from .timefmt import (
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599, "code_lifetime": 600}
+# Seconds Entra's clock is ahead of (or, negative, behind) the real one: stamped into the
+# tokens it issues (iat, nbf, exp), for clock-skew tests.
+DEFAULT_LIMITS["clock_offset"] = 0
 CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
 FAULT_ENDPOINTS = ("token", "discovery", "jwks", "consent", "authorize", "list_incidents")
@@ -678,6 +681,9 @@ class Store:
                 if key not in DEFAULT_LIMITS:
                     raise ControlError(400, f"unknown limit {key!r}")
                 if value is None:
+                    continue
+                if key == "clock_offset" and isinstance(value, int):
+                    self.limits[key] = value
                     continue
                 if not isinstance(value, int) or value < 1:
                     raise ControlError(400, f"{key} must be a positive integer")

@@ -12,3 +12,39 @@ app = Celery("partner_portal")
 app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _survive_broker_loss() -> None:
+    """Keep busy workers alive when Redis goes away (a kill -9, a restart, a failover).
+
+    With acks_late, losing the broker makes Celery's consumer close the connection and
+    kombu restore the unacknowledged messages; by then the connection's transport has let
+    go of its client (`transport.client = None`, and a task thread's reject may have done
+    so first), and kombu's Redis channel builds its connection parameters from that client:
+    AttributeError("'NoneType' object has no attribute 'hostname'"), which Celery treats as
+    unrecoverable — every worker that had a task in flight exits (idle ones survive).
+    Still so in kombu 5.7.0 / celery 5.7.0, the newest releases (see celery/celery#10205
+    and the older celery/kombu#970 for the same path). A closed transport is a lost
+    connection: say so with the connection error Celery expects, and it reconnects. The
+    unacknowledged messages stay in Redis (restored after the visibility timeout), and the
+    sync does not depend on them: its lease expires and the scheduler takes the tenant over.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
+    if getattr(original, "survives_broker_loss", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        transport = self.connection
+        if transport is None or transport.client is None:
+            import redis
+
+            raise redis.exceptions.ConnectionError("The broker connection was closed.")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams.survives_broker_loss = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[attr-defined]
+
+
+_survive_broker_loss()

@@ -228,9 +228,10 @@ else:
 
 SYNC_TASK_SOFT_TIME_LIMIT = env_int("SYNC_TASK_SOFT_TIME_LIMIT", 15 * 60, minimum=10)
 SYNC_TASK_TIME_LIMIT = SYNC_TASK_SOFT_TIME_LIMIT + 60
-# How long a sync run holds its tenant: must outlive the hard time limit, so that a live
-# run never loses it; after a crash it expires on its own (tests shorten it).
-SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", SYNC_TASK_TIME_LIMIT + 60, minimum=1)
+# How long a sync run holds its tenant without renewing it. A live run renews it every page
+# and, while it waits on a slow call, every third of it; a dead worker's tenant is free
+# again within one lease (tests shorten it).
+SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 90, minimum=1)
 # Transient errors (5xx, timeouts…): retries with exponential backoff from this base, plus
 # jitter. Throttling (429 / our call budget) waits exactly as long as asked, up to
 # SYNC_MAX_THROTTLED_RETRIES times.
@@ -256,6 +257,10 @@ if REDIS_URL:
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SYNC_INTERVAL_MINUTES = env_int("SYNC_INTERVAL_MINUTES", 5, minimum=1)
 ALERTS_DISPATCH_SECONDS = env_int("ALERTS_DISPATCH_SECONDS", 10, minimum=1)
+# Every SYNC_RECONCILE_HOURS a tenant's scheduled sync is a reconciliation pass instead: a
+# full listing that repairs what the watermark could have missed (Microsoft's clock stepping
+# back, late indexing). At most one tenant per schedule tick; 0 turns it off.
+SYNC_RECONCILE_HOURS = env_int("SYNC_RECONCILE_HOURS", 24, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.

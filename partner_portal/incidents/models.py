@@ -200,6 +200,10 @@ class SyncRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=SyncOutcome, default=SyncOutcome.RUNNING)
     full = models.BooleanField(default=False)
+    # A reconciliation pass: a full listing that repairs what the watermark missed.
+    reconcile = models.BooleanField(default=False)
+    missing_repaired = models.PositiveIntegerField(default=0)
+    stale_repaired = models.PositiveIntegerField(default=0)
     pages = models.PositiveIntegerField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)

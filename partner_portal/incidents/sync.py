@@ -30,14 +30,16 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from partner_portal.incidents import outbox
@@ -52,7 +54,7 @@ from partner_portal.incidents.models import (
 from partner_portal.microsoft import defender, errors, vocabulary
 from partner_portal.microsoft.client import IncidentClient
 from partner_portal.microsoft.errors import RetryLater
-from partner_portal.tenants.models import ConsentState, Tenant
+from partner_portal.tenants.models import ConsentState, Tenant, lease_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -315,6 +317,14 @@ def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+class LeaseLost(Exception):
+    """This run's lease was taken over (it expired, another run took the tenant): nothing
+    more of this run may be written."""
+
+
+UNFINISHED = (SyncOutcome.RUNNING, SyncOutcome.RETRYING, SyncOutcome.THROTTLED)
+
+
 def sync_tenant(
     *,
     tenant: Tenant,
@@ -322,52 +332,176 @@ def sync_tenant(
     task_id: str = "",
     resume: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    follow_up_if_busy: bool = False,
+    reconcile: bool = False,
 ) -> SyncRun:
     """Sync one tenant's incidents (see the module docstring). Returns the SyncRun.
 
     Raises `RetryLater` when a transient error interrupted it and retries remain: call
     again after `countdown` seconds with `resume=cursor`.
+
+    A resumed run whose lease or SyncRun is no longer its own (a second copy of the retry
+    message, or one arriving after the scheduler took the tenant over) returns that SyncRun
+    untouched: history is never rewritten. When the tenant is busy and `follow_up_if_busy`
+    (someone pressed "Sync now"), one follow-up run is queued for when the running one ends
+    instead of a skipped one (an unsaved SyncRun says so).
     """
     now = timezone.now()
     resume = resume or {}
-    run = _run_for(tenant=tenant, full=full, task_id=task_id, resume=resume, now=now)
-    lease = tenant.take_sync_lease(now=now, held=_parse(resume.get("lease")))
-    if lease is None:
-        run.outcome = SyncOutcome.SKIPPED
-        run.finished_at = timezone.now()
-        run.error_message = "Another sync of this tenant is running."
-        run.save()
+    token = tenant.take_sync_lease(now=now, held=resume.get("lease_token") or "")
+    if token is None:
+        return _not_taken(tenant=tenant, full=full, resume=resume, follow_up=follow_up_if_busy)
+    try:
+        run = _run_for(
+            tenant=tenant, full=full or reconcile, task_id=task_id, resume=resume, now=now
+        )
+        if reconcile and not run.reconcile and run.outcome == SyncOutcome.RUNNING:
+            run.reconcile = True
+            run.save(update_fields=["reconcile"])
+    except BaseException:
+        tenant.release_sync_lease(token=token)
+        raise
+    if run.outcome != SyncOutcome.RUNNING:  # a late or duplicated retry of a finished run
+        tenant.release_sync_lease(token=token)
         return run
-    # Runs still marked running lost their worker (SIGKILL, a machine gone): we hold the
-    # lease now, so they cannot be alive.
-    SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.RUNNING).exclude(pk=run.pk).update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="WorkerLost",
-        error_message="The worker running this sync stopped; a later run took over.",
-    )
+    _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
         tenant.refresh_from_db()
-        return _run(tenant=tenant, run=run, resume=resume, lease=lease, progress=progress)
+        with _Heartbeat(tenant.pk, token):
+            return _run(tenant=tenant, run=run, resume=resume, token=token, progress=progress)
     except RetryLater:
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
         raise
     finally:
         if not held_for_retry:
-            tenant.release_sync_lease(lease=lease)
+            tenant.release_sync_lease(token=token)
+
+
+def _not_taken(*, tenant: Tenant, full: bool, resume: dict[str, Any], follow_up: bool) -> SyncRun:
+    if resume.get("run_id"):
+        # A second copy of a retry message, or a retry after a takeover: not ours any more.
+        known = SyncRun.objects.filter(pk=resume["run_id"], tenant=tenant).first()
+        if known is not None:
+            return known
+    if follow_up:
+        tenant.request_follow_up_sync(full=full)
+        return SyncRun(
+            tenant=tenant,
+            started_at=timezone.now(),
+            full=full,
+            outcome=SyncOutcome.SKIPPED,
+            error_message="A sync of this tenant is running; another one follows it.",
+        )
+    now = timezone.now()
+    return SyncRun.objects.create(
+        tenant=tenant,
+        started_at=now,
+        finished_at=now,
+        full=full,
+        outcome=SyncOutcome.SKIPPED,
+        error_message="Another sync of this tenant is running.",
+    )
+
+
+def _close_abandoned_runs(*, tenant: Tenant, keep: SyncRun, now: datetime) -> None:
+    """We hold the tenant's lease: runs still marked running lost their worker (SIGKILL, a
+    machine gone), and runs waiting for a retry lost their retry message (or it is late,
+    and will find its run finished)."""
+    others = SyncRun.objects.filter(tenant=tenant).exclude(pk=keep.pk)
+    others.filter(outcome=SyncOutcome.RUNNING).update(
+        outcome=SyncOutcome.FAILED,
+        finished_at=now,
+        error_class="WorkerLost",
+        error_message="The worker running this sync stopped; a later run took over.",
+    )
+    others.filter(outcome__in=(SyncOutcome.RETRYING, SyncOutcome.THROTTLED)).update(
+        outcome=SyncOutcome.FAILED,
+        finished_at=now,
+        error_class="RetryLost",
+        error_message="This sync's retry never came; a later run took over.",
+    )
+
+
+def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None) -> int:
+    """Runs still marked unfinished whose tenant's lease has expired: their worker died or
+    their retry was lost. Called by the scheduler and the status page, so that a dead run
+    shows as such within one lease, not when the next run happens to start."""
+    now = now or timezone.now()
+    dead = SyncRun.objects.filter(outcome__in=UNFINISHED).filter(
+        Q(tenant__sync_lease_until__isnull=True) | Q(tenant__sync_lease_until__lt=now)
+    )
+    if tenant is not None:
+        dead = dead.filter(tenant=tenant)
+    closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
+        outcome=SyncOutcome.FAILED,
+        finished_at=now,
+        error_class="WorkerLost",
+        error_message="The worker running this sync stopped without finishing it.",
+    )
+    closed += dead.update(
+        outcome=SyncOutcome.FAILED,
+        finished_at=now,
+        error_class="RetryLost",
+        error_message="This sync's retry never came.",
+    )
+    return closed
+
+
+class _Heartbeat:
+    """Renews the lease every third of it while the run waits on a slow call (pages renew
+    it too), up to the task's time limit: a live run never loses its tenant, a dead or
+    stuck one does within one lease. A thread of its own, with its own connection."""
+
+    def __init__(self, tenant_pk: int, token: str) -> None:
+        self.tenant_pk = tenant_pk
+        self.token = token
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        # In a test's transaction the lease is not committed: another connection would
+        # neither see it nor get past its row lock.
+        if not transaction.get_connection().in_atomic_block:
+            self.thread = threading.Thread(target=self._beat, daemon=True, name="sync-lease")
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        interval = max(lease_seconds() / 3, 0.2)
+        deadline = time.monotonic() + settings.SYNC_TASK_TIME_LIMIT
+        try:
+            while not self.stop.wait(interval) and time.monotonic() < deadline:
+                try:
+                    until = timezone.now() + timedelta(seconds=lease_seconds())
+                    rows = Tenant.objects.filter(pk=self.tenant_pk, sync_lease_token=self.token)
+                    if rows.update(sync_lease_until=until) != 1:
+                        return  # lost: the next page's fence stops the run
+                except DatabaseError:
+                    logger.warning("Could not renew the sync lease of tenant %s", self.tenant_pk)
+        finally:
+            connections.close_all()
 
 
 def _run_for(
     *, tenant: Tenant, full: bool, task_id: str, resume: dict[str, Any] | None, now: datetime
 ) -> SyncRun:
-    """The SyncRun to write to: the interrupted one when resuming, else a new one."""
+    """The SyncRun to write to: the interrupted one when resuming (only if it is still
+    waiting for this retry: a finished run is returned as it is), else a new one."""
     if resume and resume.get("run_id"):
-        run = SyncRun.objects.filter(pk=resume["run_id"], tenant=tenant).first()
+        runs = SyncRun.objects.filter(pk=resume["run_id"], tenant=tenant)
+        runs.filter(outcome__in=(SyncOutcome.RETRYING, SyncOutcome.THROTTLED)).update(
+            outcome=SyncOutcome.RUNNING, task_id=task_id[:64]
+        )
+        run = runs.first()
         if run is not None:
-            run.outcome = SyncOutcome.RUNNING
-            run.task_id = task_id or run.task_id
-            run.save(update_fields=["outcome", "task_id"])
+            # RUNNING when reopened (or redelivered after its worker died: ours now that
+            # we hold the lease), else finished and left as it is.
             return run
     return SyncRun.objects.create(
         tenant=tenant,
@@ -378,12 +512,55 @@ def _run_for(
     )
 
 
+def store_fenced_page(
+    *,
+    tenant: Tenant,
+    token: str,
+    incidents: list[defender.IncidentData],
+    synced_at: datetime,
+    problems: Sequence[defender.ItemProblem] = (),
+    repairs: dict[str, int] | None = None,
+) -> Stored:
+    """One page, written only while this run holds its lease, never over a newer copy.
+
+    The fence: the page's transaction first renews the lease with a conditional UPDATE of
+    the tenant's row, which holds that row's lock until the page commits — a run that lost
+    its lease writes nothing (LeaseLost), and a run taking over waits for the page. With
+    every writer of a tenant serialised that way, dropping the incidents whose stored copy
+    has a later `lastUpdateTime` is a correct conditional upsert on PostgreSQL and SQLite.
+    """
+    with transaction.atomic():
+        if not tenant.renew_sync_lease(token=token):
+            raise LeaseLost
+        ids = {item.incident_id for item in incidents}
+        stored = dict(
+            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
+                "microsoft_id", "last_update_time"
+            )
+        )
+        newer = [
+            item
+            for item in incidents
+            if stored.get(item.incident_id) is None
+            or item.last_update_time >= stored[item.incident_id]
+        ]
+        result = store_items(tenant=tenant, incidents=newer, synced_at=synced_at, problems=problems)
+    if repairs is not None:  # a reconciliation counts what it repaired
+        for item in newer:
+            known = stored.get(item.incident_id)
+            if known is None:
+                repairs["missing"] += 1
+            elif known < item.last_update_time:
+                repairs["stale"] += 1
+    return result
+
+
 def _run(
     *,
     tenant: Tenant,
     run: SyncRun,
     resume: dict[str, Any],
-    lease: datetime,
+    token: str,
     progress: Progress | None,
 ) -> SyncRun:
     since = _parse(resume["since"]) if "since" in resume else _window_start(tenant, run.full)
@@ -395,7 +572,7 @@ def _run(
         "next_url": resume.get("next_url"),
         "next_skip": resume.get("next_skip", 0),
         "page": resume.get("page", 1),
-        "lease": _iso(lease),
+        "lease_token": token,
         "throttled": resume.get("throttled", 0),
         "failures": resume.get("failures", 0),
     }
@@ -415,12 +592,18 @@ def _run(
         listed: set[str] = set()
         for page in pages:
             synced_at = timezone.now()
-            stored = store_items(
+            repairs = {"missing": 0, "stale": 0} if run.reconcile else None
+            stored = store_fenced_page(
                 tenant=tenant,
+                token=token,
                 incidents=page.incidents,
-                synced_at=synced_at,
                 problems=page.problems,
+                synced_at=synced_at,
+                repairs=repairs,
             )
+            if repairs is not None:
+                run.missing_repaired += repairs["missing"]
+                run.stale_repaired += repairs["stale"]
             listed |= {str(i.incident_id) for i in page.incidents}
             listed |= {p.incident_id for p in page.problems}
             for item in page.incidents:
@@ -435,6 +618,7 @@ def _run(
                 next_url=page.next_url,
                 next_skip=page.next_skip or 0,
                 page=page.number + 1,
+                failures=0,  # backoff counts failures per page: progress resets it
             )
             run.pages += 1
             run.api_calls = calls_before + client.api_calls
@@ -442,12 +626,20 @@ def _run(
             run.updated_count += stored.updated
             run.problems += stored.problems
             run.save(
-                update_fields=["pages", "api_calls", "created_count", "updated_count", "problems"]
+                update_fields=[
+                    *("pages", "api_calls", "created_count", "updated_count", "problems"),
+                    *("missing_repaired", "stale_repaired"),
+                ]
             )
             if progress:
                 progress(run)
         retry_problems(tenant=tenant, client=client, run=run, skip=listed)
         run.api_calls = calls_before + client.api_calls
+    except LeaseLost:
+        # Another run took the tenant over: it owns the history from here.
+        run.api_calls = calls_before + client.api_calls
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=LeaseLost(LEASE_LOST))
+        return run
     except errors.MicrosoftError as exc:
         run.api_calls = calls_before + client.api_calls
         if isinstance(exc, errors.Transient):
@@ -533,9 +725,10 @@ def _retry_later(
         logger.warning("Sync of tenant %s gave up after retries: %s", tenant.pk, exc)
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
         return run
+    if not tenant.hold_lease_for_retry(token=cursor["lease_token"], seconds=countdown):
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=LeaseLost(LEASE_LOST))
+        return run
     _finish(tenant=tenant, run=run, outcome=outcome, exc=exc)
-    lease = tenant.hold_lease_for_retry(lease=_parse(cursor["lease"]), seconds=countdown)
-    cursor["lease"] = _iso(lease)
     logger.info("Sync of tenant %s retries in %.1fs: %s", tenant.pk, countdown, exc)
     raise RetryLater(countdown, cursor, cause=exc)
 
@@ -545,25 +738,49 @@ def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None) -> Sync
     if newest is not None:
         tenant.advance_watermark(newest)
     run.watermark_after = tenant.incidents_watermark
-    _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS)
+    if _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS):
+        tenant.clear_consent_error()
     return run
 
 
 def _finish(
     *, tenant: Tenant, run: SyncRun, outcome: str, exc: BaseException | None = None
-) -> None:
+) -> bool:
+    """Close the run (or pause it for a retry) and say so on the tenant; only while it is
+    running: a run someone else closed meanwhile (a takeover) keeps that outcome."""
     now = timezone.now()
     run.outcome = outcome
     run.finished_at = now
     run.error_class = type(exc).__name__[:64] if exc else ""
     run.error_message = _message(exc) if exc else ""
-    run.save()
+    fields = {name: getattr(run, name) for name in FINISH_FIELDS}
+    if not SyncRun.objects.filter(pk=run.pk, outcome=SyncOutcome.RUNNING).update(**fields):
+        run.refresh_from_db()
+        return False
     tenant.record_sync_outcome(
         outcome=outcome,
         at=now,
         error_class=run.error_class,
         error_message=run.error_message,
     )
+    return True
+
+
+FINISH_FIELDS = [
+    "outcome",
+    "finished_at",
+    "error_class",
+    "error_message",
+    "pages",
+    "api_calls",
+    "created_count",
+    "updated_count",
+    "throttled_waits",
+    "watermark_after",
+    "missing_repaired",
+    "stale_repaired",
+]
+LEASE_LOST = "This sync lost its lease (it was too slow or paused); another run took over."
 
 
 def _message(exc: BaseException) -> str:
@@ -581,8 +798,37 @@ def _record_consent_error(*, tenant: Tenant, exc: errors.MicrosoftError) -> None
     tenant.record_consent_error(error_class=exc.kind, error_message=exc.message, state=state)
 
 
+def reconcile_due(tenant_pks: list[int], now: datetime | None = None) -> list[int]:
+    """Of the tenants due for a sync, the one whose reconciliation pass is most overdue (at
+    most one per tick: low priority, spread over the day, and within the call budget — a
+    pass is a full listing, which also does what the incremental sync would have)."""
+    hours = settings.SYNC_RECONCILE_HOURS
+    if not hours or not tenant_pks:
+        return []
+    now = now or timezone.now()
+    last: dict[int, datetime] = {}
+    passes = SyncRun.objects.filter(tenant_id__in=tenant_pks, outcome=SyncOutcome.SUCCESS).filter(
+        Q(reconcile=True) | Q(full=True)
+    )
+    for tenant_pk, started in passes.values_list("tenant_id", "started_at"):
+        if tenant_pk not in last or started > last[tenant_pk]:
+            last[tenant_pk] = started
+    cutoff = now - timedelta(hours=hours)
+    # A tenant never synced gets its first (full) sync anyway: nothing to reconcile yet.
+    never_synced = set(
+        Tenant.objects.filter(pk__in=tenant_pks, incidents_watermark__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    overdue = [pk for pk in tenant_pks if pk not in never_synced and last.get(pk, cutoff) <= cutoff]
+    overdue.sort(key=lambda pk: last.get(pk, datetime.min.replace(tzinfo=now.tzinfo)))
+    return overdue[:1]
+
+
 def sync_due_tenants() -> list[int]:
     """The primary keys of the tenants the scheduled sync should run for: syncable, and not
-    held by a run (running, or waiting out a retry's countdown)."""
+    held by a run (running, or waiting out a retry's countdown). A tenant whose retry never
+    came is due again once its lease (countdown + one lease) expired."""
+    close_dead_runs()
     due = Tenant.objects.syncable().lease_free(timezone.now())
     return list(due.order_by("pk").values_list("pk", flat=True))

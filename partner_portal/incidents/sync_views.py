@@ -21,11 +21,21 @@ def sync_now(request: HttpRequest, tenant_pk: int) -> HttpResponse:
             request,
             f"{tenant} cannot be synced: it must be enabled, with sync on and consent granted.",
         )
+    elif tenant.lease_held:
+        # One follow-up after the running sync (queued by it when it ends), not a run that
+        # would only find the tenant busy and be recorded as skipped.
+        full = request.POST.get("full") == "1"
+        tenant.request_follow_up_sync(full=full)
+        messages.info(
+            request,
+            f"A sync of {tenant} is running now; "
+            f"{'a full sync' if full else 'another one'} will follow it.",
+        )
     else:
         full = request.POST.get("full") == "1"
         # celery-types does not know delay_on_commit (Celery 5.4+).
         tasks.sync_tenant.delay_on_commit(  # type: ignore[attr-defined]
-            tenant_pk=tenant.pk, full=full
+            tenant_pk=tenant.pk, full=full, requested=True
         )
         # Who asked, for the activity log; the status box polls until the run shows up.
         record(

@@ -9,6 +9,7 @@ from celery import shared_task
 from django.conf import settings
 
 from partner_portal.incidents import sync
+from partner_portal.incidents.models import SyncOutcome
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -17,8 +18,12 @@ from partner_portal.tenants.models import Tenant
 def sync_all_tenants() -> int:
     """Beat's entry point: one sync_tenant per enabled, consented tenant (ids only)."""
     tenant_pks = sync.sync_due_tenants()
+    reconcile = set(sync.reconcile_due(tenant_pks))
     for tenant_pk in tenant_pks:
-        sync_tenant.delay(tenant_pk=tenant_pk)
+        if tenant_pk in reconcile:
+            sync_tenant.delay(tenant_pk=tenant_pk, reconcile=True)
+        else:
+            sync_tenant.delay(tenant_pk=tenant_pk)
     return len(tenant_pks)
 
 
@@ -36,6 +41,8 @@ def sync_tenant(
     full: bool = False,
     resume: dict[str, Any] | None = None,
     tenant_id: int | None = None,  # the old name of tenant_pk, for messages still queued
+    requested: bool = False,  # "Sync now": if the tenant is busy, run once more after it
+    reconcile: bool = False,  # a reconciliation pass (sync.reconcile_due)
 ) -> str:
     """Sync one tenant. Idempotent: a redelivered or repeated run re-upserts, never
     duplicates, and starts from the committed watermark (or `resume`, a retry's cursor)."""
@@ -44,12 +51,29 @@ def sync_tenant(
     if tenant is None:
         return "gone"
     try:
-        run = sync.sync_tenant(tenant=tenant, full=full, task_id=self.request.id, resume=resume)
+        run = sync.sync_tenant(
+            tenant=tenant,
+            full=full,
+            task_id=self.request.id,
+            resume=resume,
+            follow_up_if_busy=requested,
+            reconcile=reconcile,
+        )
     except RetryLater as later:
         # Never sleep in a worker: the broker brings the task back after the countdown.
         raise self.retry(
-            kwargs={"tenant_pk": tenant_pk, "full": full, "resume": later.cursor},
+            kwargs={
+                "tenant_pk": tenant_pk,
+                "full": full,
+                "resume": later.cursor,
+                "reconcile": reconcile,
+            },
             countdown=later.countdown,
             exc=later.cause,
         ) from later
+    if run.outcome in (SyncOutcome.SUCCESS, SyncOutcome.FAILED) and run.task_id == self.request.id:
+        # This run held the tenant: a "Sync now" pressed meanwhile runs now, once.
+        follow_up = tenant.take_follow_up_sync()
+        if follow_up:
+            sync_tenant.delay(tenant_pk=tenant_pk, full=follow_up == "full")
     return run.outcome

@@ -24,7 +24,8 @@ IMPLIED_ROLES: dict[str, set[str]] = {
     "Incident.ReadWrite.All": {"Incident.Read.All"},
     "SecurityIncident.ReadWrite.All": {"SecurityIncident.Read.All"},
 }
-_LEEWAY_SECONDS = 60
+# Clock skew allowed on exp/nbf/iat: 5 minutes, as Microsoft's own libraries allow.
+_LEEWAY_SECONDS = 300
 _DISCOVERY_TTL_SECONDS = 24 * 3600  # keys rotate; Microsoft suggests refetching daily (§4.2)
 
 _jwk_clients: dict[str, tuple[float, jwt.PyJWKClient]] = {}
@@ -109,9 +110,20 @@ def check_token(
         raise errors.Transient("Could not fetch the token signing keys.") from exc
     except (jwt.PyJWKClientError, jwt.InvalidSignatureError) as exc:
         raise errors.TokenMismatch("The access token's signature is not valid.") from exc
+    except (jwt.ImmatureSignatureError, jwt.InvalidIssuedAtError) as exc:
+        # Issued "in the future": Microsoft's clock and ours disagree by more than the
+        # leeway. Clocks get corrected; the token itself is fine. Retry, never Failed.
+        raise errors.Transient(
+            f"The access token is not valid yet by our clock ({exc}); clocks disagree."
+        ) from exc
     except jwt.InvalidTokenError as exc:
         raise errors.BadResponse(f"The access token could not be read ({exc}).") from exc
 
+    for claim in ("iat", "nbf"):
+        # Checked here whatever PyJWT's version and options check: same verdict as above.
+        value = claims.get(claim)
+        if isinstance(value, (int, float)) and value > time.time() + _LEEWAY_SECONDS:
+            raise errors.Transient(f"The access token's {claim} is ahead of us; clocks disagree.")
     tid = str(claims.get("tid", "")).lower()
     if tid != tenant_id.lower():
         raise errors.TokenMismatch(

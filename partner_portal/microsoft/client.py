@@ -120,13 +120,17 @@ class BrokerToken:
         tokens.forget_tenant(tenant_id=self.tenant_id, cloud=self.cloud, drop_cached_tokens=True)
 
     def check(self, token: str, *, required_roles: list[str]) -> dict[str, Any]:
-        return tokens.check_token(
+        checked = tokens.check_token(
             token,
             tenant_id=self.tenant_id,
             cloud=self.cloud,
             required_roles=required_roles,
             resource=self.resource,
         )
+        # Access confirmed: every worker's MSAL app for the tenant is renewed, so that none
+        # replays a "no consent" answer it cached before (§5.5).
+        tokens.renew_everywhere(tenant_id=self.tenant_id, cloud=self.cloud)
+        return checked
 
 
 class _ApiClient:

@@ -284,6 +284,9 @@ def from_token_error(
         return Transient(message, code=code, status=status)
     if body.get("error") == "temporarily_unavailable":
         return Transient(message, code=code, status=status)
+    if not codes and ((status is not None and status < 400) or not body.get("error")):
+        # No token and no error either (a truncated or garbled 200): a passing fault.
+        return Transient(message or "The token endpoint answered nothing usable.", status=status)
     return MicrosoftError(message, code=code, status=status)
 
 

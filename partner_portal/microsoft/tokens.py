@@ -43,6 +43,7 @@ from partner_portal.microsoft.http import TimeoutSession, new_session
 # MSAL treats a cached token with less than 5 minutes left as expired (§5.4).
 _MSAL_EXPIRY_MARGIN = 300
 _CACHE_PREFIX = "msal-token-cache:"
+_GENERATION_PREFIX = "msal-app-generation:"
 _LOCK_WAIT_SECONDS = 15.0
 
 
@@ -183,6 +184,8 @@ class _Entry:
     http: _RecordingClient
     # One token call at a time per app: the cache is reloaded into the app before each call.
     lock: threading.Lock
+    # The tenant's shared generation when the app was built (see `renew_everywhere`).
+    generation: int = 0
 
 
 _apps: dict[tuple[str, ...], _Entry] = {}
@@ -211,12 +214,46 @@ def _credential(cfg: Config) -> str | dict[str, str]:
     )
 
 
+def _generation_name(cloud: str, tenant_id: str) -> str:
+    return f"{_GENERATION_PREFIX}{cloud}:{tenant_id.lower()}"
+
+
+def _generation(cloud: str, tenant_id: str) -> int:
+    from django.core.cache import cache
+
+    value = cache.get(_generation_name(cloud, tenant_id))
+    return value if isinstance(value, int) else 0
+
+
+def renew_everywhere(*, tenant_id: str, cloud: str = "commercial") -> None:
+    """Make every process build a fresh MSAL app for the tenant before its next token.
+
+    MSAL replays a token-endpoint 400 from its own HTTP cache for 60 s (§5.5): after the
+    customer consented again, a worker whose app saw the "no consent" answer would keep
+    getting it — and put the tenant back to Revoked — though an access check in another
+    process just succeeded. The shared generation (a counter in the cache) tells each
+    process, before it uses its app, that the app predates the renewal.
+    """
+    from django.core.cache import cache
+
+    name = _generation_name(cloud, tenant_id)
+    cache.add(name, 0, timeout=None)
+    try:
+        cache.incr(name)
+    except ValueError:  # evicted between add and incr
+        cache.set(name, 1, timeout=None)
+
+
 def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     key = _app_key(cfg, cloud, tenant_id)
+    generation = _generation(cloud, tenant_id)
     with _apps_lock:
         entry = _apps.get(key)
-        if entry is not None:
+        if entry is not None and entry.generation == generation:
             return entry
+        if entry is not None:  # renewed elsewhere: build a fresh one
+            del _apps[key]
+            entry.http.close()
     # Build outside the lock: the constructor does network I/O (tenant discovery).
     base = login_base_url(cloud, cfg)
     http = _RecordingClient(new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle))
@@ -241,7 +278,7 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     except Exception as exc:
         http.close()
         raise _classify_exception(exc, http) from exc
-    entry = _Entry(app=app, cache=cache, http=http, lock=threading.Lock())
+    entry = _Entry(app=app, cache=cache, http=http, lock=threading.Lock(), generation=generation)
     with _apps_lock:
         # Another thread may have built one meanwhile: keep the first, drop ours.
         existing = _apps.setdefault(key, entry)
@@ -290,6 +327,7 @@ def forget_tenant(
         cfg = config(cloud)
         resources = {resource_of(cloud, "defender"), resource_of(cloud, "graph")}
         cache.delete_many([_cache_name(cfg, cloud, tenant_id, r) for r in resources])
+        renew_everywhere(tenant_id=tenant_id, cloud=cloud)
     with _apps_lock:
         stale = [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]
         entries = [_apps.pop(k) for k in stale]
@@ -366,8 +404,28 @@ def get_access_token(*, tenant_id: str, cloud: str = "commercial", resource: str
     API), from the cloud's app registration and login host.
 
     Raises a classified `errors.MicrosoftError`: ConsentRequired, CredentialInvalid,
-    TenantNotFound, Throttled (with retry_after), Transient, ...
+    TenantNotFound, Throttled (with retry_after), Transient, ... The shared cache being
+    unreachable (Redis down or restarting) is Transient: it says nothing about consent.
     """
+    try:
+        return _get_access_token(tenant_id=tenant_id, cloud=cloud, resource=resource)
+    except _CACHE_ERRORS as exc:
+        raise errors.Transient(
+            f"The token cache is unavailable ({type(exc).__name__}); retrying."
+        ) from exc
+
+
+def _cache_errors() -> tuple[type[BaseException], ...]:
+    from django.db import DatabaseError
+    from redis.exceptions import RedisError
+
+    return (RedisError, DatabaseError, ConnectionError, TimeoutError)
+
+
+_CACHE_ERRORS = _cache_errors()
+
+
+def _get_access_token(*, tenant_id: str, cloud: str, resource: str) -> str:
     cfg = config(cloud)
     resource = resource or resource_of(cloud, "defender")
     entry = _get_entry(cfg, cloud, tenant_id)
@@ -405,7 +463,7 @@ def _acquire_locked(cfg: Config, entry: _Entry, name: str, state: str | None, re
     except Exception as exc:
         raise _classify_exception(exc, entry.http) from exc
     if not isinstance(result, dict):
-        raise errors.BadResponse("The token endpoint returned nothing usable.")
+        raise errors.Transient("The token endpoint returned nothing usable.")
     if "access_token" not in result:
         status = getattr(entry.http.local, "status", None)
         retry_after = getattr(entry.http.local, "retry_after", None)
@@ -431,8 +489,9 @@ def _classify_exception(exc: Exception, http: _RecordingClient) -> errors.Micros
         return errors.Transient(
             f"Microsoft's sign-in service answered HTTP {status or 'error'}.", status=status
         )
-    if isinstance(exc, json.JSONDecodeError):
-        return errors.BadResponse(
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        # Truncated or garbled on the way: a passing fault, not a verdict on consent.
+        return errors.Transient(
             "Microsoft's sign-in service answered something that is not JSON.", status=status
         )
     if isinstance(exc, ValueError):

@@ -104,8 +104,9 @@ def _lease_free(now: datetime) -> Q:
 
 
 def lease_seconds() -> int:
-    """How long a sync holds its tenant: longer than the task's hard time limit, so a lease
-    outlives any run that is still alive, and expires on its own after a crash."""
+    """How long a sync holds its tenant without renewing: short, since a live run renews it
+    every page and while it waits on a slow call; a dead worker's tenant is free again
+    within one lease."""
     return settings.SYNC_LEASE_SECONDS
 
 
@@ -165,6 +166,14 @@ class Tenant(models.Model):
     )
     sync_lease_until = models.DateTimeField(
         null=True, blank=True, help_text="A sync holds this tenant until then."
+    )
+    sync_lease_token = models.CharField(
+        max_length=32, blank=True, help_text="The run holding the lease (its fencing value)."
+    )
+    sync_follow_up = models.CharField(
+        max_length=8,
+        blank=True,
+        help_text="'sync' or 'full': requested while a sync was running, to run after it.",
     )
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_outcome = models.CharField(max_length=16, blank=True)
@@ -278,33 +287,60 @@ class Tenant(models.Model):
             setattr(self, name, value)
         return True
 
-    def take_sync_lease(self, *, now: datetime, held: datetime | None = None) -> datetime | None:
-        """The lease's expiry when this run got the tenant, None when another run holds it.
+    def take_sync_lease(self, *, now: datetime, held: str = "") -> str | None:
+        """A new lease token when this run got the tenant, None when another run holds it.
 
-        `held` is the expiry of a lease this run already holds (kept over a retry's
-        countdown, see `hold_lease_for_retry`): taking it again is allowed, to nobody else
-        until it expires.
+        The token is the run's fencing value: every renewal and every page's write is
+        conditional on it, so a run that lost the tenant (its lease expired and another run
+        took it) can write nothing more. `held` is the token of a lease this run already
+        holds (kept over a retry's countdown, see `hold_lease_for_retry`): taking it again
+        is allowed, to nobody else until it expires. The token changes on every take, so
+        that of two copies of one retry message only the first gets the tenant.
         """
-        until = now + timedelta(seconds=lease_seconds())
+        token = uuid.uuid4().hex
         free = _lease_free(now)
-        if held is not None:
-            free |= Q(sync_lease_until=held)
-        return until if self._update(free, sync_lease_until=until) else None
+        if held:
+            free |= Q(sync_lease_token=held)
+        until = now + timedelta(seconds=lease_seconds())
+        taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
+        return token if taken else None
 
-    def hold_lease_for_retry(self, *, lease: datetime | None, seconds: float) -> datetime | None:
-        """Keep an interrupted run's lease over its retry countdown (plus a normal lease, so
-        that it expires on its own if the retry never comes), so that no scheduled run starts
-        over from the watermark meanwhile and spends the same call budget. Returns the lease
-        to retry with, None when it was lost meanwhile."""
-        if lease is None:
-            return None
+    def renew_sync_lease(self, *, token: str) -> bool:
+        """Extend our lease by one lease from now; False when it is no longer ours. In a
+        page's transaction this is the fence: it locks the tenant's row until the page
+        commits, so a takeover waits for it, and a run that lost the lease writes nothing."""
+        if not token:
+            return False
+        until = timezone.now() + timedelta(seconds=lease_seconds())
+        return self._update(Q(sync_lease_token=token), sync_lease_until=until)
+
+    def hold_lease_for_retry(self, *, token: str, seconds: float) -> bool:
+        """Keep an interrupted run's lease over its retry countdown plus one lease (so that
+        no scheduled run starts over from the watermark meanwhile, and that the scheduler
+        takes the tenant over if the retry never comes). False when it was lost meanwhile."""
+        if not token:
+            return False
         until = timezone.now() + timedelta(seconds=seconds + lease_seconds())
-        return until if self._update(Q(sync_lease_until=lease), sync_lease_until=until) else None
+        return self._update(Q(sync_lease_token=token), sync_lease_until=until)
 
-    def release_sync_lease(self, *, lease: datetime | None) -> None:
+    def release_sync_lease(self, *, token: str) -> None:
         # Only our own lease: if ours expired and another run took the tenant, leave theirs.
-        if lease is not None:
-            self._update(Q(sync_lease_until=lease), sync_lease_until=None)
+        if token:
+            self._update(Q(sync_lease_token=token), sync_lease_until=None, sync_lease_token="")
+
+    def request_follow_up_sync(self, *, full: bool) -> None:
+        """ "Sync now" while a sync runs: one more run after it (a full one wins)."""
+        if full:
+            self._update(sync_follow_up="full")
+        else:
+            self._update(Q(sync_follow_up=""), sync_follow_up="sync")
+
+    def take_follow_up_sync(self) -> str:
+        """The follow-up requested meanwhile ("sync", "full"), once; "" when none."""
+        for kind in ("full", "sync"):
+            if self._update(Q(sync_follow_up=kind), sync_follow_up=""):
+                return kind
+        return ""
 
     def advance_watermark(self, newest: datetime) -> None:
         """Move the watermark to `newest`, never backwards (a slower run finishing late)."""
@@ -337,6 +373,15 @@ class Tenant(models.Model):
         if state is not None:
             fields["consent_state"] = state
         self._update(**fields)
+
+    def clear_consent_error(self) -> None:
+        """A sync just worked: an error about consent or our credentials recorded earlier
+        (a rejected secret since replaced, a revocation since undone) is no longer true."""
+        self._update(
+            Q(consent_state=ConsentState.CONSENTED) & ~Q(consent_error_class=""),
+            consent_error_class="",
+            consent_error_message="",
+        )
 
     def attach_entra_tenant(self, entra_tenant_id: str) -> None:
         """After a consent callback: the tenant Microsoft returned, pending verification by a

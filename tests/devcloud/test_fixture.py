@@ -39,4 +39,5 @@ def test_each_test_starts_from_a_reset_devcloud(devcloud):
         "per_hour": 1500,
         "token_lifetime": 3599,
         "code_lifetime": 600,
+        "clock_offset": 0,
     }

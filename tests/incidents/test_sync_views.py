@@ -28,15 +28,31 @@ def test_sync_now_enqueues_the_task_and_returns_to_the_tenant_page(
     response = alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     assert response.status_code == 302
     assert response.url == reverse("tenants:detail", kwargs={"tenant_pk": tenant_a.pk})
-    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False}]
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False, "requested": True}]
     assert "requested" in str(next(iter(get_messages(response.wsgi_request))))
+
+
+def test_sync_now_on_a_syncing_tenant_says_so_and_asks_for_one_follow_up(
+    alice_client, tenant_a, enqueued
+):
+    tenant_a.take_sync_lease(now=timezone.now())
+    url = reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk})
+    response = alice_client.post(url)
+    assert "is running now" in str(next(iter(get_messages(response.wsgi_request))))
+    alice_client.post(url)  # pressed twice: still one follow-up
+    assert enqueued == []  # nothing that would only find the tenant busy and skip
+    tenant_a.refresh_from_db()
+    assert tenant_a.sync_follow_up == "sync"
+    assert tenant_a.take_follow_up_sync() == "sync"
+    assert tenant_a.take_follow_up_sync() == ""
+    assert not SyncRun.objects.filter(tenant=tenant_a).exists()
 
 
 def test_full_resync_is_a_checkbox_away(alice_client, tenant_a, enqueued):
     alice_client.post(
         reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}
     )
-    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": True}]
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": True, "requested": True}]
 
 
 def test_sync_now_is_404_for_staff_who_may_not_see_the_tenant(client, bob, tenant_a, enqueued):
@@ -66,6 +82,7 @@ def status(client, tenant):
 
 
 def test_the_status_polls_only_while_a_run_is_going_on(alice_client, tenant_a):
+    tenant_a.take_sync_lease(now=timezone.now())  # a live run holds its tenant
     run = SyncRun.objects.create(tenant=tenant_a, started_at=timezone.now(), pages=4)
     run.created_count = 350
     run.save()
@@ -119,3 +136,15 @@ def test_next_scheduled_run_comes_from_the_beat_table(db):
     )
     upcoming = next_scheduled_run()
     assert timedelta(minutes=2) < upcoming - timezone.now() <= timedelta(minutes=3, seconds=5)
+
+
+def test_a_run_whose_worker_died_shows_as_lost_once_its_lease_expired(alice_client, tenant_a):
+    tenant_a.take_sync_lease(now=timezone.now())
+    run = SyncRun.objects.create(tenant=tenant_a, started_at=timezone.now(), pages=5)
+    url = reverse("incidents:sync_status", kwargs={"tenant_pk": tenant_a.pk})
+    assert "page 5" in alice_client.get(url).content.decode()  # alive while the lease holds
+    type(tenant_a).objects.filter(pk=tenant_a.pk).update(sync_lease_until=timezone.now())
+    page = alice_client.get(url).content.decode()
+    assert "page 5" not in page
+    run.refresh_from_db()
+    assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "WorkerLost")

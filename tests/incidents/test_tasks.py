@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
-from partner_portal.incidents import tasks
+from partner_portal.incidents import sync, tasks
 from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.tenants.models import Tenant
 from tests.factories import TenantFactory
@@ -125,15 +126,20 @@ def test_a_worker_killed_mid_sync_loses_nothing_and_a_new_worker_finishes(
         what="the sync to be mid-run",
     )
     first.kill()
+    killed_at = timezone.now()
     tenant.refresh_from_db()
-    assert tenant.lease_held  # the dead run still holds it...
+    # The dead run never let go of the tenant (its token is still on it; whether its lease
+    # has expired yet depends on the machine's load, not on the sync)...
+    assert tenant.sync_lease_token and tenant.sync_lease_until is not None
+    # ...and the lease it renewed last ends within one lease of its death.
+    assert tenant.sync_lease_until <= killed_at + timedelta(seconds=4)
     assert tenant.incidents_watermark is None  # ...and never moved the watermark
     partial = Incident.objects.filter(tenant=tenant).count()
     assert 0 < partial < 1000
     devcloud.clear_faults()
     start_worker(concurrency=1, env=env)
-    # Beat's next tick: skipped while the lease holds, then taken over once it expired.
-    wait_until(lambda: not Tenant.objects.get(pk=tenant.pk).lease_held, timeout=10, what="lease")
+    # Beat's next tick: the tenant is due again once the dead run's lease expired.
+    wait_until(lambda: tenant.pk in sync.sync_due_tenants(), timeout=10, what="lease to expire")
     tasks.sync_tenant.delay(tenant_pk=tenant.pk)
     wait_until(finished(tenant), timeout=30, what="a new worker to finish")
     assert_db_matches(devcloud, tenant)
@@ -291,3 +297,14 @@ def test_the_task_takes_tenant_pk_and_still_the_old_tenant_id(db):
     runs = SyncRun.objects.filter(tenant=tenant, error_class="TenantNotFound")
     assert runs.count() == 2
     assert tasks.sync_tenant.apply(kwargs={"tenant_id": tenant.pk + 1000}).get() == "gone"
+
+
+def test_the_run_holding_the_tenant_queues_the_follow_up_once(db, monkeypatch):
+    tenant = TenantFactory()  # no Entra tenant ID: the run fails without a network call
+    tenant.request_follow_up_sync(full=True)
+    queued = []
+    monkeypatch.setattr(tasks.sync_tenant, "delay", lambda **kw: queued.append(kw))
+    assert tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get() == SyncOutcome.FAILED
+    assert queued == [{"tenant_pk": tenant.pk, "full": True}]
+    tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get()
+    assert len(queued) == 1  # once

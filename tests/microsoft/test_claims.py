@@ -115,3 +115,16 @@ def test_readwrite_satisfies_read_but_read_does_not_satisfy_readwrite():
 def test_garbage_is_a_bad_response():
     with pytest.raises(errors.BadResponse):
         check("not-a-jwt")
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_microsofts_clock_up_to_five_minutes_ahead_is_accepted(claim):
+    ahead = int(time.time()) + 280
+    assert check(make_token(**{claim: ahead}))["tid"] == TENANT
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_from_further_in_the_future_is_transient_clock_skew(claim):
+    ahead = int(time.time()) + 900
+    with pytest.raises(errors.Transient, match="clocks disagree"):
+        check(make_token(**{claim: ahead}))

@@ -95,3 +95,8 @@ def test_garbage_error_codes_do_not_crash_the_classifier():
     exc = errors.from_token_error({"error_codes": ["x", None, {}], "error": "weird"})
     assert type(exc) is errors.MicrosoftError
     assert exc.message == "weird"
+
+
+def test_a_200_without_a_token_or_an_error_is_transient():
+    # A truncated answer MSAL could still parse: nothing says consent is missing.
+    assert type(errors.from_token_error({"token_type": "Bearer"}, status=200)) is errors.Transient

@@ -49,10 +49,48 @@ def test_a_refused_connection_is_transient(fake_login):
         tokens.get_access_token(tenant_id=TENANT)
 
 
-def test_a_body_that_is_not_json_is_a_bad_response(fake_login):
-    fake_login.post(TOKEN_URL, status=200, body="<html>proxy login</html>")
-    with pytest.raises(errors.BadResponse):
+@pytest.mark.parametrize(
+    "garbled", ["<html>proxy login</html>", '{"access_token": "eyJ', "", '{"token_type": "Bearer"}']
+)
+def test_a_garbled_token_answer_is_transient_not_a_consent_failure(fake_login, garbled):
+    # Truncated, malformed or not JSON at all: a passing fault, retried.
+    fake_login.post(TOKEN_URL, status=200, body=garbled)
+    with pytest.raises(errors.Transient):
         tokens.get_access_token(tenant_id=TENANT)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(429, '{"error": "temporarily_unavailable"}'), (503, "busy"), (200, '{"authoriz')],
+)
+def test_a_throttled_failing_or_garbled_discovery_is_transient(fake_login, status, body):
+    other = str(uuid.uuid4())
+    fake_login.get(
+        f"{BASE}/{other}/v2.0/.well-known/openid-configuration", status=status, body=body
+    )
+    with pytest.raises(errors.Transient):
+        tokens.get_access_token(tenant_id=other)
+
+
+def test_redis_unavailable_while_getting_a_token_is_transient(fake_login, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    with pytest.raises(errors.Transient, match="token cache"):
+        tokens.get_access_token(tenant_id=TENANT)
+
+
+def test_renewing_everywhere_gives_every_process_a_fresh_app(fake_login):
+    cfg = tokens.config()
+    first = tokens._get_entry(cfg, "commercial", TENANT)
+    assert tokens._get_entry(cfg, "commercial", TENANT) is first
+    tokens.renew_everywhere(tenant_id=TENANT)  # e.g. an access check in another worker
+    fresh = tokens._get_entry(cfg, "commercial", TENANT)
+    assert fresh is not first
+    assert tokens._get_entry(cfg, "commercial", TENANT) is fresh
 
 
 def test_an_invalid_secret_is_a_credential_error(fake_login):

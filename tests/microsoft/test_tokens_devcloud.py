@@ -175,3 +175,21 @@ def test_two_processes_sharing_the_cache_make_exactly_one_token_request(
         e["secret"] for e in json.loads(tokens._fernet(cfg).decrypt(blob))["AccessToken"].values()
     ]
     assert token_hash in {hashlib.sha256(s.encode()).hexdigest() for s in secrets}
+
+
+def test_a_renewal_elsewhere_makes_this_process_build_a_fresh_msal_app(devcloud, portal, tid):
+    devcloud.set_consent(tid, portal["client_id"], state="none")
+    with pytest.raises(errors.ConsentRequired):
+        tokens.get_access_token(tenant_id=tid)  # this process's app saw the 400
+    devcloud.set_consent(tid, portal["client_id"], state="consented")
+    devcloud.clear_requests()
+    # An access check succeeds in another worker process: it renews every process's app,
+    # so that none replays a "no consent" answer its MSAL cached (§5.5).
+    tokens.renew_everywhere(tenant_id=tid)
+    assert JWT_SHAPED.fullmatch(tokens.get_access_token(tenant_id=tid).encode())
+    log = devcloud.requests_log(tenant=tid)["by_endpoint"]
+    assert log.get("discovery", 0) == 1  # a brand-new app (its constructor's discovery)
+    assert log["token"] == 1
+    devcloud.clear_requests()
+    tokens.get_access_token(tenant_id=tid)  # then that app is kept (and the token cached)
+    assert devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) == 0

@@ -150,6 +150,8 @@ def test_the_sync_box_polls_from_sync_now_until_the_run_is_over(alice_client, te
     alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     waiting = status(alice_client, tenant_a)
     assert 'hx-trigger="every 3s"' in waiting and "waiting for a worker" in waiting
+    # A live run holds its tenant's lease (one without is a dead worker's, closed as such).
+    assert tenant_a.take_sync_lease(now=timezone.now())
     run = SyncRun.objects.create(
         tenant=tenant_a, started_at=timezone.now(), outcome=SyncOutcome.RUNNING
     )

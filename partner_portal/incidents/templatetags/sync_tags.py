@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from partner_portal.audit.models import AuditEvent
+from partner_portal.incidents import sync
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant
@@ -29,6 +30,9 @@ LIVE = (SyncOutcome.RUNNING, SyncOutcome.THROTTLED, SyncOutcome.RETRYING)
 def sync_state(tenant: Tenant) -> dict[str, Any]:
     """The latest run (live or finished), the last finished one, the error's title and fix,
     and the next scheduled run."""
+    # A run whose worker died shows as such once its lease expired, not only when the next
+    # scheduled run takes the tenant over (one conditional UPDATE; nothing when alive).
+    sync.close_dead_runs(tenant=tenant)
     latest = SyncRun.objects.filter(tenant=tenant).exclude(outcome=SyncOutcome.SKIPPED).first()
     live = latest if latest is not None and latest.outcome in LIVE else None
     finished = (

@@ -1,0 +1,196 @@
+"""The chaos suite (fast scenarios): real workers, a private Redis killed with -9, workers
+SIGKILLed, lost and duplicated messages, against devcloud — 0 lost, 0 duplicated and 0
+stale after recovery, within 2 schedule intervals. `python bench/chaos.py` prints the table.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from partner_portal.incidents.models import SyncRun
+from tests.chaos.harness import (
+    LEASE_SECONDS,
+    SCHEDULE_SECONDS,
+    WORKER_ENV,
+    OwnRedis,
+    Row,
+    calls_and_429s,
+    minimum_calls,
+    record,
+    run_until_recovered,
+    send_sync,
+)
+from tests.incidents.helpers import make_tenant
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+# Recovered within 2 schedule intervals once the fault is over (plus one lease for a dead
+# run's tenant, and the few seconds a sync of these tenants takes).
+RECOVERY_LIMIT = 2 * SCHEDULE_SECONDS + LEASE_SECONDS + 6
+
+
+@pytest.fixture
+def chaos(tmp_path, start_worker, devcloud, devcloud_settings, settings):
+    from partner_portal.celery import app
+
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis.url}
+    }
+
+    class Env:
+        def __init__(self) -> None:
+            self.app, self.redis, self.devcloud = app, redis, devcloud
+            self.tenants: list = []
+            self.workers: list = []
+
+        def setup(self, *, tenants: int = 2, count: int = 300, latency_ms: int = 200) -> None:
+            self.tenants = [
+                make_tenant(devcloud, devcloud_settings, count=count, seed=i + 1)
+                for i in range(tenants)
+            ]
+            devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=latency_ms)
+
+        def worker(self, **env: str):
+            worker = start_worker(concurrency=2, env={**WORKER_ENV, "REDIS_URL": redis.url, **env})
+            self.workers.append(worker)
+            return worker
+
+        def send(self, tenant, **kwargs) -> None:
+            send_sync(app, redis.url, tenant.pk, **kwargs)
+
+        def mid_run(self, pages: int = 1) -> None:
+            wait_until(
+                lambda: all(
+                    SyncRun.objects.filter(tenant=t, pages__gte=pages).exists()
+                    for t in self.tenants
+                ),
+                timeout=30,
+                what="every tenant mid-run",
+            )
+
+        def recover(self, scenario: str) -> Row:
+            devcloud.clear_faults()
+            started = time.monotonic()
+            seconds, (lost, duplicated, stale) = run_until_recovered(
+                app, redis.url, devcloud, self.tenants, started=started, limit=RECOVERY_LIMIT + 10
+            )
+            calls, throttled = calls_and_429s(devcloud, self.tenants)
+            alive = sum(w.proc.poll() is None for w in self.workers)
+            return record(
+                Row(
+                    scenario=scenario,
+                    lost=lost,
+                    duplicated=duplicated,
+                    stale=stale,
+                    extra_calls=calls - minimum_calls(devcloud, self.tenants),
+                    throttled_429=throttled,
+                    recover_seconds=round(seconds, 1),
+                    workers_alive=f"{alive}/{len(self.workers)}",
+                )
+            )
+
+    yield Env()
+    redis.kill9()
+
+
+def assert_recovered(row: Row, *, countdown: float = 0) -> None:
+    assert (row.lost, row.duplicated, row.stale) == (0, 0, 0), row
+    assert row.recover_seconds <= RECOVERY_LIMIT + countdown, row
+    assert row.throttled_429 == 0, row
+
+
+def test_redis_kill9_with_busy_workers(chaos):
+    # Two worker processes, both busy: before partner_portal.celery's fix of kombu's
+    # restore path, both exited ("'NoneType' object has no attribute 'hostname'").
+    chaos.setup()
+    workers = [chaos.worker(), chaos.worker()]
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    chaos.mid_run()
+    chaos.redis.kill9()
+    time.sleep(5)
+    chaos.redis.start()
+    row = chaos.recover("redis kill -9 (5 s), busy workers")
+    for worker in workers:
+        assert worker.proc.poll() is None, worker.output[-3000:]  # it survived
+        assert "Unrecoverable error" not in worker.output
+    assert_recovered(row)
+
+
+def test_worker_sigkill_mid_sync(chaos):
+    chaos.setup()
+    first = chaos.worker()
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    chaos.mid_run()
+    first.kill()
+    chaos.worker()
+    row = chaos.recover("worker SIGKILL mid-sync")
+    assert_recovered(row)
+    assert SyncRun.objects.filter(error_class="WorkerLost").count() == len(chaos.tenants)
+
+
+def test_a_lost_retry_is_taken_over_by_the_scheduler(chaos):
+    chaos.setup(latency_ms=0)
+    for tenant in chaos.tenants:
+        chaos.devcloud.add_fault(
+            endpoint="list_incidents",
+            tenant=str(tenant.entra_tenant_id),
+            kind="status",
+            status=503,
+            after=1,
+            count=1,
+        )
+    first = chaos.worker(SYNC_RETRY_BACKOFF_SECONDS="3")
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    wait_until(
+        lambda: SyncRun.objects.filter(outcome="retrying").count() == len(chaos.tenants),
+        timeout=30,
+        what="every run waiting for its retry",
+    )
+    # The retries live only in the broker: kill the worker holding them and lose them.
+    first.kill()
+    # Wherever the retry message was (queued, or reserved by the dead worker): gone.
+    chaos.redis.client().flushall()
+    chaos.worker()
+    row = chaos.recover("lost retry")
+    # A lost retry holds its tenant for its countdown (3-6 s here) plus one lease.
+    assert_recovered(row, countdown=6)
+    assert SyncRun.objects.filter(error_class="RetryLost").count() == len(chaos.tenants)
+
+
+def test_duplicate_deliveries_change_nothing(chaos):
+    chaos.setup(latency_ms=100)
+    chaos.worker()
+    for tenant in chaos.tenants:
+        for _ in range(3):
+            chaos.send(tenant)
+    row = chaos.recover("duplicate delivery (3 copies)")
+    assert_recovered(row)
+    for tenant in chaos.tenants:
+        runs = SyncRun.objects.filter(tenant=tenant)
+        assert runs.filter(outcome="success").count() >= 1
+        assert not runs.filter(outcome__in=["running", "retrying", "throttled"]).exists()
+
+
+def test_microsofts_clock_300s_ahead(chaos):
+    # Tokens "issued" 5 minutes in our future: within the skew Microsoft's libraries allow
+    # (beyond it an access check retries, see tests/microsoft/test_claims.py), never a
+    # consent failure, never a disabled tenant.
+    chaos.devcloud.set_limits(clock_offset=300)
+    chaos.setup(latency_ms=0)
+    chaos.worker()
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    row = chaos.recover("Microsoft's clock +300 s")
+    assert_recovered(row)
+    for tenant in chaos.tenants:
+        tenant.refresh_from_db()
+        assert tenant.consent_state == tenant.ConsentState.CONSENTED
+        assert tenant.last_sync_outcome == "success"
