@@ -392,6 +392,11 @@ CONSENT_STATE_MAX_AGE_SECONDS = env_int("CONSENT_STATE_MAX_AGE_SECONDS", 3600, m
 SYNC_OVERLAP_MINUTES = env_int("SYNC_OVERLAP_MINUTES", 5)
 DEFENDER_CALLS_PER_MINUTE = env_int("DEFENDER_CALLS_PER_MINUTE", 50, minimum=1)
 DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)
+# Calls of each budget period that incident actions leave to the sync, so that a bulk
+# action never starves a tenant's sync.
+ACTIONS_BUDGET_RESERVE = env_int("ACTIONS_BUDGET_RESERVE", 10, minimum=0)
+# How often a bulk action that met a transient error (5xx, timeout) is retried per incident.
+ACTIONS_MAX_RETRIES = env_int("ACTIONS_MAX_RETRIES", 4, minimum=0)
 
 # --- Dashboard --------------------------------------------------------------------------
 

@@ -48,9 +48,12 @@ def _key(tenant_id: str, app_id: str, period: Period, bucket: int) -> str:
     return f"defender-budget:{tenant_id}:{app_id}:{period.name}:{bucket}"
 
 
-def take(*, tenant_id: str, app_id: str, now: float | None = None) -> None:
+def take(*, tenant_id: str, app_id: str, now: float | None = None, reserve: int = 0) -> None:
     """Take one call from the budget, or raise Throttled(retry_after=seconds until the
-    oldest counted bucket leaves the window)."""
+    oldest counted bucket leaves the window).
+
+    `reserve` calls of each period are left to others: incident actions pass one so that a
+    bulk action never takes the calls the tenant's sync needs."""
     now = time.time() if now is None else now
     taken: list[str] = []
     for period in periods():
@@ -66,7 +69,7 @@ def take(*, tenant_id: str, app_id: str, now: float | None = None) -> None:
         buckets = range(current - SPAN + 1, current + 1)
         counts = cache.get_many([_key(tenant_id, app_id, period, b) for b in buckets])
         values = [int(counts.get(_key(tenant_id, app_id, period, b)) or 0) for b in buckets]
-        if sum(values) > period.limit:
+        if sum(values) > period.limit - (reserve if period.limit > reserve else 0):
             _give_back(taken)
             oldest = next(b for b, v in zip(buckets, values, strict=True) if v)
             leaves_at = (oldest + SPAN) * period.bucket_seconds

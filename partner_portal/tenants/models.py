@@ -11,7 +11,7 @@ from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.client import DefenderClient, IncidentClient
+from partner_portal.microsoft.client import READWRITE_ROLE, DefenderClient, IncidentClient
 
 
 class Cloud(models.TextChoices):
@@ -225,11 +225,24 @@ class Tenant(models.Model):
             ]
         )
 
-    def incident_client(self) -> IncidentClient:
-        """The client of this tenant's incident API: the apps' one way to Microsoft."""
+    def incident_client(self, *, budget_reserve: int = 0) -> IncidentClient:
+        """The client of this tenant's incident API: the apps' one way to Microsoft.
+        `budget_reserve`: calls per budget period left to the sync (incident actions)."""
         if self.entra_tenant_id is None:
             raise errors.TenantNotFound("The tenant ID is not known yet: send a consent link.")
-        return DefenderClient(str(self.entra_tenant_id), self.cloud)
+        return DefenderClient(str(self.entra_tenant_id), self.cloud, budget_reserve=budget_reserve)
+
+    @property
+    def write_access_missing(self) -> str:
+        """Why the portal may not update this tenant's incidents although updates are on
+        (its token lacks Incident.ReadWrite.All), "" when it may or updates are off."""
+        if not settings.MICROSOFT_INCIDENT_UPDATES or READWRITE_ROLE in (self.granted_roles or []):
+            return ""
+        return (
+            f"This tenant's token lacks {READWRITE_ROLE}: the customer granted read access "
+            "only, so incidents cannot be updated from the portal. Send them a new consent "
+            "link to grant the wider permission, then run 'Check access'."
+        )
 
     # --- State changes ----------------------------------------------------------------------
 
