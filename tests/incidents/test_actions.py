@@ -1,0 +1,249 @@
+"""Working incidents against devcloud: each action round-trips (devcloud's ground truth
+shows it, the next sync keeps it), a change made in Microsoft meanwhile is a conflict,
+refusals are explained, and only staff with the permission may act."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from partner_portal.audit.models import AuditEvent
+from partner_portal.incidents import actions, sync
+from partner_portal.incidents.models import Incident
+from partner_portal.microsoft.client import READWRITE_ROLE
+from tests.factories import GroupFactory, UserFactory
+from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+
+pytestmark = pytest.mark.integration
+
+
+def writable_tenant(devcloud, app, *, count=5, groups=(), roles=(READWRITE_ROLE,)):
+    """A consented tenant whose token carries `roles` in devcloud, synced once."""
+    tenant = make_tenant(devcloud, app, count=count, granted_roles=[READWRITE_ROLE])
+    devcloud.set_consent(tid(tenant), app["client_id"], roles=list(roles))
+    tenant.groups.set(groups)
+    sync.sync_tenant(tenant=tenant)
+    return tenant
+
+
+def actor(*groups, may_act=True):
+    group = GroupFactory()
+    if may_act:
+        group.permissions.add(Permission.objects.get(codename="act_on_incident"))
+    return UserFactory(groups=[group, *groups], email="tech@msp.example")
+
+
+@pytest.fixture
+def updates_on(settings, portal, db):
+    settings.MICROSOFT_INCIDENT_UPDATES = True
+    return portal
+
+
+def truth(devcloud, incident) -> dict:
+    found = [
+        i
+        for i in devcloud.incidents(tid(incident.tenant))
+        if i["incidentId"] == incident.microsoft_id
+    ]
+    return found[0]
+
+
+def do(incident, user, action, *, confirm=False, expected="loaded", **values):
+    incident.refresh_from_db()
+    return actions.act(
+        incident=incident,
+        user=user,
+        action=action,
+        values=actions.clean_values(action, values) if action != "raw" else values,
+        expected=incident.last_update_time if expected == "loaded" else expected,
+        confirm=confirm,
+    )
+
+
+def test_each_action_round_trips_and_the_next_sync_keeps_it(devcloud, updates_on):
+    tenant = writable_tenant(devcloud, updates_on)
+    user = actor()
+    incident = Incident.objects.filter(tenant=tenant).first()
+
+    assert do(incident, user, "assign", assigned_to="tech@msp.example").outcome == "done"
+    assert truth(devcloud, incident)["assignedTo"] == "tech@msp.example"
+    assert do(incident, user, "status", status="InProgress").outcome == "done"
+    assert truth(devcloud, incident)["status"] == "InProgress"
+    result = do(incident, user, "classify", pair="TruePositive:Phishing")
+    assert result.outcome == "done", result.message
+    assert (
+        truth(devcloud, incident)["classification"],
+        truth(devcloud, incident)["determination"],
+    ) == (
+        "TruePositive",
+        "Phishing",
+    )
+    assert do(incident, user, "tags", add="Case 42, vip").outcome == "done"
+    assert do(incident, user, "tags", remove="vip").outcome == "done"
+    assert "Case 42" in truth(devcloud, incident)["tags"]
+    assert "vip" not in truth(devcloud, incident)["tags"]
+    assert do(incident, user, "comment", comment="Called the customer").outcome == "done"
+    comment = truth(devcloud, incident)["comments"][-1]
+    assert comment["comment"] == "Called the customer"
+    assert comment["createdBy"] and comment["createdTime"]
+    assert do(incident, user, "status", status="Resolved").outcome == "done"
+    assert do(incident, user, "unassign").outcome == "done"
+
+    # The row is Microsoft's answer, and the next sync leaves it as devcloud has it.
+    incident.refresh_from_db()
+    want = truth(devcloud, incident)
+    assert incident.status == want["status"] == "Resolved"
+    assert incident.comments == want["comments"]
+    assert incident.last_update_time.isoformat()[:19] == want["lastUpdateTime"][:19]
+    sync.sync_tenant(tenant=tenant)
+    assert_db_matches(devcloud, tenant)
+    incident.refresh_from_db()
+    assert (incident.status, incident.classification, incident.determination) == (
+        "Resolved",
+        "TruePositive",
+        "Phishing",
+    )
+    # Every action is an audit event with before → after and the outcome.
+    events = AuditEvent.objects.filter(target=f"incident:{incident.pk}").order_by("created_at")
+    assert [e.action for e in events] == [
+        "incident.assign",
+        "incident.status",
+        "incident.classify",
+        "incident.tags",
+        "incident.tags",
+        "incident.comment",
+        "incident.status",
+        "incident.unassign",
+    ]
+    first = events[0]
+    assert first.actor == user and first.tenant == tenant
+    assert first.data["outcome"] == "done"
+    assert first.data["after"]["assigned_to"] == "tech@msp.example"
+
+
+def test_a_change_in_microsoft_after_loading_is_shown_and_needs_a_confirmation(
+    devcloud, updates_on
+):
+    tenant = writable_tenant(devcloud, updates_on)
+    user = actor()
+    incident = Incident.objects.filter(tenant=tenant).first()
+    loaded, was = incident.last_update_time, incident.assigned_to or "—"
+    # Someone else, in Microsoft's portal, between our page load and the submit.
+    tenant.incident_client().update_incident(
+        incident.microsoft_id, assignedTo="other@customer.example"
+    )
+
+    result = do(incident, user, "status", status="Resolved", expected=loaded)
+    assert result.outcome == "conflict"
+    assert ("Assigned to", was, "other@customer.example") in result.changed
+    assert truth(devcloud, incident)["status"] == incident.status  # nothing written
+    incident.refresh_from_db()
+    assert incident.assigned_to == "other@customer.example"  # the page now shows it
+
+    confirmed = do(incident, user, "status", status="Resolved", expected=loaded, confirm=True)
+    assert confirmed.outcome == "done"
+    assert truth(devcloud, incident)["status"] == "Resolved"
+    assert truth(devcloud, incident)["assignedTo"] == "other@customer.example"
+
+
+def test_microsofts_refusals_are_explained_in_plain_words(devcloud, updates_on):
+    tenant = writable_tenant(devcloud, updates_on)
+    user = actor()
+    incident = Incident.objects.filter(tenant=tenant).first()
+    before = truth(devcloud, incident)
+    # 400: a pair Microsoft refuses (the portal's own form never offers it).
+    bad = actions.act(
+        incident=incident,
+        user=user,
+        action="classify",
+        values={"classification": "FalsePositive", "determination": "Malware"},
+        expected=None,
+    )
+    assert bad.outcome == "refused"
+    assert "Microsoft refused the change as invalid" in bad.message
+    assert "not valid for the classification" in bad.message
+    # 403: the token lacks Incident.ReadWrite.All although the portal believed otherwise.
+    devcloud.set_consent(tid(tenant), updates_on["client_id"], roles=["Incident.Read.All"])
+    from partner_portal.microsoft import tokens
+
+    tokens.forget_tenant(tenant_id=tid(tenant), cloud=tenant.cloud, drop_cached_tokens=True)
+    refused = do(incident, user, "status", status="Resolved")
+    assert refused.outcome == "refused"
+    assert READWRITE_ROLE in refused.message and "consent link" in refused.message
+    assert truth(devcloud, incident) == before
+    event = AuditEvent.objects.filter(target=f"incident:{incident.pk}").first()
+    assert event.data["outcome"] == "refused" and event.data["error"]
+
+
+def test_a_read_only_tenant_gets_the_explanation_not_an_error(client, devcloud, updates_on):
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team], roles=["Incident.Read.All"])
+    tenant.granted_roles = ["Incident.Read.All"]
+    tenant.save()
+    incident = Incident.objects.filter(tenant=tenant).first()
+    before = truth(devcloud, incident)
+    client.force_login(actor(team))
+
+    page = client.get(reverse("incidents:detail", kwargs={"incident_id": incident.pk}))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "lacks Incident.ReadWrite.All" in html and "Create a new consent link" in html
+    assert 'data-action="status"' not in html
+    response = client.post(
+        reverse("incidents:act", kwargs={"incident_id": incident.pk}),
+        {"action": "status", "status": "Resolved"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "lacks Incident.ReadWrite.All" in response.content.decode()
+    assert truth(devcloud, incident) == before
+    tenant_page = client.get(reverse("tenants:detail", kwargs={"tenant_pk": tenant.pk}))
+    assert "lacks Incident.ReadWrite.All" in tenant_page.content.decode()
+
+
+def test_an_action_from_the_page_answers_htmx_with_the_new_values(client, devcloud, updates_on):
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team])
+    incident = Incident.objects.filter(tenant=tenant).first()
+    client.force_login(actor(team))
+    page = client.get(reverse("incidents:detail", kwargs={"incident_id": incident.pk}))
+    assert 'data-action="assign-me"' in page.content.decode()
+    response = client.post(
+        reverse("incidents:act", kwargs={"incident_id": incident.pk}),
+        {
+            "action": "assign",
+            "assigned_to": "tech@msp.example",
+            "expected": incident.last_update_time.isoformat(),
+        },
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith("<section")  # the partial, not the page
+    assert 'data-outcome="done"' in html
+    assert '<dd data-field="assigned_to">tech@msp.example</dd>' in html
+    assert "History" in html and "Assign to tech@msp.example" in html
+
+
+def test_staff_without_the_permission_see_no_controls_and_get_403(client, devcloud, updates_on):
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team])
+    incident = Incident.objects.filter(tenant=tenant).first()
+    before = truth(devcloud, incident)
+    client.force_login(actor(team, may_act=False))
+    page = client.get(reverse("incidents:detail", kwargs={"incident_id": incident.pk}))
+    assert "data-action=" not in page.content.decode()
+    listing = client.get(reverse("incidents:list"))
+    assert 'id="bulk-form"' not in listing.content.decode()
+    act = client.post(
+        reverse("incidents:act", kwargs={"incident_id": incident.pk}),
+        {"action": "status", "status": "Resolved"},
+    )
+    bulk = client.post(
+        reverse("incidents:bulk_act"),
+        {"action": "status", "status": "Resolved", "incident": incident.pk},
+    )
+    assert (act.status_code, bulk.status_code) == (403, 403)
+    assert truth(devcloud, incident) == before
+    assert not AuditEvent.objects.filter(target=f"incident:{incident.pk}").exists()
