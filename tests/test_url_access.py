@@ -17,7 +17,7 @@ from django.shortcuts import resolve_url
 from django.urls import URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
-from partner_portal.incidents.models import SyncRun
+from partner_portal.incidents.models import IncidentActionItem, IncidentActionJob, SyncRun
 from tests.factories import ConsentLinkFactory, IncidentFactory
 
 # Public by design: the customer's administrator has no portal account.
@@ -31,7 +31,14 @@ OBJECTS = {
     "link_id": lambda tenant: ConsentLinkFactory(tenant=tenant).pk,
     "incident_id": lambda tenant: IncidentFactory(tenant=tenant).pk,
     "run_id": lambda tenant: SyncRun.objects.create(tenant=tenant, started_at=timezone.now()).pk,
+    "job_id": lambda tenant: _action_job(tenant).pk,
 }
+
+
+def _action_job(tenant):
+    job = IncidentActionJob.objects.create(action="status", values={"status": "Resolved"})
+    IncidentActionItem.objects.create(job=job, incident=IncidentFactory(tenant=tenant))
+    return job
 
 
 def _walk(patterns, namespace: str = "", arguments: frozenset[str] = frozenset()):
@@ -102,6 +109,8 @@ def test_the_walk_finds_the_tenant_consent_and_dashboard_urls():
         "consent:detail",
         "consent:revoke",
         "incidents:detail",
+        "incidents:act",
+        "incidents:action_job",
     } <= names
 
 
