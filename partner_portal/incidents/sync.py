@@ -108,37 +108,45 @@ def store_page(
             newest[item.incident_id] = item
     if not newest:
         return 0, 0
-    ids = list(newest)
-    rows = [
-        Incident(
-            tenant=tenant,
-            microsoft_id=item.incident_id,
-            name=item.name,
-            severity=item.severity[:32],
-            severity_rank=Severity.rank_of(item.severity),
-            status=item.status[:32],
-            classification=item.classification[:64],
-            determination=item.determination[:64],
-            assigned_to=item.assigned_to[:255],
-            tags=item.tags,
-            comments=item.comments,
-            redirect_incident_id=item.redirect_incident_id,
-            created_time=item.created_time,
-            last_update_time=item.last_update_time,
-            portal_url=item.incident_uri[:500],
-            alert_count=len({a.alert_id for a in item.alerts}),
-            search_text=search_text(item),
-            raw=item.raw,
-            synced_at=synced_at,
-        )
-        for item in newest.values()
-    ]
     with transaction.atomic():
-        existing = set(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", flat=True
-            )
+        # A row stored meanwhile from a newer version (an incident action's PATCH answer,
+        # a faster run) is not replaced by this older one: lock the rows and skip those.
+        stored = dict(
+            Incident.objects.select_for_update()
+            .filter(tenant=tenant, microsoft_id__in=list(newest))
+            .values_list("microsoft_id", "last_update_time")
         )
+        newest = {
+            key: item
+            for key, item in newest.items()
+            if key not in stored or item.last_update_time >= stored[key]
+        }
+        ids = list(newest)
+        existing = set(stored) & set(ids)
+        rows = [
+            Incident(
+                tenant=tenant,
+                microsoft_id=item.incident_id,
+                name=item.name,
+                severity=item.severity[:32],
+                severity_rank=Severity.rank_of(item.severity),
+                status=item.status[:32],
+                classification=item.classification[:64],
+                determination=item.determination[:64],
+                assigned_to=item.assigned_to[:255],
+                tags=item.tags,
+                comments=item.comments,
+                redirect_incident_id=item.redirect_incident_id,
+                created_time=item.created_time,
+                last_update_time=item.last_update_time,
+                portal_url=item.incident_uri[:500],
+                alert_count=len({a.alert_id for a in item.alerts}),
+                search_text=search_text(item),
+                raw=item.raw,
+                synced_at=synced_at,
+            )
+            for item in newest.values()
+        ]
         Incident.objects.bulk_create(
             rows,
             update_conflicts=True,
