@@ -179,6 +179,8 @@ class Command(BaseCommand):
         }
         # devcloud's incidents evolve every minute: sync as often, unless told otherwise.
         env.setdefault("SYNC_INTERVAL_MINUTES", "1")
+        # The demo works incidents too: its app asks for Incident.ReadWrite.All.
+        env.setdefault("MICROSOFT_INCIDENT_UPDATES", "true")
         return env
 
     def _start_devcloud(
@@ -219,8 +221,11 @@ class Command(BaseCommand):
             raise _StartupFailed(f"devcloud was not ready in {DEVCLOUD_READY_TIMEOUT} s")
 
         secret = secrets.token_urlsafe(32)
+        updates = os.environ.get("MICROSOFT_INCIDENT_UPDATES", "true").strip().lower()
         permission = (
-            "Incident.ReadWrite.All" if settings.MICROSOFT_INCIDENT_UPDATES else "Incident.Read.All"
+            "Incident.ReadWrite.All"
+            if updates in ("1", "true", "yes", "on")
+            else "Incident.Read.All"
         )
         client_id = _demo_client_id()
         try:
