@@ -312,3 +312,80 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
     # The portal stored Microsoft's answers, and the syncs beside did not undo them.
     rows = Incident.objects.filter(tenant__in=tenants).exclude(pk__in=merged)
     assert set(rows.values_list("status", flat=True)) == {"Resolved"}
+
+
+def test_a_429_queues_the_action_and_the_job_finishes_it(client, devcloud, updates_on):
+    from partner_portal.incidents.models import IncidentActionJob
+
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team])
+    incident = Incident.objects.filter(tenant=tenant, redirect_incident_id=None).first()
+    client.force_login(actor(team))
+    devcloud.add_fault(
+        endpoint="update_incident",
+        tenant=tid(tenant),
+        kind="status",
+        status=429,
+        retry_after=7,
+        count=1,
+    )
+    response = client.post(
+        reverse("incidents:act", kwargs={"incident_id": incident.pk}),
+        {"action": "comment", "comment": "Seen", "expected": incident.last_update_time.isoformat()},
+        headers={"HX-Request": "true"},
+    )
+    html = response.content.decode()
+    assert 'data-outcome="queued"' in html and "about 7 s" in html
+    job = IncidentActionJob.objects.get()
+    assert list(job.items.values_list("outcome", flat=True)) == ["pending"]
+    assert actions.run_job(job=job) is None  # what a worker does after the countdown
+    assert job.counts()["done"] == 1
+    assert truth(devcloud, incident)["comments"][-1]["comment"] == "Seen"
+
+
+def test_a_stranger_cannot_act_on_incidents_of_tenants_they_do_not_see(
+    client, devcloud, updates_on
+):
+    from partner_portal.incidents.models import IncidentActionJob
+
+    tenant = writable_tenant(devcloud, updates_on, groups=[GroupFactory()])
+    incident = Incident.objects.filter(tenant=tenant).first()
+    client.force_login(actor())  # may act, but sees no tenant
+    act = client.post(
+        reverse("incidents:act", kwargs={"incident_id": incident.pk}),
+        {"action": "status", "status": "Resolved"},
+    )
+    assert act.status_code == 404
+    client.post(
+        reverse("incidents:bulk_act"),
+        {"action": "status", "status": "Resolved", "incident": incident.pk},
+    )
+    assert not IncidentActionJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("action", "data"),
+    [
+        ("assign", {"assigned_to": ""}),
+        ("assign", {"assigned_to": "x" * 256}),
+        ("status", {"status": "Redirected"}),
+        ("status", {"status": "Sleeping"}),
+        ("classify", {"pair": "FalsePositive:Malware"}),
+        ("classify", {"pair": "TruePositive"}),
+        ("comment", {"comment": "\x00 "}),
+        ("tags", {"add": " , ", "remove": ""}),
+        ("delete", {}),
+    ],
+)
+def test_invalid_values_are_refused_before_microsoft_is_called(action, data):
+    with pytest.raises(actions.InvalidAction):
+        actions.clean_values(action, data)
+
+
+def test_hostile_text_is_cleaned_before_it_is_sent():
+    values = actions.clean_values("comment", {"comment": "a\x00b \ud800c"})
+    assert values == {"comment": "ab ?c"}
+    tags = actions.clean_values("tags", {"add": "x, y,x", "remove": ""})
+    assert tags == {"add": ["x", "y"], "remove": []}
+    pair = actions.clean_values("classify", {"pair": "FalsePositive:NotMalicious"})
+    assert pair == {"classification": "FalsePositive", "determination": "Clean"}
