@@ -129,11 +129,13 @@ def _hidden_tenants(request: HttpRequest):
 def action_job(request: HttpRequest, job_id: int) -> HttpResponse:
     job = _job_for_user(request, job_id)
     items = list(job.items.select_related("incident__tenant"))
+    counts = job.counts()
     context = {
         "job": job,
         "items": items,
-        "counts": job.counts(),
+        "counts": counts,
         "total": len(items),
+        "finished": len(items) - counts["pending"],
         "summary": actions.summary(job.action, job.values),
     }
     if getattr(request, "htmx", False):
