@@ -30,7 +30,7 @@ def technician(transactional_db, portal, settings):
 
 
 def test_assign_to_me_and_resolve_with_a_classification(
-    page, live_server, devcloud, portal, technician
+    page, live_server, devcloud, portal, technician, artifacts_dir
 ):
     user, team = technician
     tenant = writable_tenant(devcloud, portal, count=6, groups=[team])
@@ -57,6 +57,7 @@ def test_assign_to_me_and_resolve_with_a_classification(
     expect(page.locator('[data-field="determination"]')).to_have_text("Malware")
     expect(page.locator('[data-field="classification"]')).to_have_text("True positive")
     expect(page.locator('[data-outcome="done"]')).to_be_visible()
+    page.screenshot(path=str(artifacts_dir / "incident-actions.png"), full_page=True)
 
     want = truth(devcloud, incident)
     assert (want["assignedTo"], want["status"], want["classification"], want["determination"]) == (
@@ -68,7 +69,7 @@ def test_assign_to_me_and_resolve_with_a_classification(
 
 
 def test_bulk_resolve_three_incidents_from_the_list(
-    page, live_server, devcloud, portal, technician, start_worker
+    page, live_server, devcloud, portal, technician, start_worker, artifacts_dir
 ):
     user, team = technician
     tenant = writable_tenant(devcloud, portal, count=8, groups=[team])
@@ -90,6 +91,7 @@ def test_bulk_resolve_three_incidents_from_the_list(
     page.wait_for_url("**/incidents/jobs/**")
     expect(page.locator("#job-progress")).to_have_attribute("data-running", "0", timeout=60_000)
     expect(page.locator('#job-progress tr[data-outcome="done"]')).to_have_count(3)
+    page.screenshot(path=str(artifacts_dir / "bulk-action-job.png"), full_page=True)
     for incident in chosen:
         assert truth(devcloud, incident)["status"] == "Resolved"
 
