@@ -352,6 +352,53 @@ def validate_patch(body) -> dict:
     return changes
 
 
+# Which determinations go with which classification (Microsoft's classify-incidents page).
+VALID_PAIRS = {
+    "Unknown": ("NotAvailable",),
+    "TruePositive": (
+        "MultiStagedAttack",
+        "MaliciousUserActivity",
+        "CompromisedAccount",
+        "Malware",
+        "Phishing",
+        "UnwantedSoftware",
+        "Other",
+    ),
+    "InformationalExpectedActivity": (
+        "SecurityTesting",
+        "LineOfBusinessApplication",
+        "ConfirmedActivity",
+        "Other",
+    ),
+    "FalsePositive": ("Clean", "NoEnoughDataToValidate", "Other"),
+}
+
+
+PAIR_ALIASES = {
+    "CompromisedUser": "CompromisedAccount",
+    "ConfirmedUserActivity": "ConfirmedActivity",
+    "InsufficientData": "NoEnoughDataToValidate",
+    "NotEnoughDataToValidate": "NoEnoughDataToValidate",
+    "NotMalicious": "Clean",
+}
+
+
+def check_pair(changes: dict, current: dict) -> None:
+    """A determination must belong to the classification it ends up with."""
+    if "classification" not in changes and "determination" not in changes:
+        return
+    classification = changes.get("classification", current.get("classification"))
+    determination = changes.get("determination", current.get("determination"))
+    if "determination" not in changes and "classification" in changes:
+        return  # a new classification alone: Microsoft resets the determination
+    allowed = VALID_PAIRS.get(classification or "", ())
+    if PAIR_ALIASES.get(determination, determination) not in allowed:
+        raise ValueError(
+            f"The determination '{determination}' is not valid for the classification "
+            f"'{classification}'."
+        )
+
+
 def update_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
     checked = guard(app, req, WRITE_ROLES)
     if isinstance(checked, Response):
@@ -363,6 +410,8 @@ def update_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
         return _not_found(raw_id)
     try:
         changes = validate_patch(req.json())
+        with app.store.lock:
+            check_pair(changes, incident.data)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         return api_error(400, "InvalidRequestBody", f"Request body is invalid: {exc}")
     # Guessed: comments added by an app are attributed to "API-App:<appid>".

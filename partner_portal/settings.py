@@ -471,6 +471,11 @@ DEFENDER_CALLS_PER_HOUR = env_int("DEFENDER_CALLS_PER_HOUR", 1500, minimum=1)
 # row; no incident-specific row is published, §7.8) and no documented hourly limit.
 GRAPH_CALLS_PER_MINUTE = env_int("GRAPH_CALLS_PER_MINUTE", 150, minimum=1)
 GRAPH_CALLS_PER_HOUR = env_int("GRAPH_CALLS_PER_HOUR", 9000, minimum=1)
+# Calls of each budget period that incident actions leave to the sync, so that a bulk
+# action never starves a tenant's sync.
+ACTIONS_BUDGET_RESERVE = env_int("ACTIONS_BUDGET_RESERVE", 10, minimum=0)
+# How often a bulk action that met a transient error (5xx, timeout) is retried per incident.
+ACTIONS_MAX_RETRIES = env_int("ACTIONS_MAX_RETRIES", 4, minimum=0)
 
 # --- Dashboard --------------------------------------------------------------------------
 

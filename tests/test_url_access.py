@@ -18,7 +18,12 @@ from django.shortcuts import resolve_url
 from django.urls import URLResolver, get_resolver, include, path, reverse
 from django.utils import timezone
 
-from partner_portal.incidents.models import SavedView, SyncRun
+from partner_portal.incidents.models import (
+    IncidentActionItem,
+    IncidentActionJob,
+    SavedView,
+    SyncRun,
+)
 from tests.factories import ConsentLinkFactory, IncidentFactory, UserFactory
 
 # Public by design: the customer's administrator has no portal account.
@@ -46,7 +51,14 @@ OBJECTS = {
             0
         ].pk
     ),
+    "job_id": lambda tenant: _action_job(tenant).pk,
 }
+
+
+def _action_job(tenant):
+    job = IncidentActionJob.objects.create(action="status", values={"status": "Resolved"})
+    IncidentActionItem.objects.create(job=job, incident=IncidentFactory(tenant=tenant))
+    return job
 
 
 def _alice():
@@ -143,6 +155,8 @@ def test_the_walk_finds_the_tenant_consent_and_dashboard_urls():
         "consent:detail",
         "consent:revoke",
         "incidents:detail",
+        "incidents:act",
+        "incidents:action_job",
     } <= names
 
 

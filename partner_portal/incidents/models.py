@@ -123,6 +123,8 @@ class Incident(models.Model):
             # which would otherwise read every row when few are assigned to the viewer.
             models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
         ]
+        # Given to groups in the admin: read-only staff lack it and see no action controls.
+        permissions = [("act_on_incident", "May update incidents in Microsoft")]
 
     def __str__(self) -> str:
         return f"{self.microsoft_id}: {self.name}"
@@ -355,3 +357,63 @@ class Preference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user}: {self.time_zone or 'UTC'}"
+
+
+class ActionOutcome(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    DONE = "done", "Done"
+    REFUSED = "refused", "Refused"
+    CONFLICT = "conflict", "Changed meanwhile"
+    FAILED = "failed", "Failed"
+
+
+class IncidentActionJob(models.Model):
+    """One bulk action (assign, set status, classify, tag…) on incidents of any tenants,
+    run by a task; its items say what happened to each incident."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    action = models.CharField(max_length=32)
+    values = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.items.count()} incidents"
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self.items.values_list("outcome").annotate(n=models.Count("id")).order_by())
+        return {outcome: found.get(outcome, 0) for outcome in ActionOutcome.values}
+
+    @property
+    def is_running(self) -> bool:
+        return self.finished_at is None
+
+
+class IncidentActionItem(models.Model):
+    """One incident of a bulk action and its outcome. `expected` is the incident's
+    lastUpdateTime when the user chose it: a later change in Microsoft is a conflict."""
+
+    job = models.ForeignKey(IncidentActionJob, on_delete=models.CASCADE, related_name="items")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    expected = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=ActionOutcome, default=ActionOutcome.PENDING)
+    message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "incident"], name="action_item_unique"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=ActionOutcome.values), name="action_item_outcome_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.incident_id}: {self.outcome}"

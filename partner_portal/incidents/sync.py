@@ -533,10 +533,12 @@ def store_fenced_page(
         if not tenant.renew_sync_lease(token=token):
             raise LeaseLost
         ids = {item.incident_id for item in incidents}
+        # Locked: an incident action storing Microsoft's newer answer meanwhile is not
+        # overwritten by this older copy (it waits, then this page skips that incident).
         stored = dict(
-            Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-                "microsoft_id", "last_update_time"
-            )
+            Incident.objects.select_for_update()
+            .filter(tenant=tenant, microsoft_id__in=ids)
+            .values_list("microsoft_id", "last_update_time")
         )
         newer = [
             item

@@ -8,8 +8,8 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from partner_portal.incidents import sync
-from partner_portal.incidents.models import SyncOutcome
+from partner_portal.incidents import actions, sync
+from partner_portal.incidents.models import IncidentActionJob, SyncOutcome
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -77,3 +77,24 @@ def sync_tenant(
         if follow_up:
             sync_tenant.delay(tenant_pk=tenant_pk, full=follow_up == "full")
     return run.outcome
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=settings.SYNC_TASK_SOFT_TIME_LIMIT,
+    time_limit=settings.SYNC_TASK_TIME_LIMIT,
+    max_retries=None,  # actions.run_job bounds retries per item (ACTIONS_MAX_RETRIES)
+)
+def run_action_job(self: Any, job_pk: int) -> str:
+    """Work a bulk action's pending items. Idempotent: items with an outcome are skipped, so
+    a redelivered task only does what is left."""
+    job = IncidentActionJob.objects.filter(pk=job_pk).select_related("created_by").first()
+    if job is None:
+        return "gone"
+    countdown = actions.run_job(job=job)
+    if countdown is not None:
+        # The tenant's budget (or Microsoft) asked to wait: come back then, never sleep.
+        raise self.retry(kwargs={"job_pk": job_pk}, countdown=countdown)
+    return "done"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from partner_portal.incidents import sync_views, views
+from partner_portal.incidents import action_views, sync_views, views
 
 app_name = "incidents"
 urlpatterns = [
@@ -13,6 +13,10 @@ urlpatterns = [
     path("incidents/views/<int:view_id>/delete/", views.view_delete, name="view_delete"),
     path("incidents/views/<int:view_id>/default/", views.view_default, name="view_default"),
     path("preferences/", views.preferences, name="preferences"),
+    # Working incidents (incidents/actions.py).
+    path("incidents/<int:incident_id>/act/", action_views.incident_act, name="act"),
+    path("incidents/bulk/", action_views.bulk_act, name="bulk_act"),
+    path("incidents/jobs/<int:job_id>/", action_views.action_job, name="action_job"),
     # The tenant page's "Sync now" and its live status.
     path("sync/tenants/<int:tenant_pk>/", sync_views.sync_now, name="sync_now"),
     path("sync/tenants/<int:tenant_pk>/status/", sync_views.sync_status, name="sync_status"),

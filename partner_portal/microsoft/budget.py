@@ -55,9 +55,19 @@ def _key(tenant_id: str, app_id: str, period: Period, bucket: int, api: str = "d
     return f"{api}-budget:{tenant_id}:{app_id}:{period.name}:{bucket}"
 
 
-def take(*, tenant_id: str, app_id: str, now: float | None = None, api: str = "defender") -> None:
+def take(
+    *,
+    tenant_id: str,
+    app_id: str,
+    now: float | None = None,
+    api: str = "defender",
+    reserve: int = 0,
+) -> None:
     """Take one call from the budget, or raise Throttled(retry_after=seconds until the
-    oldest counted bucket leaves the window)."""
+    oldest counted bucket leaves the window).
+
+    `reserve` calls of each period are left to others: incident actions pass one so that a
+    bulk action never takes the calls the tenant's sync needs."""
     now = time.time() if now is None else now
     taken: list[str] = []
     for period in periods(api):
@@ -74,7 +84,7 @@ def take(*, tenant_id: str, app_id: str, now: float | None = None, api: str = "d
         names = [_key(tenant_id, app_id, period, b, api) for b in buckets]
         counts = cache.get_many(names)
         values = [int(counts.get(name) or 0) for name in names]
-        if sum(values) > period.limit:
+        if sum(values) > period.limit - (reserve if period.limit > reserve else 0):
             _give_back(taken)
             oldest = next(b for b, v in zip(buckets, values, strict=True) if v)
             leaves_at = (oldest + SPAN) * period.bucket_seconds

@@ -150,8 +150,11 @@ class _ApiClient:
         token: TokenSource | None = None,
         base_url: str = "",
         session: requests.Session | None = None,
+        budget_reserve: int = 0,
     ) -> None:
         cfg = tokens.config(cloud)
+        # Calls of each budget period this client leaves to others (see budget.take).
+        self.budget_reserve = budget_reserve
         self.tenant_id = tenant_id
         self.cloud = cloud
         self.app_id = cfg.client_id
@@ -214,7 +217,12 @@ class _ApiClient:
 
     def _take_budget(self) -> None:
         try:
-            budget.take(tenant_id=self.tenant_id, app_id=self.app_id, api=self.source)
+            budget.take(
+                tenant_id=self.tenant_id,
+                app_id=self.app_id,
+                api=self.source,
+                reserve=self.budget_reserve,
+            )
         except errors.Throttled:
             raise
         except Exception:  # the cache (Redis) is down: Microsoft's own 429s still protect us

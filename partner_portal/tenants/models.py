@@ -11,7 +11,7 @@ from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.microsoft import errors, tokens
-from partner_portal.microsoft.client import IncidentClient, client_class
+from partner_portal.microsoft.client import READWRITE_ROLE, IncidentClient, client_class
 from partner_portal.microsoft.clouds import get_cloud
 
 
@@ -263,9 +263,10 @@ class Tenant(models.Model):
         """The Microsoft Defender portal of this tenant's cloud (for links)."""
         return get_cloud(self.cloud).portal_base_url
 
-    def incident_client(self) -> IncidentClient:
+    def incident_client(self, *, budget_reserve: int = 0) -> IncidentClient:
         """The client of this tenant's incident API (its source, in its cloud): the apps'
-        one way to Microsoft."""
+        one way to Microsoft. `budget_reserve`: calls per budget period left to the sync
+        (incident actions pass it)."""
         if self.entra_tenant_id is None:
             raise errors.TenantNotFound("The tenant ID is not known yet: send a consent link.")
         if not self.has_credentials:
@@ -273,7 +274,21 @@ class Tenant(models.Model):
                 f"No app registration is configured for the {self.get_cloud_display()} cloud: "
                 "set its client ID and secret or certificate (README, National clouds)."
             )
-        return client_class(self.source)(str(self.entra_tenant_id), self.cloud)
+        return client_class(self.source)(
+            str(self.entra_tenant_id), self.cloud, budget_reserve=budget_reserve
+        )
+
+    @property
+    def write_access_missing(self) -> str:
+        """Why the portal may not update this tenant's incidents although updates are on
+        (its token lacks Incident.ReadWrite.All), "" when it may or updates are off."""
+        if not settings.MICROSOFT_INCIDENT_UPDATES or READWRITE_ROLE in (self.granted_roles or []):
+            return ""
+        return (
+            f"This tenant's token lacks {READWRITE_ROLE}: the customer granted read access "
+            "only, so incidents cannot be updated from the portal. Send them a new consent "
+            "link to grant the wider permission, then run 'Check access'."
+        )
 
     # --- State changes ----------------------------------------------------------------------
 

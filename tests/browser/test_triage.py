@@ -316,6 +316,8 @@ def test_the_tenant_pages_for_triage(
     box = page.locator("#sync-status")
     expect(box).to_contain_text("waiting for a worker")
     expect(box).to_have_attribute("data-polling", "1")
+    # A live run holds its tenant's lease (one without is a dead worker's, closed as such).
+    assert tenant_a.take_sync_lease(now=timezone.now())
     run = SyncRun.objects.create(
         tenant=tenant_a, started_at=timezone.now(), outcome=SyncOutcome.RUNNING, pages=2
     )

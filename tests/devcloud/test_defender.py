@@ -233,6 +233,27 @@ def test_patch_updates_fields_appends_the_comment_and_bumps_last_update_time(
     assert missing.status_code == 404
 
 
+def test_patch_refuses_a_determination_of_another_classification(devcloud, consented, http):
+    devcloud.generate_incidents(consented.tenant_id, 2, seed=1)
+    devcloud.set_consent(consented.tenant_id, consented.client_id, roles=["Incident.ReadWrite.All"])
+    headers = {"Authorization": f"Bearer {consented.token(http)}"}
+    before = devcloud.incidents(consented.tenant_id)[-1]
+    url = f"{consented.base_url}/api/incidents/{before['incidentId']}"
+    bad = http.patch(
+        url, json={"classification": "FalsePositive", "determination": "Malware"}, headers=headers
+    )
+    assert bad.status_code == 400
+    assert "not valid for the classification" in bad.json()["error"]["message"]
+    assert devcloud.incidents(consented.tenant_id)[-1] == before
+    good = http.patch(
+        url,
+        json={"classification": "FalsePositive", "determination": "NotMalicious"},
+        headers=headers,
+    )
+    assert good.status_code == 200, good.text
+    assert good.json()["determination"] == "NotMalicious"
+
+
 def _unauthorized(resp) -> None:
     assert resp.status_code == 401
     error = resp.json()["error"]

@@ -198,6 +198,8 @@ class Command(BaseCommand):
         # server" warning is what the demo is.
         env.setdefault("LOG_LEVEL", getattr(self, "child_log_level", "WARNING"))
         env.setdefault("DJANGO_RUNSERVER_HIDE_WARNING", "true")
+        # The demo works incidents too: its app asks for Incident.ReadWrite.All.
+        env.setdefault("MICROSOFT_INCIDENT_UPDATES", "true")
         return env
 
     def _start_devcloud(
@@ -239,8 +241,11 @@ class Command(BaseCommand):
 
         secret = secrets.token_urlsafe(32)
         # Both sources' permission: one demo customer reads incidents through Graph.
+        updates = os.environ.get("MICROSOFT_INCIDENT_UPDATES", "true").strip().lower()
         permission = (
-            "Incident.ReadWrite.All" if settings.MICROSOFT_INCIDENT_UPDATES else "Incident.Read.All"
+            "Incident.ReadWrite.All"
+            if updates in ("1", "true", "yes", "on")
+            else "Incident.Read.All"
         )
         permissions = [permission, "Security" + permission]
         client_id = _demo_client_id()
