@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
@@ -81,7 +82,13 @@ def incident_act(request: HttpRequest, incident_id: int) -> HttpResponse:
         pending=request.POST if result.outcome == "conflict" else None,
     )
     if getattr(request, "htmx", False):
-        return render(request, "incidents/_actions.html", context)
+        response = render(request, "incidents/_actions.html", context)
+        # The incident card above shows the new values too (an out-of-band swap).
+        fields = render_to_string(
+            "incidents/_fields.html", {"incident": incident, "oob": True}, request=request
+        )
+        response.content += fields.encode()
+        return response
     level = messages.SUCCESS if result.outcome == "done" else messages.WARNING
     text = result.message
     if result.changed:

@@ -224,6 +224,10 @@ def test_an_action_from_the_page_answers_htmx_with_the_new_values(client, devclo
     assert 'data-outcome="done"' in html
     assert '<dd data-field="assigned_to">tech@msp.example</dd>' in html
     assert "History" in html and "Assign to tech@msp.example" in html
+    # The incident card at the top of the page is swapped too, with the new assignee.
+    card = html[html.index('<section id="incident-fields"') :]
+    assert 'hx-swap-oob="true"' in card.split(">", 1)[0]
+    assert "<dt>Assigned to</dt><dd>tech@msp.example</dd>" in card
 
 
 def test_staff_without_the_permission_see_no_controls_and_get_403(client, devcloud, updates_on):
