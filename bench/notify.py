@@ -137,7 +137,7 @@ def main() -> int:
         Rule,
         new_signing_secret,
     )
-    from partner_portal.incidents import sync
+    from partner_portal.incidents import store
     from partner_portal.incidents.models import ChangeKind, SyncOutcome, SyncRun
     from partner_portal.microsoft.defender import format_time, parse_incident
     from partner_portal.tenants.models import Tenant
@@ -207,7 +207,7 @@ def main() -> int:
                 )
                 for k in range(count)
             ]
-            sync.store_page(tenant=tenant, incidents=items, synced_at=timezone.now())
+            store.store_page(tenant=tenant, incidents=items, synced_at=timezone.now())
             made += count
         written = time.time()
         deadline = time.monotonic() + args.timeout

@@ -217,10 +217,10 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def ingest(dc, tenant, connection) -> None:
-    """The upsert path (sync.store_page) against raw SQL of the same rows, per page of 100."""
+    """The upsert path (store.store_page) against raw SQL of the same rows, per page of 100."""
     from django.utils import timezone
 
-    from partner_portal.incidents import sync
+    from partner_portal.incidents import store
     from partner_portal.microsoft.defender import parse_incident
     from partner_portal.tenants.models import Tenant
 
@@ -235,7 +235,7 @@ def ingest(dc, tenant, connection) -> None:
             began = time.perf_counter()
             for page in pages:
                 if label == "upsert path":
-                    sync.store_page(tenant=target, incidents=page, synced_at=timezone.now())
+                    store.store_page(tenant=target, incidents=page, synced_at=timezone.now())
                 else:
                     raw_store_page(connection, target.pk, page)
             timings.append(time.perf_counter() - began)
@@ -258,7 +258,7 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
     from django.utils import timezone
 
     from partner_portal.incidents.models import id_hash
-    from partner_portal.incidents.sync import search_text
+    from partner_portal.incidents.store import search_text
     from partner_portal.microsoft.vocabulary import severity_rank
 
     now = timezone.now()

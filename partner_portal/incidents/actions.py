@@ -36,7 +36,7 @@ from partner_portal.incidents.models import (
     IncidentActionItem,
     IncidentActionJob,
 )
-from partner_portal.incidents.sync import store_page
+from partner_portal.incidents.store import store_page
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.client import READWRITE_ROLE
 from partner_portal.microsoft.defender import IncidentData, parse_incident

@@ -27,57 +27,31 @@ the consent state they imply) and returned as a failed run.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence, Set
-from dataclasses import dataclass
+from collections.abc import Callable, Set
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from partner_portal.incidents import outbox
 from partner_portal.incidents.models import (
-    Alert,
-    Incident,
     SyncOutcome,
     SyncProblem,
     SyncRun,
-    id_hash,
 )
-from partner_portal.microsoft import defender, errors, vocabulary
+from partner_portal.incidents.store import LeaseLost, record_problem, store_fenced_page, store_items
+from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.client import IncidentClient
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import ConsentState, Tenant, lease_seconds
 
 logger = logging.getLogger(__name__)
-
-INCIDENT_FIELDS = [
-    "name",
-    "severity",
-    "severity_rank",
-    "status",
-    "classification",
-    "determination",
-    "assigned_to",
-    "tags",
-    "comments",
-    "redirect_incident_id",
-    "created_time",
-    "last_update_time",
-    "portal_url",
-    "alert_count",
-    "search_text",
-    "raw",
-    "text_repaired",
-    "synced_at",
-]
 
 # Permanent errors that say something about the tenant's consent, and the state they imply.
 CONSENT_STATE_FOR_ERROR: dict[type[errors.MicrosoftError], str] = {
@@ -92,212 +66,6 @@ Progress = Callable[[SyncRun], None]
 PROBLEM_RETRIES_PER_RUN = 20
 # How far ahead of our clock a lastUpdateTime may be and still move the watermark.
 WATERMARK_SKEW = timedelta(hours=1)
-
-
-def search_text(incident: defender.IncidentData) -> str:
-    """Lower-cased incident name, alert titles, device DNS names and user names (account
-    names and UPNs), each once, for the dashboard's search box."""
-    words: list[Any] = [incident.name]
-    for alert in incident.alerts:
-        words.append(alert.title)
-        for device in alert.devices:
-            words.append(device.get("deviceDnsName"))
-        for entity in alert.entities:
-            words += [entity.get("deviceDnsName"), entity.get("accountName")]
-            words.append(entity.get("userPrincipalName"))
-            account = entity.get("userAccount")  # Graph's userEvidence
-            if isinstance(account, dict):
-                words += [account.get("accountName"), account.get("userPrincipalName")]
-    seen: dict[str, None] = {}
-    for word in words:
-        if isinstance(word, str) and word.strip():
-            seen.setdefault(word.strip().lower(), None)
-    return " ".join(seen)
-
-
-@dataclass(frozen=True)
-class Stored:
-    """What storing one page did: incidents created and updated, and items recorded as sync
-    problems (those that could not be parsed, plus those the database refused)."""
-
-    created: int
-    updated: int
-    problems: int
-
-
-def store_page(
-    *, tenant: Tenant, incidents: list[defender.IncidentData], synced_at: datetime
-) -> tuple[int, int]:
-    """Upsert one page of incidents and replace their alerts. Returns (created, updated);
-    an incident the database refuses becomes a sync problem (see `store_items`)."""
-    stored = store_items(tenant=tenant, incidents=incidents, synced_at=synced_at)
-    return stored.created, stored.updated
-
-
-def store_items(
-    *,
-    tenant: Tenant,
-    incidents: list[defender.IncidentData],
-    synced_at: datetime,
-    problems: Sequence[defender.ItemProblem] = (),
-) -> Stored:
-    """Store a page item by item, without paying for it when nothing is wrong:
-
-    1. the whole page in one transaction (the fast path: a few queries for 100 incidents);
-    2. if the database refuses it, each incident in its own savepoint, so that one poison
-       incident cannot block the others;
-    3. each incident it still refuses, and each item of `problems` (could not be parsed),
-       is recorded as a `SyncProblem`; an incident stored clears its problem.
-    """
-    # The same incident twice in a page (paging shifted under us): keep the newest.
-    newest: dict[int, defender.IncidentData] = {}
-    for item in incidents:
-        known = newest.get(item.incident_id)
-        if known is None or item.last_update_time >= known.last_update_time:
-            newest[item.incident_id] = item
-    refused: list[defender.ItemProblem] = []
-    try:
-        with transaction.atomic():
-            created, updated = _upsert(tenant, list(newest.values()), synced_at)
-    except Exception:  # whatever one item does to the database, find which one below
-        logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
-        created = updated = 0
-        for item in newest.values():
-            try:
-                with transaction.atomic():
-                    c, u = _upsert(tenant, [item], synced_at)
-            except Exception as exc:
-                refused.append(_refused(item, exc))
-                continue
-            created, updated = created + c, updated + u
-    failed = {p.incident_id for p in refused}
-    stored_keys = {problem_key(str(i)) for i in newest if str(i) not in failed}
-    if stored_keys:
-        SyncProblem.objects.filter(tenant=tenant, key__in=stored_keys).delete()
-    for problem in [*problems, *refused]:
-        record_problem(tenant=tenant, problem=problem, now=synced_at)
-    return Stored(created, updated, len(problems) + len(refused))
-
-
-def _upsert(
-    tenant: Tenant, items: list[defender.IncidentData], synced_at: datetime
-) -> tuple[int, int]:
-    """Upsert incidents and replace their alerts (callers hold a transaction)."""
-    if not items:
-        return 0, 0
-    ids = [item.incident_id for item in items]
-    rows = [
-        Incident(
-            tenant=tenant,
-            microsoft_id=item.incident_id,
-            name=item.name,
-            severity=item.severity,
-            severity_rank=vocabulary.severity_rank(item.severity),
-            status=item.status,
-            classification=item.classification,
-            determination=item.determination,
-            assigned_to=item.assigned_to,
-            tags=item.tags,
-            comments=item.comments,
-            redirect_incident_id=item.redirect_incident_id,
-            created_time=item.created_time,
-            last_update_time=item.last_update_time,
-            portal_url=item.incident_uri,
-            alert_count=len({a.alert_id for a in item.alerts}),
-            search_text=search_text(item),
-            raw=item.raw,
-            text_repaired=item.text_repaired,
-            synced_at=synced_at,
-        )
-        for item in items
-    ]
-    before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
-    existing = set(
-        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-            "microsoft_id", flat=True
-        )
-    )
-    Incident.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["tenant", "microsoft_id"],
-        update_fields=INCIDENT_FIELDS,
-    )
-    pks = dict(
-        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-            "microsoft_id", "pk"
-        )
-    )
-    outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
-    Alert.objects.filter(incident_id__in=pks.values()).delete()
-    alerts: dict[tuple[int, str], Alert] = {}
-    for item in items:
-        for a in item.alerts:
-            alerts[(pks[item.incident_id], a.alert_id)] = Alert(
-                incident_id=pks[item.incident_id],
-                microsoft_id=a.alert_id,
-                microsoft_id_hash=id_hash(a.alert_id),
-                title=a.title,
-                description=a.description,
-                severity=a.severity,
-                category=a.category,
-                status=a.status,
-                detection_source=a.detection_source,
-                service_source=a.service_source,
-                mitre_techniques=a.mitre_techniques,
-                first_activity=a.first_activity,
-                last_activity=a.last_activity,
-                devices=a.devices,
-                entities=a.entities,
-                raw=a.raw,
-            )
-    Alert.objects.bulk_create(alerts.values(), batch_size=500)
-    created = len(set(ids) - existing)
-    return created, len(ids) - created
-
-
-def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:
-    logger.warning("Tenant incident %s could not be stored: %s", item.incident_id, type(exc))
-    raw = {**item.raw, "alerts": [a.raw for a in item.alerts]}
-    error = f"{type(exc).__name__}: {exc}"
-    return defender.ItemProblem(
-        incident_id=str(item.incident_id),
-        error=defender.repair_text(error)[0][:2000],
-        raw_text=json.dumps(raw, ensure_ascii=True, default=str),
-        last_update_time=item.last_update_time,
-    )
-
-
-def problem_key(incident_id: str, raw_text: str = "") -> str:
-    """One problem per incident ID (its number, however it was spelt), or per raw item when
-    there is no ID."""
-    text = incident_id.strip()
-    if text.isascii() and text.isdigit():  # not "²", which isdigit() accepts
-        text = str(int(text))
-    return id_hash(text) if text else id_hash("raw:" + raw_text)
-
-
-def record_problem(*, tenant: Tenant, problem: defender.ItemProblem, now: datetime) -> None:
-    """Insert or refresh (last seen, count, error, raw text) the tenant's problem record."""
-    key = problem_key(problem.incident_id, problem.raw_text)
-    fields = {"error": problem.error, "raw_text": problem.raw_text, "last_seen": now}
-    for _ in range(2):  # a concurrent insert of the same key: update theirs
-        if SyncProblem.objects.filter(tenant=tenant, key=key).update(
-            count=F("count") + 1, **fields
-        ):
-            return
-        try:
-            with transaction.atomic():
-                SyncProblem.objects.create(
-                    tenant=tenant,
-                    key=key,
-                    microsoft_id=problem.incident_id,
-                    first_seen=now,
-                    **fields,
-                )
-            return
-        except IntegrityError:
-            continue
 
 
 def _window_start(tenant: Tenant, full: bool) -> datetime | None:
@@ -315,11 +83,6 @@ def _iso(value: datetime | None) -> str | None:
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-class LeaseLost(Exception):
-    """This run's lease was taken over (it expired, another run took the tenant): nothing
-    more of this run may be written."""
 
 
 UNFINISHED = (SyncOutcome.RUNNING, SyncOutcome.RETRYING, SyncOutcome.THROTTLED)
@@ -510,51 +273,6 @@ def _run_for(
         watermark_before=tenant.incidents_watermark,
         task_id=task_id,
     )
-
-
-def store_fenced_page(
-    *,
-    tenant: Tenant,
-    token: str,
-    incidents: list[defender.IncidentData],
-    synced_at: datetime,
-    problems: Sequence[defender.ItemProblem] = (),
-    repairs: dict[str, int] | None = None,
-) -> Stored:
-    """One page, written only while this run holds its lease, never over a newer copy.
-
-    The fence: the page's transaction first renews the lease with a conditional UPDATE of
-    the tenant's row, which holds that row's lock until the page commits — a run that lost
-    its lease writes nothing (LeaseLost), and a run taking over waits for the page. With
-    every writer of a tenant serialised that way, dropping the incidents whose stored copy
-    has a later `lastUpdateTime` is a correct conditional upsert on PostgreSQL and SQLite.
-    """
-    with transaction.atomic():
-        if not tenant.renew_sync_lease(token=token):
-            raise LeaseLost
-        ids = {item.incident_id for item in incidents}
-        # Locked: an incident action storing Microsoft's newer answer meanwhile is not
-        # overwritten by this older copy (it waits, then this page skips that incident).
-        stored = dict(
-            Incident.objects.select_for_update()
-            .filter(tenant=tenant, microsoft_id__in=ids)
-            .values_list("microsoft_id", "last_update_time")
-        )
-        newer = [
-            item
-            for item in incidents
-            if stored.get(item.incident_id) is None
-            or item.last_update_time >= stored[item.incident_id]
-        ]
-        result = store_items(tenant=tenant, incidents=newer, synced_at=synced_at, problems=problems)
-    if repairs is not None:  # a reconciliation counts what it repaired
-        for item in newer:
-            known = stored.get(item.incident_id)
-            if known is None:
-                repairs["missing"] += 1
-            elif known < item.last_update_time:
-                repairs["stale"] += 1
-    return result
 
 
 def _run(

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from partner_portal.incidents import outbox, sync
+from partner_portal.incidents import outbox
+from partner_portal.incidents import store as store_module
 from partner_portal.incidents.models import (
     ChangeKind,
     IncidentChange,
@@ -45,7 +46,7 @@ def tenant(db):
 
 
 def store(tenant, *items):
-    sync.store_page(tenant=tenant, incidents=list(items), synced_at=timezone.now())
+    store_module.store_page(tenant=tenant, incidents=list(items), synced_at=timezone.now())
     return list(IncidentChange.objects.filter(tenant=tenant).order_by("pk"))
 
 
@@ -111,7 +112,7 @@ def test_a_failed_page_writes_no_change(tenant, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sync.Alert.objects, "bulk_create", broken)
+    monkeypatch.setattr(store_module.Alert.objects, "bulk_create", broken)
     store(tenant, item())  # the incident becomes a sync problem (per-item isolation)
     assert not IncidentChange.objects.exists()
     assert SyncProblem.objects.get(tenant=tenant).error == "RuntimeError: disk full"

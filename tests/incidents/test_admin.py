@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from partner_portal.incidents.models import SyncProblem, SyncRun
-from partner_portal.incidents.sync import problem_key
+from partner_portal.incidents.store import problem_key
 from tests.factories import AlertFactory, ConsentedTenantFactory, UserFactory
 
 

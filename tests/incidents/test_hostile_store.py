@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from partner_portal.incidents.filters import IncidentFilter
 from partner_portal.incidents.models import Alert, Incident, SyncProblem
-from partner_portal.incidents.sync import problem_key, store_items, store_page
+from partner_portal.incidents.store import problem_key, store_items, store_page
 from partner_portal.microsoft import defender
 from tests.factories import ConsentedTenantFactory, IncidentFactory
 
