@@ -194,7 +194,7 @@ if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss"):
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "partner_portal.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }
@@ -250,6 +250,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = SYNC_TASK_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = SYNC_TASK_TIME_LIMIT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connections around every task unless this is set
+# (then only every 2 × N tasks): partner_portal/celery.py closes them by Django's rules and
+# whenever a task left one mid-transaction, so a worker keeps its connections (CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = 1000
 if REDIS_URL:
     # Must exceed the longest task plus the longest retry countdown (Retry-After ≤ 1 h),
     # or Redis redelivers a task that is still running or waiting.

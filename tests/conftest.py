@@ -52,7 +52,7 @@ def fresh_msal_apps():
 def portal(devcloud_settings, redis_url, settings):
     """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+        "default": {"BACKEND": "partner_portal.redis_cache.RedisCache", "LOCATION": redis_url}
     }
     return devcloud_settings
 

@@ -74,7 +74,7 @@ def celery_broker(redis_url, settings):
     app.conf.broker_url = redis_url
     app.conf.broker_transport_options = {"visibility_timeout": 3600}
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+        "default": {"BACKEND": "partner_portal.redis_cache.RedisCache", "LOCATION": redis_url}
     }
     _drop_connections(app)
     yield redis_url

@@ -31,13 +31,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterator, Set
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.incidents.models import (
@@ -137,7 +137,8 @@ def sync_tenant(
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
         raise
     finally:
-        if not held_for_retry:
+        # Ending the run released it (`_finish`), unless the run ended in a way it did not see.
+        if not held_for_retry and tenant.sync_lease_token == token:
             tenant.release_sync_lease(token=token)
 
 
@@ -171,19 +172,20 @@ def _close_abandoned_runs(*, tenant: Tenant, keep: SyncRun, now: datetime) -> No
     """We hold the tenant's lease: runs still marked running lost their worker (SIGKILL, a
     machine gone), and runs waiting for a retry lost their retry message (or it is late,
     and will find its run finished)."""
-    others = SyncRun.objects.filter(tenant=tenant).exclude(pk=keep.pk)
-    others.filter(outcome=SyncOutcome.RUNNING).update(
+    others = SyncRun.objects.filter(tenant=tenant, outcome__in=UNFINISHED).exclude(pk=keep.pk)
+    running = Q(outcome=SyncOutcome.RUNNING)
+    others.update(  # one statement: every run of every cycle passes here
         outcome=SyncOutcome.FAILED,
         finished_at=now,
-        error_class="WorkerLost",
-        error_message="The worker running this sync stopped; a later run took over.",
+        error_class=Case(When(running, then=Value("WorkerLost")), default=Value("RetryLost")),
+        error_message=Case(
+            When(running, then=Value(WORKER_LOST_TAKEN_OVER)),
+            default=Value("This sync's retry never came; a later run took over."),
+        ),
     )
-    others.filter(outcome__in=(SyncOutcome.RETRYING, SyncOutcome.THROTTLED)).update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="RetryLost",
-        error_message="This sync's retry never came; a later run took over.",
-    )
+
+
+WORKER_LOST_TAKEN_OVER = "The worker running this sync stopped; a later run took over."
 
 
 def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None) -> int:
@@ -299,7 +301,7 @@ def _run(
     try:
         client = tenant.incident_client()
     except errors.MicrosoftError as exc:  # no Entra tenant ID (yet)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         return run
     calls_before = run.api_calls
     try:
@@ -345,12 +347,8 @@ def _run(
             run.created_count += stored.created
             run.updated_count += stored.updated
             run.problems += stored.problems
-            run.save(
-                update_fields=[
-                    *("pages", "api_calls", "created_count", "updated_count", "problems"),
-                    *("missing_repaired", "stale_repaired"),
-                ]
-            )
+            if not page.is_last:  # progress for the status page; the last one `_finish` writes
+                run.save(update_fields=PROGRESS_FIELDS)
             if progress:
                 progress(run)
         retry_problems(tenant=tenant, client=client, run=run, skip=listed)
@@ -364,14 +362,14 @@ def _run(
         run.api_calls = calls_before + client.api_calls
         if isinstance(exc, errors.Transient):
             return _retry_later(tenant=tenant, run=run, exc=exc, cursor=cursor)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         _record_consent_error(tenant=tenant, exc=exc)
         return run
     except BaseException as exc:  # a bug or a time limit: record it, then let it propagate
         run.api_calls = calls_before + client.api_calls
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         raise
-    return _succeeded(tenant=tenant, run=run, newest=newest)
+    return _succeeded(tenant=tenant, run=run, newest=newest, token=token)
 
 
 def retry_problems(
@@ -387,7 +385,7 @@ def retry_problems(
     """
     problems = SyncProblem.objects.filter(tenant=tenant).order_by("last_seen", "pk")
     tried = 0
-    for problem in problems.iterator():
+    for problem in _in_batches(problems):
         incident_id = problem.retryable_id
         if incident_id is None or str(incident_id) in skip:
             continue
@@ -423,6 +421,21 @@ def retry_problems(
         run.problems += stored.problems
 
 
+def _in_batches(problems: QuerySet[SyncProblem], size: int = 100) -> Iterator[SyncProblem]:
+    """One plain query for the first `size` (nearly every run has none, and a server-side
+    cursor costs three round trips), more only while the caller asks; a problem that moved
+    meanwhile (retried: its `last_seen` is now) is not handed out twice."""
+    seen: set[int] = set()
+    start = 0
+    while True:
+        batch = list(problems[start : start + size])
+        yield from (p for p in batch if p.pk not in seen)
+        seen.update(p.pk for p in batch)
+        if len(batch) < size:
+            return
+        start += size
+
+
 def _retry_later(
     *, tenant: Tenant, run: SyncRun, exc: errors.Transient, cursor: dict[str, Any]
 ) -> SyncRun:
@@ -443,7 +456,9 @@ def _retry_later(
     if over:
         # The next scheduled run starts again from the committed watermark.
         logger.warning("Sync of tenant %s gave up after retries: %s", tenant.pk, exc)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(
+            tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=cursor["lease_token"]
+        )
         return run
     if not tenant.hold_lease_for_retry(token=cursor["lease_token"], seconds=countdown):
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=LeaseLost(LEASE_LOST))
@@ -453,21 +468,28 @@ def _retry_later(
     raise RetryLater(countdown, cursor, cause=exc)
 
 
-def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None) -> SyncRun:
+def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None, token: str) -> SyncRun:
     """After the last page committed: advance the watermark (never backwards)."""
-    if newest is not None:
-        tenant.advance_watermark(newest)
     run.watermark_after = tenant.incidents_watermark
-    if _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS):
-        tenant.clear_consent_error()
+    if newest is not None and (run.watermark_after is None or newest > run.watermark_after):
+        run.watermark_after = newest
+    _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS, newest=newest, token=token)
     return run
 
 
 def _finish(
-    *, tenant: Tenant, run: SyncRun, outcome: str, exc: BaseException | None = None
+    *,
+    tenant: Tenant,
+    run: SyncRun,
+    outcome: str,
+    exc: BaseException | None = None,
+    newest: datetime | None = None,
+    token: str = "",
 ) -> bool:
     """Close the run (or pause it for a retry) and say so on the tenant; only while it is
-    running: a run someone else closed meanwhile (a takeover) keeps that outcome."""
+    running: a run someone else closed meanwhile (a takeover) keeps that outcome. The
+    tenant's watermark moves to `newest` and the run's lease (`token`) is released in the
+    same statement (`Tenant.end_sync_run`)."""
     now = timezone.now()
     run.outcome = outcome
     run.finished_at = now
@@ -476,8 +498,12 @@ def _finish(
     fields = {name: getattr(run, name) for name in FINISH_FIELDS}
     if not SyncRun.objects.filter(pk=run.pk, outcome=SyncOutcome.RUNNING).update(**fields):
         run.refresh_from_db()
+        if newest is not None or token:
+            tenant.end_sync_run(token=token, newest=newest)
         return False
-    tenant.record_sync_outcome(
+    tenant.end_sync_run(
+        token=token,
+        newest=newest,
         outcome=outcome,
         at=now,
         error_class=run.error_class,
@@ -486,6 +512,10 @@ def _finish(
     return True
 
 
+PROGRESS_FIELDS = [
+    *("pages", "api_calls", "created_count", "updated_count", "problems"),
+    *("missing_repaired", "stale_repaired"),
+]
 FINISH_FIELDS = [
     "outcome",
     "finished_at",
@@ -499,6 +529,7 @@ FINISH_FIELDS = [
     "watermark_after",
     "missing_repaired",
     "stale_repaired",
+    "problems",
 ]
 LEASE_LOST = "This sync lost its lease (it was too slow or paused); another run took over."
 

@@ -3,6 +3,7 @@ its RetryLater to a retry."""
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import Any
 
 from celery import shared_task
@@ -18,13 +19,17 @@ from partner_portal.tenants.models import Tenant
 def sync_all_tenants() -> int:
     """Beat's entry point: one sync_tenant per enabled, consented tenant (ids only)."""
     tenant_pks = sync.sync_due_tenants()
-    reconcile = set(sync.reconcile_due(tenant_pks))
+    fan_out(tenant_pks, reconcile=set(sync.reconcile_due(tenant_pks)))
+    return len(tenant_pks)
+
+
+def fan_out(tenant_pks: list[int], *, reconcile: Set[int] = frozenset()) -> None:
+    """Queue one sync per tenant (a reconciliation pass for those in `reconcile`)."""
     for tenant_pk in tenant_pks:
         if tenant_pk in reconcile:
             sync_tenant.delay(tenant_pk=tenant_pk, reconcile=True)
         else:
             sync_tenant.delay(tenant_pk=tenant_pk)
-    return len(tenant_pks)
 
 
 @shared_task(

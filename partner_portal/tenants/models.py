@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.microsoft import errors, tokens
@@ -97,6 +97,10 @@ class TenantQuerySet(models.QuerySet):
     def lease_free(self, now: datetime) -> TenantQuerySet:
         """Not held by a sync (running, or waiting out a retry's countdown)."""
         return self.filter(_lease_free(now))
+
+
+def _watermark_before(newest: datetime) -> Q:
+    return Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest)
 
 
 def _lease_free(now: datetime) -> Q:
@@ -357,23 +361,61 @@ class Tenant(models.Model):
                 return kind
         return ""
 
-    def advance_watermark(self, newest: datetime) -> None:
-        """Move the watermark to `newest`, never backwards (a slower run finishing late)."""
-        self._update(
-            Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest),
-            incidents_watermark=newest,
-        )
-        self.refresh_from_db(fields=["incidents_watermark"])
-
-    def record_sync_outcome(
-        self, *, outcome: str, at: datetime, error_class: str = "", error_message: str = ""
+    def end_sync_run(
+        self,
+        *,
+        token: str = "",
+        newest: datetime | None = None,
+        outcome: str = "",
+        at: datetime | None = None,
+        error_class: str = "",
+        error_message: str = "",
     ) -> None:
-        self._update(
-            last_sync_at=at,
-            last_sync_outcome=outcome,
-            last_sync_error_class=error_class,
-            last_sync_error_message=error_message,
-        )
+        """What a sync run leaves on its tenant, in one UPDATE (a schedule cycle does this
+        for every tenant):
+
+        - the watermark moved to `newest`, never backwards (a slower run finishing late);
+        - the run's `outcome` at `at` with its error, when given;
+        - after a success, an error about consent or our credentials recorded earlier (a
+          rejected secret since replaced, a revocation since undone) cleared: not true now;
+        - the lease released, if it is still ours (`token`): if ours expired and another run
+          took the tenant, theirs stays — then a second UPDATE records the rest.
+        """
+        fields: dict[str, Any] = {}  # what the row gets
+        local: dict[str, Any] = {}  # what this object gets, without reading the row back
+        if newest is not None:
+            fields["incidents_watermark"] = Case(
+                When(_watermark_before(newest), then=Value(newest)),
+                default=F("incidents_watermark"),
+            )
+            if self.incidents_watermark is None or self.incidents_watermark < newest:
+                local["incidents_watermark"] = newest
+        if outcome:
+            recorded = {
+                "last_sync_at": at or timezone.now(),
+                "last_sync_outcome": outcome,
+                "last_sync_error_class": error_class,
+                "last_sync_error_message": error_message,
+            }
+            fields.update(recorded)
+            local.update(recorded)
+        if outcome == "success":
+            for name in ("consent_error_class", "consent_error_message"):
+                fields[name] = Case(
+                    When(consent_state=ConsentState.CONSENTED, then=Value("")),
+                    default=F(name),
+                    output_field=Tenant._meta.get_field(name),
+                )
+                if self.consent_state == ConsentState.CONSENTED:
+                    local[name] = ""
+        rows = Tenant.objects.filter(pk=self.pk)
+        release = {"sync_lease_until": None, "sync_lease_token": ""}
+        if token and rows.filter(sync_lease_token=token).update(**fields, **release) == 1:
+            local.update(release)
+        elif fields:
+            rows.update(**fields)
+        for name, value in local.items():
+            setattr(self, name, value)
 
     def record_consent_error(
         self, *, error_class: str, error_message: str, state: str | None = None
@@ -388,15 +430,6 @@ class Tenant(models.Model):
         if state is not None:
             fields["consent_state"] = state
         self._update(**fields)
-
-    def clear_consent_error(self) -> None:
-        """A sync just worked: an error about consent or our credentials recorded earlier
-        (a rejected secret since replaced, a revocation since undone) is no longer true."""
-        self._update(
-            Q(consent_state=ConsentState.CONSENTED) & ~Q(consent_error_class=""),
-            consent_error_class="",
-            consent_error_message="",
-        )
 
     def attach_entra_tenant(self, entra_tenant_id: str) -> None:
         """After a consent callback: the tenant Microsoft returned, pending verification by a
