@@ -127,7 +127,8 @@ def sync_tenant(
     if run.outcome != SyncOutcome.RUNNING:  # a late or duplicated retry of a finished run
         tenant.release_sync_lease(token=token)
         return run
-    _close_abandoned_runs(tenant=tenant, keep=run, now=now)
+    if tenant.took_over_lease:
+        _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
         tenant.refresh_from_db()
@@ -169,9 +170,10 @@ def _not_taken(*, tenant: Tenant, full: bool, resume: dict[str, Any], follow_up:
 
 
 def _close_abandoned_runs(*, tenant: Tenant, keep: SyncRun, now: datetime) -> None:
-    """We hold the tenant's lease: runs still marked running lost their worker (SIGKILL, a
-    machine gone), and runs waiting for a retry lost their retry message (or it is late,
-    and will find its run finished)."""
+    """We took the tenant's lease over from a run that never released it: runs still marked
+    running lost their worker (SIGKILL, a machine gone), and runs waiting for a retry lost
+    their retry message (or it is late, and will find its run finished). A run that ended
+    released its lease after writing its outcome, so a released lease leaves none."""
     others = SyncRun.objects.filter(tenant=tenant, outcome__in=UNFINISHED).exclude(pk=keep.pk)
     running = Q(outcome=SyncOutcome.RUNNING)
     others.update(  # one statement: every run of every cycle passes here

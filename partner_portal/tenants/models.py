@@ -189,6 +189,9 @@ class Tenant(models.Model):
 
     objects = TenantQuerySet.as_manager()
 
+    # Set by take_sync_lease.
+    took_over_lease = False
+
     class Meta:
         ordering = ["display_name"]
         constraints = [
@@ -315,13 +318,22 @@ class Tenant(models.Model):
         holds (kept over a retry's countdown, see `hold_lease_for_retry`): taking it again
         is allowed, to nobody else until it expires. The token changes on every take, so
         that of two copies of one retry message only the first gets the tenant.
+
+        Afterwards `took_over_lease` says whether the lease was left by a run that never
+        released it (its worker died, or its retry never came): its runs may need closing.
+        Nearly always the last run released it, and one UPDATE takes it.
         """
         token = uuid.uuid4().hex
+        until = now + timedelta(seconds=lease_seconds())
+        self.took_over_lease = False
         free = _lease_free(now)
+        released = free & Q(sync_lease_token="")  # a release clears the token with the time
+        if self._update(released, sync_lease_until=until, sync_lease_token=token):
+            return token
         if held:
             free |= Q(sync_lease_token=held)
-        until = now + timedelta(seconds=lease_seconds())
         taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
+        self.took_over_lease = taken
         return token if taken else None
 
     def renew_sync_lease(self, *, token: str) -> bool:
