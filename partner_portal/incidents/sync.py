@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator, Set
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from partner_portal.incidents import lease_keeper
 from partner_portal.incidents.models import (
     SyncOutcome,
     SyncProblem,
@@ -49,7 +47,7 @@ from partner_portal.incidents.store import LeaseLost, record_problem, store_fenc
 from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.client import IncidentClient
 from partner_portal.microsoft.errors import RetryLater
-from partner_portal.tenants.models import ConsentState, Tenant, lease_seconds
+from partner_portal.tenants.models import ConsentState, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +130,7 @@ def sync_tenant(
     held_for_retry = False
     try:
         tenant.refresh_from_db()
-        with _Heartbeat(tenant.pk, token):
+        with lease_keeper.held(tenant.pk, token):
             return _run(tenant=tenant, run=run, resume=resume, token=token, progress=progress)
     except RetryLater:
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
@@ -213,46 +211,6 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
         error_message="This sync's retry never came.",
     )
     return closed
-
-
-class _Heartbeat:
-    """Renews the lease every third of it while the run waits on a slow call (pages renew
-    it too), up to the task's time limit: a live run never loses its tenant, a dead or
-    stuck one does within one lease. A thread of its own, with its own connection."""
-
-    def __init__(self, tenant_pk: int, token: str) -> None:
-        self.tenant_pk = tenant_pk
-        self.token = token
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        # In a test's transaction the lease is not committed: another connection would
-        # neither see it nor get past its row lock.
-        if not transaction.get_connection().in_atomic_block:
-            self.thread = threading.Thread(target=self._beat, daemon=True, name="sync-lease")
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        interval = max(lease_seconds() / 3, 0.2)
-        deadline = time.monotonic() + settings.SYNC_TASK_TIME_LIMIT
-        try:
-            while not self.stop.wait(interval) and time.monotonic() < deadline:
-                try:
-                    until = timezone.now() + timedelta(seconds=lease_seconds())
-                    rows = Tenant.objects.filter(pk=self.tenant_pk, sync_lease_token=self.token)
-                    if rows.update(sync_lease_until=until) != 1:
-                        return  # lost: the next page's fence stops the run
-                except DatabaseError:
-                    logger.warning("Could not renew the sync lease of tenant %s", self.tenant_pk)
-        finally:
-            connections.close_all()
 
 
 def _run_for(

@@ -4,9 +4,11 @@ a late or duplicated task never rewrites."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from partner_portal.incidents import sync
@@ -14,6 +16,7 @@ from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant, lease_seconds
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +241,33 @@ def test_reconciliation_is_due_once_a_day_one_tenant_per_tick(db, settings):
     assert sync.reconcile_due([c.pk]) == []
     settings.SYNC_RECONCILE_HOURS = 0
     assert sync.reconcile_due([a.pk, b.pk]) == []
+
+
+def test_a_run_waiting_on_a_slow_answer_keeps_its_lease(
+    transactional_db, devcloud, devcloud_settings, settings
+):
+    settings.SYNC_LEASE_SECONDS = 2
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=5000)
+    runs = []
+
+    def run() -> None:
+        try:
+            runs.append(sync.sync_tenant(tenant=Tenant.objects.get(pk=tenant.pk)))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    first = wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).sync_lease_until, what="the lease to be taken"
+    )
+
+    def renewed_while_waiting() -> bool:
+        until = Tenant.objects.get(pk=tenant.pk).sync_lease_until
+        # Read after the lease: a page's renewal commits with its incidents.
+        return until is not None and until > first and not Incident.objects.exists()
+
+    wait_until(renewed_while_waiting, timeout=4, interval=0.05, what="a renewal before the answer")
+    thread.join(30)
+    assert runs[0].outcome == SyncOutcome.SUCCESS
