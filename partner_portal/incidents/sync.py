@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.incidents import lease_keeper
@@ -129,9 +129,16 @@ def sync_tenant(
         _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
-        tenant.refresh_from_db()
+        had_problems = _read_again(tenant)
         with lease_keeper.held(tenant.pk, token):
-            return _run(tenant=tenant, run=run, resume=resume, token=token, progress=progress)
+            return _run(
+                tenant=tenant,
+                run=run,
+                resume=resume,
+                token=token,
+                progress=progress,
+                had_problems=had_problems,
+            )
     except RetryLater:
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
         raise
@@ -213,6 +220,22 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
     return closed
 
 
+def _read_again(tenant: Tenant) -> bool:
+    """Read the tenant again now that the run holds it (the caller's copy may predate
+    another run's watermark), and whether it has sync problems to retry: one query."""
+    problems = SyncProblem.objects.filter(tenant=OuterRef("pk"))
+    fields = [f.attname for f in Tenant._meta.concrete_fields]
+    row = (
+        Tenant.objects.filter(pk=tenant.pk)
+        .annotate(had_problems=Exists(problems))
+        .values(*fields, "had_problems")
+        .get()
+    )
+    for name in fields:
+        setattr(tenant, name, row[name])
+    return bool(row["had_problems"])
+
+
 def _run_for(
     *, tenant: Tenant, full: bool, task_id: str, resume: dict[str, Any] | None, now: datetime
 ) -> SyncRun:
@@ -244,6 +267,7 @@ def _run(
     resume: dict[str, Any],
     token: str,
     progress: Progress | None,
+    had_problems: bool = True,
 ) -> SyncRun:
     since = _parse(resume["since"]) if "since" in resume else _window_start(tenant, run.full)
     newest = _parse(resume.get("newest"))
@@ -311,7 +335,8 @@ def _run(
                 run.save(update_fields=PROGRESS_FIELDS)
             if progress:
                 progress(run)
-        retry_problems(tenant=tenant, client=client, run=run, skip=listed)
+        if had_problems:  # before this run: the listing keeps its own (they are in `listed`)
+            retry_problems(tenant=tenant, client=client, run=run, skip=listed)
         run.api_calls = calls_before + client.api_calls
     except LeaseLost:
         # Another run took the tenant over: it owns the history from here.

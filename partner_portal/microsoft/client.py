@@ -29,11 +29,13 @@ from partner_portal.microsoft import budget, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
 from partner_portal.microsoft.defender import (
     UPDATABLE,
+    CheckedItems,
     IncidentData,
     Page,
     format_time,
     parse_incident,
     parse_list_items,
+    text_needs_repair,
 )
 from partner_portal.microsoft.graph import parse_graph_incident, parse_graph_list
 from partner_portal.microsoft.http import shared_session
@@ -244,7 +246,11 @@ class _ApiClient:
             if response.status_code == 204 or not response.content:
                 return {}
             # Reading .json() after the body: a connection cut mid-body surfaces here.
-            return response.json()
+            body = response.json()
+            listed = isinstance(body, dict) and isinstance(body.get("value"), list)
+            if listed and not text_needs_repair(response.content):
+                body["value"] = CheckedItems(body["value"])  # parsed without the text walk
+            return body
         except requests.Timeout as exc:
             raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
         except requests.ConnectionError as exc:

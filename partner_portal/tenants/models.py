@@ -368,6 +368,9 @@ class Tenant(models.Model):
 
     def take_follow_up_sync(self) -> str:
         """The follow-up requested meanwhile ("sync", "full"), once; "" when none."""
+        # Nearly always none: one read then, instead of an UPDATE per kind.
+        if not Tenant.objects.filter(pk=self.pk).exclude(sync_follow_up="").exists():
+            return ""
         for kind in ("full", "sync"):
             if self._update(Q(sync_follow_up=kind), sync_follow_up=""):
                 return kind
@@ -388,8 +391,8 @@ class Tenant(models.Model):
 
         - the watermark moved to `newest`, never backwards (a slower run finishing late);
         - the run's `outcome` at `at` with its error, when given;
-        - after a success, an error about consent or our credentials recorded earlier (a
-          rejected secret since replaced, a revocation since undone) cleared: not true now;
+        - after a success, an error about consent or our credentials recorded before the run
+          (a rejected secret since replaced, a revocation since undone) cleared: not true now;
         - the lease released, if it is still ours (`token`): if ours expired and another run
           took the tenant, theirs stays — then a second UPDATE records the rest.
         """
@@ -411,7 +414,8 @@ class Tenant(models.Model):
             }
             fields.update(recorded)
             local.update(recorded)
-        if outcome == "success":
+        if outcome == "success" and self.consent_error_class:
+            # As read when the run began: an error recorded since is newer than this success.
             for name in ("consent_error_class", "consent_error_message"):
                 fields[name] = Case(
                     When(consent_state=ConsentState.CONSENTED, then=Value("")),
