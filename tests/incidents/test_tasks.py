@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from partner_portal.incidents import sync, tasks
@@ -308,3 +310,27 @@ def test_the_run_holding_the_tenant_queues_the_follow_up_once(db, monkeypatch):
     assert queued == [{"tenant_pk": tenant.pk, "full": True}]
     tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get()
     assert len(queued) == 1  # once
+
+
+def test_a_worker_keeps_its_database_connection_across_tasks(
+    start_worker, devcloud, devcloud_settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL connection is the one that costs")
+    tenants = [make_tenant(devcloud, devcloud_settings, count=3) for _ in range(3)]
+    name = f"worker-{uuid.uuid4().hex[:12]}"  # libpq names the worker's connections
+    start_worker(concurrency=1, env={**FAST, "PGAPPNAME": name})
+
+    def backends() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name])
+            return {pid for (pid,) in cursor.fetchall()}
+
+    tasks.sync_tenant.delay(tenant_pk=tenants[0].pk)
+    wait_until(finished(tenants[0]), timeout=30, what="the first sync")
+    first = wait_until(backends, what="the first task's connection")
+    for tenant in tenants[1:]:
+        tasks.sync_tenant.delay(tenant_pk=tenant.pk)
+        wait_until(finished(tenant), timeout=30, what="the next sync")
+    # Celery's Django fixup would have closed it after the first task (a new one per task).
+    assert first <= backends()
