@@ -93,10 +93,16 @@ def run_cycle(bench: Fleet, cycle: int, args: argparse.Namespace, slots: int) ->
 
     bench.devcloud.clear_requests()
     cpu_before = bench.worker_cpu_seconds()
+    devcloud_before = bench.devcloud_cpu_seconds()
     tick = timezone.now()
     bench.fan_out()
+    # Their backends now (reused across tasks since issue 18), before the cycle ends.
+    time.sleep(min(1.0, args.latency_ms / 1000))
+    database_before = bench.database_cpu_seconds()
     done = bench.wait_for_runs(tick, timeout=args.timeout)
     cpu = bench.worker_cpu_seconds() - cpu_before
+    devcloud_ms = (bench.devcloud_cpu_seconds() - devcloud_before) * 1000 / len(bench.tenant_pks)
+    database_ms = (bench.database_cpu_seconds() - database_before) * 1000 / len(bench.tenant_pks)
     seconds = (done["last_finished"] - tick).total_seconds()
     runs = SyncRun.objects.filter(tenant_id__in=bench.tenant_pks, started_at__gte=tick)
     totals = runs.aggregate(pages=Sum("pages"), calls=Sum("api_calls"))
@@ -112,30 +118,57 @@ def run_cycle(bench: Fleet, cycle: int, args: argparse.Namespace, slots: int) ->
         f"(goal ≤ {GOAL_BOUND_RATIO}×: {seconds / bound / GOAL_BOUND_RATIO:.2f} of it); "
         f"worker CPU {cpu_ms:5.1f} ms/run (goal ≤ {GOAL_CPU_MS:.0f}: "
         f"{cpu_ms / GOAL_CPU_MS:.2f} of it); discovery {discovery} (goal ≤ {discovery_goal}), "
-        f"token {token}, list {lists}, pages {totals['pages']}, outcomes {done['outcomes']}"
+        f"token {token}, list {lists}, pages {totals['pages']}, outcomes {done['outcomes']}\n"
+        f"{'':<11} besides the workers, per run: devcloud {devcloud_ms:.1f} ms CPU, "
+        f"PostgreSQL ≥ {database_ms:.1f} ms (the backends connected through the cycle)"
     )
 
 
 def profile(bench: Fleet, count: int) -> None:
-    """One-page syncs in this process, under cProfile with CPU time (the wait on devcloud's
-    latency is not CPU): the functions that cost most, cumulative."""
+    """One-page syncs in this process (no Celery): CPU per run, split into storing the page
+    (incidents/store.py), parsing it, and the rest (lease, run record, token, budget, HTTP);
+    then where the rest goes, under cProfile."""
     import cProfile
     import pstats
 
-    from partner_portal.incidents import sync
+    from partner_portal.incidents import store, sync
+    from partner_portal.microsoft import client
     from partner_portal.tenants.models import Tenant
 
-    tenants = list(Tenant.objects.filter(pk__in=bench.tenant_pks[:count]))
-    sync.sync_tenant(tenant=tenants[0])  # warm: imports, this process's connections
-    profiler = cProfile.Profile(time.process_time)
+    spent = {"store": 0.0, "parse": 0.0}
+
+    def timed(name: str, function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            began = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - began
+
+        return call
+
+    sync.store_fenced_page = timed("store", store.store_fenced_page)
+    client.parse_list_items = timed("parse", client.parse_list_items)
+    tenants = list(Tenant.objects.filter(pk__in=bench.tenant_pks[: count + 1]))
+    sync.sync_tenant(tenant=tenants.pop())  # warm: this process's connections
+    spent.update(store=0.0, parse=0.0)
     began = time.process_time()
+    for tenant in tenants[: count // 2]:
+        sync.sync_tenant(tenant=tenant)
+    runs = max(1, len(tenants[: count // 2]))
+    total = (time.process_time() - began) * 1000 / runs
+    store_ms, parse_ms = spent["store"] * 1000 / runs, spent["parse"] * 1000 / runs
+    print(
+        f"\nprofile: {total:.1f} ms CPU per one-page run in one process, without Celery: "
+        f"storing the page {store_ms:.1f}, parsing it {parse_ms:.1f}, "
+        f"the rest {total - store_ms - parse_ms:.1f}"
+    )
+    profiler = cProfile.Profile(time.process_time)
     profiler.enable()
-    for tenant in tenants[1:]:
+    for tenant in tenants[count // 2 :]:
         sync.sync_tenant(tenant=tenant)
     profiler.disable()
-    per_run = (time.process_time() - began) * 1000 / max(1, len(tenants) - 1)
-    print(f"\nprofile: {per_run:.1f} ms CPU per one-page run in this process (profiled)")
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(r"partner_portal", 30)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Fleet:
     """What a benchmark works with once `fleet()` set it up."""
 
     devcloud: Any  # devcloud.client.DevCloud
+    devcloud_pid: int
     tenant_pks: list[int]
     entra_ids: dict[int, str]  # tenant pk → its Entra tenant ID in devcloud
     env: dict[str, str]
@@ -46,6 +47,23 @@ class Fleet:
     def worker_cpu_seconds(self) -> float:
         """User + system CPU of the worker processes (and their pool children) so far."""
         return sum(cpu_seconds(w["proc"].pid) for w in self.workers)
+
+    def devcloud_cpu_seconds(self) -> float:
+        return cpu_seconds(self.devcloud_pid)
+
+    def database_cpu_seconds(self) -> float:
+        """CPU of the PostgreSQL backends connected to this database now (the workers keep
+        theirs across tasks); 0 on SQLite."""
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            return 0.0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            return sum(cpu_seconds(pid) for (pid,) in cursor.fetchall())
 
     def worker_rss_mib(self) -> float:
         return max(rss_kib(w["proc"].pid) for w in self.workers) / 1024
@@ -176,7 +194,13 @@ def fleet(
         print(f"database: {connection.vendor}; {tenants} tenants × {incidents} incidents")
         remove_tenants(prefix)
         pks, entra_ids = create_tenants(dc, app["client_id"], prefix, tenants, incidents)
-        bench = Fleet(devcloud=dc, tenant_pks=pks, entra_ids=entra_ids, env=env)
+        bench = Fleet(
+            devcloud=dc,
+            devcloud_pid=server.process.pid,
+            tenant_pks=pks,
+            entra_ids=entra_ids,
+            env=env,
+        )
         try:
             for n in range(workers):
                 bench.workers.append(start_worker(env, concurrency, f"{prefix.strip()}{n}"))
