@@ -265,6 +265,9 @@ ALERTS_DISPATCH_SECONDS = env_int("ALERTS_DISPATCH_SECONDS", 10, minimum=1)
 # full listing that repairs what the watermark could have missed (Microsoft's clock stepping
 # back, late indexing). At most one tenant per schedule tick; 0 turns it off.
 SYNC_RECONCILE_HOURS = env_int("SYNC_RECONCILE_HOURS", 24, minimum=0)
+# A tick queues quiet tenants (their last run read one page) this many to a task, one after
+# the other: Celery's own cost per task is a third of such a run's. 1 = a task per tenant.
+SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.

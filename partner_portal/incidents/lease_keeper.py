@@ -22,7 +22,8 @@ from partner_portal.tenants.models import Tenant, lease_seconds
 
 logger = logging.getLogger(__name__)
 
-_held: dict[str, tuple[int, float]] = {}  # lease token → (tenant pk, renew until: monotonic)
+# lease token → (tenant pk, its next renewal, renewals until: both time.monotonic())
+_held: dict[str, tuple[int, float, float]] = {}
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
@@ -38,9 +39,10 @@ class held:
         # In a test's transaction the lease is not committed: another connection would
         # neither see it nor get past its row lock.
         if not transaction.get_connection().in_atomic_block:
-            deadline = time.monotonic() + settings.SYNC_TASK_TIME_LIMIT
+            now = time.monotonic()
+            deadline = now + settings.SYNC_TASK_TIME_LIMIT
             with _lock:
-                _held[self.token] = (self.tenant_pk, deadline)
+                _held[self.token] = (self.tenant_pk, now + _interval(), deadline)
                 _start()
         return self
 
@@ -57,16 +59,24 @@ def _start() -> None:
         _thread.start()
 
 
+def _interval() -> float:
+    return max(lease_seconds() / 3, 0.2)
+
+
 def _keep() -> None:
     while True:
-        time.sleep(max(lease_seconds() / 3, 0.2))
+        time.sleep(min(_interval(), 1.0))
+        now = time.monotonic()
         with _lock:
-            due = list(_held.items())
-        for token, (tenant_pk, deadline) in due:
-            if time.monotonic() > deadline or not _renew(tenant_pk, token):
-                with _lock:
+            due = [(token, held) for token, held in _held.items() if held[1] <= now]
+        for token, (tenant_pk, _, deadline) in due:
+            renewed = now <= deadline and _renew(tenant_pk, token)
+            with _lock:
+                if not renewed:
                     _held.pop(token, None)
-        if due:  # a round a third of a lease: no connection kept open in between
+                elif token in _held:  # not over meanwhile
+                    _held[token] = (tenant_pk, now + _interval(), deadline)
+        if due:  # renewals are rare: no connection kept open in between
             connections.close_all()
 
 

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
 from partner_portal.incidents import lease_keeper
@@ -559,6 +559,15 @@ def reconcile_due(tenant_pks: list[int], now: datetime | None = None) -> list[in
     overdue = [pk for pk in tenant_pks if pk not in never_synced and last.get(pk, cutoff) <= cutoff]
     overdue.sort(key=lambda pk: last.get(pk, datetime.min.replace(tzinfo=now.tzinfo)))
     return overdue[:1]
+
+
+def quiet_tenants(tenant_pks: list[int]) -> set[int]:
+    """Of these tenants, those whose last run read at most one page, a first sync behind
+    them: their next run is most likely as small (a batch of them shares one task)."""
+    last = SyncRun.objects.filter(tenant=OuterRef("pk")).order_by("-started_at")
+    synced = Tenant.objects.filter(pk__in=tenant_pks, incidents_watermark__isnull=False)
+    quiet = synced.annotate(last_pages=Subquery(last.values("pages")[:1])).filter(last_pages__lte=1)
+    return set(quiet.values_list("pk", flat=True))
 
 
 def sync_due_tenants() -> list[int]:

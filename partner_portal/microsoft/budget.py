@@ -20,7 +20,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -181,7 +181,7 @@ def _redis_client() -> Any:
     """The cache's Redis client when the cache is Redis (production), else None."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
-        return backend._cache.get_client(write=True)
+        return cast(Any, backend)._cache.get_client(write=True)  # Django's, not in the stubs
     return None
 
 

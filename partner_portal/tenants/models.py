@@ -420,7 +420,7 @@ class Tenant(models.Model):
                 fields[name] = Case(
                     When(consent_state=ConsentState.CONSENTED, then=Value("")),
                     default=F(name),
-                    output_field=Tenant._meta.get_field(name),
+                    output_field=models.TextField(),
                 )
                 if self.consent_state == ConsentState.CONSENTED:
                     local[name] = ""
