@@ -125,30 +125,35 @@ def test_two_processes_sharing_the_cache_make_one_discovery_and_one_token_reques
     }
     go = tmp_path / "go"
     procs = []
-    for n in range(2):
-        # One after the other: the second builds its app from the discovery document the
-        # first one shared (a worker process that starts while others run).
-        ready = tmp_path / f"ready-{n}"
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", SCRIPT, str(go), tid, str(ready)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+    try:
+        for n in range(2):
+            # One after the other: the second builds its app from the discovery document the
+            # first one shared (a worker process that starts while others run).
+            ready = tmp_path / f"ready-{n}"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", SCRIPT, str(go), tid, str(ready)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             )
-        )
-        wait_until(
-            lambda ready=ready: ready.exists() or any(p.poll() is not None for p in procs),
-            timeout=60,
-            what=f"process {n} to build its MSAL app",
-        )
-    assert devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) == 1
-    # A slow token endpoint: without the lock both processes would miss and both ask.
-    devcloud.add_fault(endpoint="token", kind="latency", latency_ms=700)
-    go.touch()
-    outputs = [p.communicate(timeout=60) for p in procs]
+            wait_until(
+                lambda ready=ready: ready.exists() or any(p.poll() is not None for p in procs),
+                timeout=60,
+                what=f"process {n} to build its MSAL app",
+            )
+        assert devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) == 1
+        # A slow token endpoint: without the lock both processes would miss and both ask.
+        devcloud.add_fault(endpoint="token", kind="latency", latency_ms=700)
+        go.touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:  # a process left waiting for "go" must not outlive the test
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     assert all(p.returncode == 0 for p in procs), outputs
     digests = {out.strip() for out, _ in outputs}
     assert len(digests) == 1  # the same token
