@@ -137,6 +137,15 @@ class Tenant:
             self.order = sorted(self.incidents.values(), key=_newest_first, reverse=True)
         return self.order
 
+    def writable(self, raw_id: str) -> Incident | None:
+        """The incident a PATCH (or a Graph comment) may change: a merged one answers 404
+        like a deleted one (guessed: Microsoft documents 404 for both, and clients follow
+        `redirectIncidentId`, which GET and the list still show)."""
+        incident = self.lookup(raw_id)
+        if incident is None or incident.data.get("redirectIncidentId") is not None:
+            return None
+        return incident
+
     def lookup(self, raw_id: str) -> Incident | None:
         """The incident a URL segment names: a numeric ID, or the ID text of a raw payload
         (string, huge or odd IDs)."""
@@ -627,6 +636,38 @@ class Store:
             incident.invalidate()
             tenant.order = None
             return incident_json(incident)
+
+    def merge_incident(self, tenant_id: str, incident_id: int, into: int) -> dict:
+        """Merge one incident into another, as Microsoft does when it (or an analyst)
+        correlates them: the merged one becomes `Redirected` with `redirectIncidentId` = the
+        target, its alerts move to the target, and both get a new `lastUpdateTime`. From
+        then on the merged incident is still listed and readable, but a PATCH of it answers
+        404 (see `Tenant.writable`)."""
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            source, target = tenant.incidents.get(incident_id), tenant.incidents.get(into)
+            if source is None or target is None:
+                raise ControlError(404, "no such incident in this tenant")
+            if source is target or target.data.get("redirectIncidentId") is not None:
+                raise ControlError(400, "merge into another incident that is not merged itself")
+            for incident in (source, target):
+                incident.raw = None  # re-serialized from now on, as after a PATCH
+                when = self._bump(incident)
+                incident.updated = when
+                incident.data["lastUpdateTime"] = format_ticks(when)
+                incident.invalidate()
+            moved = source.data.get("alerts") or []
+            for alert in moved:
+                alert["incidentId"] = into
+            target.data.setdefault("alerts", []).extend(moved)
+            source.data["alerts"] = []
+            source.data["status"] = "Redirected"
+            source.data["redirectIncidentId"] = into
+            tenant.order = None
+            return {
+                "incident": json.loads(incident_json(source)),
+                "into": json.loads(incident_json(target)),
+            }
 
     def ground_truth(self, tenant_id: str) -> list[dict]:
         return json.loads(self.ground_truth_json(tenant_id))
