@@ -396,7 +396,17 @@ def test_staff_without_the_permission_see_no_controls_and_get_403(client, devclo
         reverse("incidents:bulk_act"),
         {"action": "status", "status": "Resolved", "incident": incident.pk},
     )
-    assert (act.status_code, bulk.status_code) == (403, 403)
+    # Someone else's job with a conflict: seeing it is allowed, confirming it is not.
+    job = actions.create_job(
+        user=actor(team), action="status", values={"status": "Resolved"}, incidents=[incident]
+    )
+    job.items.update(outcome="conflict")
+    confirm = client.post(
+        reverse("incidents:confirm_job", kwargs={"job_id": job.pk}),
+        {"incident": f"{incident.pk}@{incident.last_update_time.isoformat()}"},
+    )
+    assert (act.status_code, bulk.status_code, confirm.status_code) == (403, 403, 403)
+    assert IncidentActionJob.objects.count() == 1
     assert truth(devcloud, incident) == before
     assert not AuditEvent.objects.filter(target=f"incident:{incident.pk}").exists()
 
@@ -447,10 +457,12 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
         truth_now = {i["incidentId"]: i for i in devcloud.incidents(tid(tenant))}
         assert {truth_now[d]["status"] for d in done} == {"Resolved"}
         assert {i["status"] for i in truth_now.values()} <= {"Resolved", "Redirected"}
-        # The sync was not starved: it ran beside the job and succeeded.
+        # The sync was not starved: it ran beside the job (started before the job was
+        # over) and succeeded.
+        job.refresh_from_db()
         wait_until(
             lambda t=tenant: SyncRun.objects.filter(
-                tenant=t, full=True, outcome=SyncOutcome.SUCCESS
+                tenant=t, full=True, outcome=SyncOutcome.SUCCESS, started_at__lt=job.finished_at
             ).exists(),
             timeout=120,
             what="the sync beside the bulk action",
