@@ -125,7 +125,7 @@ def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None
     new = _create_link(
         tenant=link.tenant,
         created_by=actor,
-        expected_tenant=link.expected_tenant,
+        expected_tenant_id=link.expected_tenant_id,
         expected_domain=link.expected_domain,
     )
     revoke_link(link=link, actor=actor, ip_address=ip_address)
@@ -135,7 +135,7 @@ def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None
         tenant=link.tenant,
         target=f"consentlink:{new.pk}",
         ip_address=ip_address,
-        expected_tenant=new.expected_tenant,
+        expected_tenant_id=new.expected_tenant_id,
         expected_domain=new.expected_domain,
         expires_at=new.expires_at.isoformat(),
         replaces=f"consentlink:{link.pk}",
@@ -192,15 +192,16 @@ def create_link(
     expected_tenant: str = "",
     ip_address: str | None = None,
 ) -> ConsentLink:
-    """A new link; a domain expectation is resolved to its tenant ID first
-    (ExpectationRefused when it cannot be)."""
+    """A new link. `expected_tenant` is what staff typed, a tenant ID or a domain: a domain
+    is resolved to its tenant ID first (ExpectationRefused when it cannot be), and the link
+    keeps the ID as `expected_tenant_id`."""
     tenant_id, domain = resolve_expected_tenant(expected_tenant, tenant=tenant)
     # The raw token stays on this instance only (the database keeps its hash): the caller
     # shows the link once.
     link = _create_link(
         tenant=tenant,
         created_by=created_by,
-        expected_tenant=tenant_id,
+        expected_tenant_id=tenant_id,
         expected_domain=domain,
     )
     record(
@@ -209,7 +210,7 @@ def create_link(
         tenant=tenant,
         target=f"consentlink:{link.pk}",
         ip_address=ip_address,
-        expected_tenant=link.expected_tenant,
+        expected_tenant_id=link.expected_tenant_id,
         expected_domain=domain,
         expires_at=link.expires_at.isoformat(),
     )
@@ -264,7 +265,7 @@ class StateRejected(Exception):
 
 def authority(link: ConsentLink) -> str:
     """The tenant segment of the consent URL: the expected tenant ID, else `organizations`."""
-    return expected_tenant(link) or "organizations"
+    return expected_tenant_id(link) or "organizations"
 
 
 def sign_state(link: ConsentLink) -> str:
@@ -314,10 +315,10 @@ def consent_base_url(tenant: Tenant) -> str:
     return tokens.login_base_url(tenant.cloud)
 
 
-def expected_tenant(link: ConsentLink) -> str:
+def expected_tenant_id(link: ConsentLink) -> str:
     """The tenant the customer must consent with: the link's, else the tenant's known ID."""
-    if link.expected_tenant:
-        return link.expected_tenant
+    if link.expected_tenant_id:
+        return link.expected_tenant_id
     if link.tenant.entra_tenant_id:
         return str(link.tenant.entra_tenant_id)
     return ""
@@ -503,7 +504,7 @@ def _record_success(
     link: ConsentLink, returned_tenant_id: str, *, ip_address: str | None
 ) -> CallbackResult:
     tenant = link.tenant
-    expected = expected_tenant(link)
+    expected = expected_tenant_id(link)
     mismatch = ""
     if is_guid(expected) and expected != returned_tenant_id:
         mismatch = "expected another tenant"
@@ -566,7 +567,7 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
     """A staff member confirms the tenant a link without expectation returned: it is bound
     to the link's customer and checked. Returns '' on success, else why not (for staff).
     The confirmation is single-use (conditional UPDATE)."""
-    returned = link.returned_tenant_id
+    returned_tenant_id = link.returned_tenant_id
     tenant = link.tenant
     with transaction.atomic():
         taken = ConsentLink.objects.filter(
@@ -576,14 +577,16 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
             return "This consent was already confirmed or is not waiting for a confirmation."
         tenant.refresh_from_db()
         problem = ""
-        if not is_guid(returned):
+        if not is_guid(returned_tenant_id):
             problem = "Microsoft returned no usable tenant ID."
-        elif tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned:
+        elif (
+            tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned_tenant_id
+        ):
             problem = "This customer already has another tenant ID."
         else:
             try:
                 with transaction.atomic():
-                    tenant.attach_entra_tenant(returned)
+                    tenant.attach_entra_tenant(returned_tenant_id)
             except IntegrityError:
                 # Neutral: staff may not see the tenant that holds this ID (L5).
                 problem = "This tenant ID cannot be attached to this customer."
@@ -597,7 +600,7 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
             tenant=tenant,
             target=f"consentlink:{link.pk}",
             ip_address=ip_address,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             reason=problem,
         )
         if not problem:

@@ -189,7 +189,7 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
             "link": link,
             "tenant": link.tenant,
             "permissions": flow.required_permissions(link.tenant),
-            "expected_tenant": flow.expected_tenant(link),
+            "expected_tenant_id": flow.expected_tenant_id(link),
             "token": token,
         },
     )
