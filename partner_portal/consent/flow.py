@@ -30,7 +30,6 @@ from django.utils import timezone
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink, hash_token, new_link_token
 from partner_portal.microsoft import discovery, errors, tokens
-from partner_portal.microsoft.client import required_roles
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -45,51 +44,6 @@ MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
 MAX_OTHER_PARAM_LENGTH = 2048
 MAX_QUERY_LENGTH = 8192
 _PRINTABLE = re.compile(r"^[\x20-\x7e\r\n\t\u00a0-\uffff]*$")
-
-
-@dataclass(frozen=True)
-class Permission:
-    name: str
-    allows: str
-    used_for: str
-
-
-PERMISSIONS = {
-    "Incident.Read.All": Permission(
-        "Incident.Read.All",
-        "Read all Microsoft 365 Defender incidents and their alerts in your organisation.",
-        "We copy your incidents and alerts to our monitoring portal so our security team can "
-        "watch them and respond. We cannot change anything in your tenant.",
-    ),
-    "Incident.ReadWrite.All": Permission(
-        "Incident.ReadWrite.All",
-        "Read and update all Microsoft 365 Defender incidents in your organisation "
-        "(status, assignment, classification, tags and comments).",
-        "We copy your incidents and alerts to our monitoring portal, and our security team "
-        "updates the incidents they work on (for example, marks them resolved) so you see "
-        "their progress in the Microsoft Defender portal.",
-    ),
-    # The same rights through Microsoft Graph's security API (a tenant's `source`).
-    "SecurityIncident.Read.All": Permission(
-        "SecurityIncident.Read.All",
-        "Read all security incidents (Microsoft Graph) and their alerts in your organisation.",
-        "We copy your incidents and alerts to our monitoring portal so our security team can "
-        "watch them and respond. We cannot change anything in your tenant.",
-    ),
-    "SecurityIncident.ReadWrite.All": Permission(
-        "SecurityIncident.ReadWrite.All",
-        "Read and update all security incidents (Microsoft Graph) in your organisation "
-        "(status, assignment, classification, tags and comments).",
-        "We copy your incidents and alerts to our monitoring portal, and our security team "
-        "updates the incidents they work on (for example, marks them resolved) so you see "
-        "their progress in the Microsoft Defender portal.",
-    ),
-}
-
-
-def required_permissions(tenant: Tenant) -> list[Permission]:
-    """The permission the tenant's source needs (Defender's or Graph's), in words."""
-    return [PERMISSIONS[name] for name in required_roles(tenant.source)]
 
 
 def is_guid(value: str) -> bool:
