@@ -45,7 +45,7 @@ def get_channel_for_user(user: Any, pk: int) -> Channel:
     return get_object_or_404(visible_channels(user), pk=pk)
 
 
-def rule_tenant_ids(rule: Rule) -> set[int]:
+def rule_tenant_pks(rule: Rule) -> set[int]:
     """The tenants a rule covers now: its scope, within what its creator may see."""
     base = visible_tenants(rule.created_by) if rule.created_by_id else Tenant.objects.all()
     if rule.scope == RuleScope.TENANTS:

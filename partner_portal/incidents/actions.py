@@ -3,7 +3,7 @@ Microsoft through the tenant's client. Plain functions, called by the action vie
 incident) and the bulk-action task (many).
 
 One action on one incident:
-1. refuse at once when updates are off or the tenant's token lacks Incident.ReadWrite.All;
+1. refuse at once when updates are off or the tenant's token lacks the ReadWrite permission;
 2. re-read the incident from Microsoft; when its lastUpdateTime is not what the user loaded,
    store the fresh copy and return a *conflict* listing what changed (the user confirms, or
    a bulk item stays unwritten) instead of overwriting someone's change;
@@ -37,10 +37,11 @@ from partner_portal.incidents.models import (
     Incident,
     IncidentActionItem,
     IncidentActionJob,
+    Status,
 )
 from partner_portal.incidents.store import store_page
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.client import READWRITE_ROLE
+from partner_portal.microsoft.client import required_roles
 from partner_portal.microsoft.defender import IncidentData, parse_incident
 from partner_portal.microsoft.vocabulary import Kind, is_valid_pair, label, normalise
 
@@ -56,7 +57,7 @@ ACTIONS = {
     "tags": "Tags",
 }
 # The statuses a person may set (Microsoft sets Redirected itself when it merges).
-SETTABLE_STATUSES = ("Active", "InProgress", "Resolved")
+SETTABLE_STATUSES = (Status.ACTIVE, Status.IN_PROGRESS, Status.RESOLVED)
 MAX_COMMENT = 4000
 MAX_TAG = 100
 # Fields shown when an incident changed meanwhile, and kept in the audit's before → after.
@@ -93,7 +94,8 @@ def updates_blocked_reason(tenant: Any) -> str:
     if not settings.MICROSOFT_INCIDENT_UPDATES:
         return (
             "Updating incidents is turned off for this portal (MICROSOFT_INCIDENT_UPDATES). "
-            "Ask an administrator to turn it on and add Incident.ReadWrite.All to the app."
+            "Ask an administrator to turn it on and add "
+            f"{' or '.join(required_roles(tenant.source, updates=True))} to the app."
         )
     return tenant.write_access_missing
 
@@ -332,7 +334,7 @@ def act(
     except errors.Transient:
         raise
     except errors.MicrosoftError as exc:
-        return audit(Result(_outcome_of(exc), _plain(exc)), error=exc.message)
+        return audit(Result(_outcome_of(exc), _plain(exc, tenant)), error=exc.message)
     # Microsoft's answer over what it just told us: fields the answer leaves out keep the
     # values of the re-read, not of what we sent.
     answer_raw = {k: v for k, v in answer.raw.items() if not k.startswith("@odata.")}
@@ -387,12 +389,13 @@ def _outcome_of(exc: errors.MicrosoftError) -> str:
     return ActionOutcome.REFUSED if exc.status in (400, 401, 403) else ActionOutcome.FAILED
 
 
-def _plain(exc: errors.MicrosoftError) -> str:
+def _plain(exc: errors.MicrosoftError, tenant: Any) -> str:
     """Microsoft's refusal in words staff can act on."""
     if isinstance(exc, errors.MissingPermissions | errors.Forbidden):
+        role = " or ".join(required_roles(tenant.source, updates=True))
         return (
             f"Microsoft refused: the portal's app may not update incidents in this tenant "
-            f"({READWRITE_ROLE} is missing). Send the customer a new consent link from the "
+            f"({role} is missing). Send the customer a new consent link from the "
             "tenant page, then run 'Check access'."
         )
     if exc.status == 400:

@@ -55,10 +55,12 @@ _RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
 _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
 
 
-def required_roles(source: str = "defender") -> list[str]:
+def required_roles(source: str = "defender", *, updates: bool | None = None) -> list[str]:
     """The permission the portal needs on a source's API, the one place it is derived:
-    ReadWrite when it updates incidents (MICROSOFT_INCIDENT_UPDATES), else Read."""
-    updates = tokens.config().incident_updates
+    ReadWrite when it updates incidents (`updates`, by default MICROSOFT_INCIDENT_UPDATES),
+    else Read."""
+    if updates is None:
+        updates = tokens.config().incident_updates
     if source == "graph":
         return [GRAPH_READWRITE_ROLE if updates else GRAPH_READ_ROLE]
     return [READWRITE_ROLE if updates else READ_ROLE]

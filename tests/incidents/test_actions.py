@@ -14,7 +14,7 @@ from partner_portal.audit.models import AuditEvent
 from partner_portal.incidents import actions, sync
 from partner_portal.incidents.models import Incident, IncidentActionJob
 from partner_portal.microsoft.client import READWRITE_ROLE
-from tests.factories import GroupFactory, UserFactory
+from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
 
 pytestmark = pytest.mark.integration
@@ -548,3 +548,30 @@ def test_hostile_text_is_cleaned_before_it_is_sent():
     assert tags == {"add": ["x", "y"], "remove": []}
     pair = actions.clean_values("classify", {"pair": "FalsePositive:NotMalicious"})
     assert pair == {"classification": "FalsePositive", "determination": "Clean"}
+
+
+@pytest.mark.parametrize(
+    ("source", "granted", "missing"),
+    [
+        ("defender", ["Incident.ReadWrite.All"], ""),
+        ("defender", ["Incident.Read.All"], "Incident.ReadWrite.All"),
+        ("graph", ["SecurityIncident.ReadWrite.All"], ""),
+        (
+            "graph",
+            ["SecurityIncident.Read.All", "Incident.ReadWrite.All"],
+            "SecurityIncident.ReadWrite.All",
+        ),
+    ],
+)
+def test_the_write_permission_is_the_one_of_the_tenants_source(
+    db, settings, source, granted, missing
+):
+    settings.MICROSOFT_INCIDENT_UPDATES = True
+    tenant = ConsentedTenantFactory(source=source, granted_roles=granted)
+    reason = actions.updates_blocked_reason(tenant)
+    if missing:
+        assert f"lacks {missing}:" in reason
+    else:
+        assert reason == ""
+    settings.MICROSOFT_INCIDENT_UPDATES = False
+    assert "MICROSOFT_INCIDENT_UPDATES" in actions.updates_blocked_reason(tenant)
