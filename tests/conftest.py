@@ -28,7 +28,7 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def exact_dashboard_summary(settings):
     # Tests change incidents between requests: the summary is counted afresh each time
-    # (tests/incidents/test_dashboard_summary_cache.py turns the cache on).
+    # (tests/incidents/test_summary.py turns the cache on).
     settings.DASHBOARD_SUMMARY_CACHE_SECONDS = 0
 
 
