@@ -88,6 +88,20 @@ def test_imports_flow_one_way():
     assert problems == {}
 
 
+def test_no_test_imports_a_conftest_and_bench_imports_no_tests():
+    """Helpers live in named modules (tests/waiting.py, …); benchmarks stand on their own."""
+    found = []
+    for path in sorted(ROOT.joinpath("tests").rglob("*.py")):
+        for module in imported_modules(path, path.read_text(encoding="utf-8")):
+            if module.split(".")[-1] == "conftest":
+                found.append(f"{path.relative_to(ROOT)} imports {module}")
+    for path in sorted(ROOT.joinpath("bench").rglob("*.py")):
+        for module in imported_modules(path, path.read_text(encoding="utf-8")):
+            if module.split(".")[0] == "tests":
+                found.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert found == []
+
+
 def test_every_package_of_the_portal_has_a_layer():
     """A new app (or library package) must say where it stands, or the rule ignores it."""
     packages = {path.parent.name for path in ROOT.joinpath("partner_portal").glob("*/__init__.py")}
