@@ -58,6 +58,16 @@ def portal(devcloud_settings, redis_url, settings):
 
 
 @pytest.fixture
+def enqueued(monkeypatch):
+    """The "Sync now" tasks the views send, recorded instead of sent (no broker needed)."""
+    from partner_portal.incidents import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: calls.append(kw))
+    return calls
+
+
+@pytest.fixture
 def team_a(db):
     return GroupFactory(name="team-a")
 

@@ -1,29 +1,20 @@
 """The tenant page: its health (consent, permissions and the fix, in plain words), its syncs
 and the sync box that refreshes itself, its buttons (disable, check access: each says why
-when it cannot be used), its consent links and its incidents."""
+when it cannot be used), its consent links, its incidents and its activity log in words."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.urls import reverse
 from django.utils import timezone
 
 from partner_portal.audit.models import AuditEvent
 from partner_portal.consent.models import ConsentLink
 from partner_portal.consent.tasks import verify_tenant_access
-from partner_portal.incidents import tasks
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.tenants.models import Tenant
 from tests.factories import TenantFactory
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: calls.append(kw))
-    return calls
 
 
 def detail(client, tenant) -> str:
@@ -213,3 +204,33 @@ def test_a_request_no_worker_takes_stops_the_polling_after_a_while(
     alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
     AuditEvent.objects.update(created_at=timezone.now() - timedelta(minutes=3))
     assert "hx-trigger" not in status(alice_client, tenant_a)
+
+
+def test_sync_now_and_check_access_are_in_the_activity_log_in_words(
+    alice_client, alice, tenant_a, enqueued, monkeypatch
+):
+    from partner_portal.consent import tasks as consent_tasks
+
+    monkeypatch.setattr(consent_tasks.verify_tenant_access, "delay_on_commit", lambda **kw: None)
+    alice.first_name, alice.last_name = "Alice", "Archer"
+    alice.save()
+    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
+    alice_client.post(
+        reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}
+    )
+    alice_client.post(reverse("consent:check_access", kwargs={"tenant_pk": tenant_a.pk}))
+    html = detail(alice_client, tenant_a)
+    assert "Alice Archer pressed Sync now." in html
+    assert "Alice Archer pressed Full re-sync." in html
+    assert "Alice Archer pressed Check access." in html
+    assert AuditEvent.objects.filter(tenant=tenant_a, actor=alice).count() == 3
+
+
+def test_every_recorded_event_reads_as_words(tenant_a, alice):
+    from partner_portal.audit.models import SENTENCES
+
+    for action in SENTENCES:
+        event = AuditEvent(action=action, actor=alice, tenant=tenant_a, data={"outcome": "x"})
+        assert action not in event.sentence and event.sentence.endswith(".")
+    # A code nobody described yet still says something, and hostile data can't break it.
+    assert AuditEvent(action="new.thing", data=["\x00"]).sentence == "The portal: new.thing"
