@@ -129,7 +129,7 @@ def run_until_recovered(app, url, devcloud, tenants, *, started: float, limit: f
     while True:
         now = time.monotonic()
         diff = tuple(map(sum, zip(*(differences(devcloud, t) for t in tenants), strict=True)))
-        if diff == (0, 0, 0) and not _busy(tenants):
+        if diff == (0, 0, 0) and not busy(tenants):
             return now - started, diff
         if now - started > limit:
             return now - started, diff
@@ -139,7 +139,7 @@ def run_until_recovered(app, url, devcloud, tenants, *, started: float, limit: f
         time.sleep(0.25)
 
 
-def _busy(tenants) -> bool:
+def busy(tenants) -> bool:
     from partner_portal.tenants.models import Tenant
 
     return any(t.lease_held for t in Tenant.objects.filter(pk__in=[t.pk for t in tenants]))

@@ -11,7 +11,9 @@ import time
 import pytest
 from django.utils import timezone
 
+from partner_portal.consent.tasks import verify_tenant_access
 from partner_portal.incidents.models import SyncRun
+from partner_portal.tenants.models import ConsentState, Tenant
 from tests.chaos.harness import (
     LEASE_SECONDS,
     RECONNECT_SECONDS,
@@ -19,7 +21,9 @@ from tests.chaos.harness import (
     WORKER_ENV,
     OwnRedis,
     Row,
+    busy,
     calls_and_429s,
+    differences,
     minimum_calls,
     reconnected_after,
     record,
@@ -59,8 +63,9 @@ def chaos(tmp_path, start_worker, devcloud, devcloud_settings, settings):
             ]
             devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=latency_ms)
 
-        def worker(self, **env: str):
-            worker = start_worker(concurrency=2, env={**WORKER_ENV, "REDIS_URL": redis.url, **env})
+        def worker(self, queues: str = "", **env: str):
+            env = {**WORKER_ENV, "REDIS_URL": redis.url, **env}
+            worker = start_worker(concurrency=2, env=env, queues=queues)
             self.workers.append(worker)
             return worker
 
@@ -76,6 +81,18 @@ def chaos(tmp_path, start_worker, devcloud, devcloud_settings, settings):
                 timeout=30,
                 what="every tenant mid-run",
             )
+
+        def synced(self) -> None:
+            """Every tenant synced and equal to devcloud, no sync running or queued."""
+            for tenant in self.tenants:
+                self.send(tenant)
+
+            def settled() -> bool:
+                if redis.client().llen("celery") or busy(self.tenants):
+                    return False
+                return all(differences(devcloud, t) == (0, 0, 0) for t in self.tenants)
+
+            wait_until(settled, timeout=60, interval=0.5, what="every tenant synced")
 
         def recover(self, scenario: str) -> Row:
             devcloud.clear_faults()
@@ -216,3 +233,68 @@ def test_microsofts_clock_300s_ahead(chaos):
         tenant.refresh_from_db()
         assert tenant.consent_state == tenant.ConsentState.CONSENTED
         assert tenant.last_sync_outcome == "success"
+
+
+def test_microsofts_clock_steps_back_600s(chaos):
+    # Beyond the 5-minute overlap: changes are stamped before the watermark's window. The
+    # first run after the step sees Microsoft's clock (the Date header) behind its window
+    # and reads from further back: nothing skipped, no reconciliation needed.
+    chaos.setup(latency_ms=0)
+    for tenant in chaos.tenants:  # changes of the last moments: the watermark is now
+        chaos.devcloud.evolve(tid(tenant), changed=5, new=1)
+    chaos.worker()
+    chaos.synced()
+    stepped = timezone.now()
+    chaos.devcloud.set_limits(clock_offset=-600)
+    for tenant in chaos.tenants:
+        chaos.devcloud.evolve(tid(tenant), changed=10, new=3)
+    row = chaos.recover("Microsoft's clock steps back 600 s")
+    assert_recovered(row)
+    for tenant in chaos.tenants:
+        first = SyncRun.objects.filter(tenant=tenant, started_at__gte=stepped).earliest(
+            "started_at"
+        )
+        # The first run after the step, a plain success, took every change.
+        assert (first.outcome, first.reconcile, first.created_count) == ("success", False, 3)
+
+
+def test_consent_revoked_regranted_then_check_access(chaos, devcloud_settings):
+    # Tokens short-lived enough that every sync asks Entra (as once the cached one expired).
+    chaos.devcloud.set_limits(token_lifetime=120)
+    chaos.setup(tenants=1, latency_ms=0)
+    chaos.worker()  # the syncs
+    chaos.worker(queues="checks")  # the access check, in another process
+    chaos.synced()
+    (tenant,) = chaos.tenants
+    client_id = devcloud_settings["client_id"]
+    # Entra's older answer without a service principal: AADSTS700016, a 400 (MSAL caches a
+    # 400 for 60 s; the newer 7000229 is a 401, not cached).
+    chaos.devcloud.update_tenant(tid(tenant), no_sp_error="700016")
+    chaos.devcloud.revoke_consent(tid(tenant), client_id)
+    chaos.send(tenant)
+    wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).consent_state == ConsentState.REVOKED,
+        what="the sync to find consent revoked",
+    )
+    # The syncing worker's MSAL app now replays Entra's "no consent" 400 for 60 s (§5.5).
+    chaos.devcloud.set_consent(tid(tenant), client_id, roles=["Incident.Read.All"])
+    chaos.devcloud.evolve(tid(tenant), changed=5, new=2)
+    checked = timezone.now()
+    with chaos.app.connection_for_write(chaos.redis.url) as connection:
+        verify_tenant_access.apply_async(
+            kwargs={"tenant_pk": tenant.pk}, queue="checks", connection=connection
+        )
+    # The check succeeds and queues a sync, which runs in the syncing worker.
+    first = wait_until(
+        lambda: (
+            SyncRun.objects.filter(tenant=tenant, started_at__gte=checked)
+            .exclude(outcome__in=["running", "retrying", "throttled"])
+            .first()
+        ),
+        what="the sync the access check queued",
+    )
+    row = chaos.recover("consent revoked, re-granted, Check access")
+    assert_recovered(row)
+    assert (first.outcome, first.created_count) == ("success", 2), first.error_message
+    tenant.refresh_from_db()
+    assert (tenant.consent_state, tenant.consent_error_class) == (ConsentState.CONSENTED, "")
