@@ -1,6 +1,7 @@
 """The chaos suite (fast scenarios): real workers, a private Redis killed with -9, workers
-SIGKILLed, lost and duplicated messages, against devcloud — 0 lost, 0 duplicated and 0
-stale after recovery, within 2 schedule intervals. `python bench/chaos.py` prints the table.
+SIGKILLed, lost and duplicated messages, Microsoft's clock shifted and stepped back, consent
+revoked and re-granted, against devcloud — 0 lost, 0 duplicated and 0 stale after recovery,
+within 2 schedule intervals. `python bench/chaos.py` prints the table.
 """
 
 from __future__ import annotations
@@ -152,11 +153,12 @@ def test_redis_kill9_with_busy_workers(chaos, outage):
         # Listening again at once (kombu's own backoff reached 8-10 s after 15-30 s down).
         assert reconnected_after(worker, back) <= 2 * RECONNECT_SECONDS, worker.output[-3000:]
     assert_recovered(row)
-    # Every tenant synced again within one schedule interval of Redis being back (its
-    # interrupted run's lease expires first; then the next tick takes it).
+    # Every tenant synced again: its interrupted run resumed (its retry was sent before
+    # Redis went), or, once that run's lease expired, the first ticks within one schedule
+    # interval of Redis being back started a new one.
     for tenant in chaos.tenants:
-        run = SyncRun.objects.filter(tenant=tenant, outcome="success", started_at__gte=back_at)
-        first = run.order_by("started_at").first()
+        runs = SyncRun.objects.filter(tenant=tenant, outcome="success", finished_at__gte=back_at)
+        first = runs.order_by("finished_at").first()
         assert first is not None
         assert (first.started_at - back_at).total_seconds() <= SCHEDULE_SECONDS + 1.5
 
@@ -298,3 +300,39 @@ def test_consent_revoked_regranted_then_check_access(chaos, devcloud_settings):
     assert (first.outcome, first.created_count) == ("success", 2), first.error_message
     tenant.refresh_from_db()
     assert (tenant.consent_state, tenant.consent_error_class) == (ConsentState.CONSENTED, "")
+
+
+def test_microsoft_faults_mid_sync(chaos):
+    # The earlier fault matrix at once, against busy workers: 5xx, a reset, a truncated and a
+    # malformed page, incidents changing between pages, a garbled discovery answer and a
+    # token endpoint 503 — all transient: retried (once per page here), never a consent
+    # failure.
+    chaos.setup(latency_ms=50)
+    first, second = (tid(t) for t in chaos.tenants)
+    faults = [
+        {"tenant": first, "kind": "status", "status": 503, "after": 1},
+        {"tenant": first, "kind": "reset", "after": 3},
+        {"tenant": second, "kind": "truncate", "after": 1},
+        {"tenant": second, "kind": "malformed", "after": 3},
+    ]
+    for fault in faults:
+        chaos.devcloud.add_fault(endpoint="list_incidents", count=1, **fault)
+    for tenant in (first, second):
+        chaos.devcloud.add_fault(
+            endpoint="list_incidents", tenant=tenant, kind="evolve", after=2, count=1, changed=5
+        )
+    chaos.devcloud.add_fault(endpoint="discovery", kind="malformed", count=1)
+    chaos.devcloud.add_fault(endpoint="token", kind="status", status=503, count=1)
+    chaos.worker()
+    chaos.worker()
+    for tenant in chaos.tenants:
+        chaos.send(tenant)
+    wait_until(
+        lambda: all(f["applied"] >= f["count"] for f in chaos.devcloud.faults() if f["count"]),
+        what="every fault to have fired",
+    )
+    row = chaos.recover("Microsoft faults mid-sync (5xx, reset, truncated, malformed, Entra)")
+    assert_recovered(row)
+    for tenant in chaos.tenants:
+        tenant.refresh_from_db()
+        assert (tenant.consent_state, tenant.consent_error_class) == (ConsentState.CONSENTED, "")
