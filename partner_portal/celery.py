@@ -62,7 +62,7 @@ class Consumer(consumer.Consumer):
     nothing.
     """
 
-    def ensure_connected(self, conn):  # type: ignore[no-untyped-def]
+    def ensure_connected(self, conn):
         from django.conf import settings
 
         every = settings.BROKER_RECONNECT_SECONDS
