@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -71,6 +72,8 @@ class IncidentClient(Protocol):
 
     # Requests sent so far (a retried request counts twice: Microsoft counts it too).
     api_calls: int
+    # Microsoft's clock at its last answer (its Date header), None before one came.
+    microsoft_time: datetime | None
 
     def required_roles(self) -> list[str]: ...
 
@@ -166,6 +169,7 @@ class _ApiClient:
         self.token: TokenSource = token or BrokerToken(tenant_id, cloud, resource)
         self.session = session or new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
         self.api_calls = 0
+        self.microsoft_time: datetime | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.tenant_id} {self.base_url}>"
@@ -242,6 +246,7 @@ class _ApiClient:
                 return None
             if response.status_code >= 400:
                 raise classify(response)
+            self.microsoft_time = _date_header(response) or self.microsoft_time
             if response.status_code == 204 or not response.content:
                 return {}
             # Reading .json() after the body: a connection cut mid-body surfaces here.
@@ -254,6 +259,15 @@ class _ApiClient:
             raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
         except ValueError as exc:  # truncated or malformed JSON: worth another try
             raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
+
+
+def _date_header(response: requests.Response) -> datetime | None:
+    """When the answer was made, on Microsoft's clock (to the second), or None."""
+    try:
+        when = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 class DefenderClient(_ApiClient):
