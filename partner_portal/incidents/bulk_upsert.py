@@ -35,9 +35,9 @@ def upsert(
     only_changed: bool = False,
     returning: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
-    """INSERT `objs` … ON CONFLICT (`unique`) DO UPDATE SET `update`; the `returning`
-    columns of the rows inserted or updated (a row that `only_changed` left as it was is not
-    returned). Field names, as `bulk_create` takes them."""
+    """INSERT `objs` … ON CONFLICT (`unique`) DO UPDATE SET `update` (DO NOTHING without
+    `update`); the `returning` columns of the rows inserted or updated (a row left as it was
+    is not returned). Field names, as `bulk_create` takes them."""
     if not objs:
         return []
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -49,9 +49,12 @@ def upsert(
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({_source(fields)}) AS page "  # noqa: S608
         f"WHERE true "
         f"ON CONFLICT ({', '.join(_column(_field(model, name)) for name in unique)}) "
-        f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
     )
-    if only_changed:
+    if not changed:
+        sql += "DO NOTHING"
+    else:
+        sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
+    if only_changed and changed:
         sql += " WHERE " + " OR ".join(
             f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in changed
         )
@@ -102,7 +105,8 @@ def _source(fields: Sequence[Field]) -> str:
 
 
 def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
-    """The rows as one JSON array of objects keyed by column; JSON fields nested as they are."""
+    """The rows as one JSON array of objects keyed by column; JSON fields nested as they are.
+    Values as `bulk_create` takes them: after each field's `pre_save` (`auto_now_add`…)."""
     times = {f.attname for f in fields if isinstance(f, models.DateTimeField)}
     adapt = connection.ops.adapt_datetimefield_value
     sqlite = connection.vendor == "sqlite"
@@ -110,7 +114,7 @@ def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
     for obj in objs:
         row = {}
         for f in fields:
-            value = getattr(obj, f.attname)
+            value = f.pre_save(obj, add=True)
             if value is not None and f.attname in times:
                 # SQLite keeps Django's own text form (naive UTC): comparisons and order hold.
                 value = str(adapt(value)) if sqlite else value.isoformat()

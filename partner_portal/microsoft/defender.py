@@ -25,6 +25,8 @@ from partner_portal.microsoft.vocabulary import Kind, normalise
 # Text no database stores as is: NUL (PostgreSQL refuses it in text and jsonb) and UTF-16
 # surrogates, which JSON's \uD83D escapes can produce alone and UTF-8 cannot encode.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The same in json.dumps(…, ensure_ascii=False) output (see `repair_text`).
+_MAYBE_UNSTORABLE = re.compile(r"\\u0000|[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 # Incident IDs are longs (Graph sends the same numbers as strings): a PostgreSQL bigint.
 MAX_INCIDENT_ID = 2**63 - 1
@@ -125,17 +127,32 @@ def repair_text(value: Any) -> tuple[Any, bool]:
     """NUL and lone surrogates → U+FFFD, in a string or anywhere in decoded JSON (keys too).
     Returns (the value, whether anything was replaced); an untouched value is returned as is.
     """
+    if isinstance(value, list | dict):
+        # Almost always clean: one pass of json.dumps (in C) says so, where walking every
+        # value in Python cost more than the rest of parsing. NUL comes out as the escape
+        # backslash-u0000, surrogates as they are; a backslash-u0000 that was text all
+        # along is a false alarm, which only costs the walk.
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = None
+        if text is not None and _MAYBE_UNSTORABLE.search(text) is None:
+            return value, False
+    return _repair(value)
+
+
+def _repair(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str):
         if _UNSTORABLE.search(value) is None:
             return value, False
         return _UNSTORABLE.sub(REPLACEMENT, value), True
     if isinstance(value, list):
-        items = [repair_text(v) for v in value]
+        items = [_repair(v) for v in value]
         if not any(changed for _, changed in items):
             return value, False
         return [v for v, _ in items], True
     if isinstance(value, dict):
-        pairs = [(repair_text(k), repair_text(v)) for k, v in value.items()]
+        pairs = [(_repair(k), _repair(v)) for k, v in value.items()]
         if not any(kc or vc for (_, kc), (_, vc) in pairs):
             return value, False
         return {k: v for (k, _), (v, _) in pairs}, True
