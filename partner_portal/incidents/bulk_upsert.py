@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
 
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
@@ -60,7 +61,7 @@ def upsert(
         )
     if returning:
         sql += " RETURNING " + ", ".join(_column(_field(model, name)) for name in returning)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, [_document(fields, objs)])
         return list(cursor.fetchall()) if returning else []
 
@@ -79,15 +80,38 @@ def delete_others(
         return 0
     fields = [_field(model, parent), _field(model, key)]
     table, (p, k) = _name(model), (_column(f) for f in fields)
+    if connection.vendor == "postgresql":  # one statement text whatever the count
+        among, params = f"{p} = ANY(%s)", [list(parents)]
+    else:
+        among, params = f"{p} IN ({', '.join(['%s'] * len(parents))})", list(parents)
     sql = (
-        f"DELETE FROM {table} WHERE {p} IN ({', '.join(['%s'] * len(parents))}) "  # noqa: S608
-        f"AND NOT EXISTS (SELECT 1 FROM ({_source(fields)}) AS page "
+        f"DELETE FROM {table} WHERE {among} AND NOT EXISTS ("  # noqa: S608
+        f"SELECT 1 FROM ({_source(fields)}) AS page "
         f"WHERE page.{p} = {table}.{p} AND page.{k} = {table}.{k})"
     )
     pairs = [{fields[0].column: a, fields[1].column: b} for a, b in keep]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*parents, json.dumps(pairs, ensure_ascii=False)])
+    with _cursor() as cursor:
+        cursor.execute(sql, [*params, json.dumps(pairs, ensure_ascii=False)])
         return cursor.rowcount
+
+
+def _cursor() -> CursorWrapper:
+    """Django's cursor; on PostgreSQL binding parameters on the server (Django binds them
+    on the client by default): the page's JSON travels as it is instead of being escaped
+    into the statement's text and parsed as a literal, and the statements, the same text
+    every page, are prepared after a few pages."""
+    cursor = connection.cursor()
+    if connection.vendor == "postgresql" and not getattr(
+        connection.features, "uses_server_side_binding", False
+    ):
+        # Only defined with psycopg 3 (requirements.txt); imported here, not on SQLite.
+        from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
+            ServerBindingCursor,
+        )
+
+        cursor.cursor.close()
+        cursor.cursor = ServerBindingCursor(connection.connection)
+    return cursor
 
 
 def _source(fields: Sequence[Field]) -> str:
