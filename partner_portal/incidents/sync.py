@@ -46,6 +46,7 @@ from partner_portal.incidents.models import (
     SyncProblem,
     SyncRun,
 )
+from partner_portal.incidents.read_ahead import read_ahead
 from partner_portal.incidents.store import LeaseLost, record_problem, store_fenced_page, store_items
 from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.client import GRAPH_PAGE_SIZE, PAGE_SIZE, IncidentClient
@@ -354,7 +355,7 @@ def _run(
             first_page_number=cursor["page"],
         )
         listed: set[str] = set()
-        for page in pages:
+        for page in read_ahead(pages):
             synced_at = timezone.now()
             repairs = {"missing": 0, "stale": 0} if run.reconcile else None
             stored = store_fenced_page(

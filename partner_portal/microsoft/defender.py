@@ -25,8 +25,6 @@ from partner_portal.microsoft.vocabulary import Kind, normalise
 # Text no database stores as is: NUL (PostgreSQL refuses it in text and jsonb) and UTF-16
 # surrogates, which JSON's \uD83D escapes can produce alone and UTF-8 cannot encode.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# The same in json.dumps(…, ensure_ascii=False) output (see `repair_text`).
-_MAYBE_UNSTORABLE = re.compile(r"\\u0000|[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 # Incident IDs are longs (Graph sends the same numbers as strings): a PostgreSQL bigint.
 MAX_INCIDENT_ID = 2**63 - 1
@@ -128,15 +126,15 @@ def repair_text(value: Any) -> tuple[Any, bool]:
     Returns (the value, whether anything was replaced); an untouched value is returned as is.
     """
     if isinstance(value, list | dict):
-        # Almost always clean: one pass of json.dumps (in C) says so, where walking every
+        # Almost always clean: json.dumps (in C) and two scans say so, where walking every
         # value in Python cost more than the rest of parsing. NUL comes out as the escape
-        # backslash-u0000, surrogates as they are; a backslash-u0000 that was text all
-        # along is a false alarm, which only costs the walk.
+        # backslash-u0000 (a false alarm when that was text all along: it only costs the
+        # walk), surrogates as they are (none in ASCII).
         try:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
-            text = None
-        if text is not None and _MAYBE_UNSTORABLE.search(text) is None:
+            text = "\\u0000"  # not JSON after all: walk it
+        if "\\u0000" not in text and (text.isascii() or _UNSTORABLE.search(text) is None):
             return value, False
     return _repair(value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -223,6 +224,36 @@ def test_transient_faults_mid_run_resume_from_the_cursor(
     assert run.api_calls == calls
     if fault.get("status") == 429:
         assert run.throttled_waits == 3
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 503, "count": 1},
+        {"kind": "status", "status": 429, "retry_after": 1, "count": 2},
+    ],
+    ids=lambda f: str(f["status"]),
+)
+def test_reading_ahead_a_run_still_resumes_from_the_page_it_stored(
+    transactional_db, devcloud, devcloud_settings, monkeypatch, fault
+):
+    # Outside a test's transaction the next page is fetched while this one is stored.
+    readers = []
+    start = threading.Thread.start
+
+    def watched(thread):
+        readers.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", watched)
+    tenant = make_tenant(devcloud, devcloud_settings, count=420)
+    devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), after=2, **fault)
+    run = sync_like_the_task(tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert "sync-read-ahead" in readers
+    assert_db_matches(devcloud, tenant)
+    calls = devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"]
+    assert run.api_calls == calls == 5 + fault["count"]
 
 
 def test_two_concurrent_syncs_of_one_tenant_one_runs_the_other_skips(
