@@ -164,6 +164,7 @@ def _upsert(
     items = sorted(items, key=lambda item: item.incident_id)  # one lock order for every writer
     ids = [item.incident_id for item in items]
     rows = [_incident_row(tenant, item, synced_at) for item in items]
+    bulk_upsert.tune()
     before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
     pks: dict[int, int] = dict(
         bulk_upsert.upsert(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
@@ -117,3 +118,19 @@ def test_every_column_reads_back_as_parsed(db):
     # Ordered and filtered as Django writes them (SQLite keeps datetimes as text).
     assert Incident.objects.filter(last_update_time__gte=item.last_update_time).count() == 1
     assert Incident.objects.filter(last_update_time__gt=item.last_update_time).count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's TOAST")
+def test_big_json_is_compressed_with_lz4_when_the_server_has_it(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        (has_lz4,) = cursor.fetchone()
+    tenant = ConsentedTenantFactory()
+    entities = [{"accountName": f"user{n}", "n": n} for n in range(400)]  # ~10 KB of JSON
+    item = incident(1, alert("a", entities=entities))
+    store_page(tenant=tenant, incidents=[item], synced_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_compression(raw) FROM incidents_alert")
+        assert cursor.fetchone() == ("lz4" if has_lz4 else "pglz",)
