@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from partner_portal.incidents import bulk_upsert
 from partner_portal.incidents.models import (
     ChangeKind,
     Incident,
@@ -101,5 +102,6 @@ def record(
                 imported=imported,
             )
         )
-    IncidentChange.objects.bulk_create(changes, ignore_conflicts=True)
+    # Not bulk_create: its JSON columns would be quoted element by element (bulk_upsert.py).
+    bulk_upsert.upsert(IncidentChange, changes, unique=["incident", "version"], update=[])
     return len(changes)
