@@ -19,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from partner_portal.incidents import outbox
+from partner_portal.incidents import counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
 from partner_portal.microsoft import defender, vocabulary
 from partner_portal.tenants.models import Tenant
@@ -188,6 +188,7 @@ def _upsert(
         )
     )
     outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
+    counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
     Alert.objects.filter(incident_id__in=pks.values()).delete()
     alerts: dict[tuple[int, str], Alert] = {}
     for item in items:

@@ -13,7 +13,7 @@ from partner_portal.incidents import actions, sync
 from partner_portal.incidents.models import Incident
 from partner_portal.microsoft.client import READWRITE_ROLE
 from tests.factories import GroupFactory, UserFactory
-from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+from tests.incidents.helpers import assert_counts_exact, assert_db_matches, make_tenant, tid
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,7 @@ def test_each_action_round_trips_and_the_next_sync_keeps_it(devcloud, updates_on
     assert incident.last_update_time.isoformat()[:19] == want["lastUpdateTime"][:19]
     sync.sync_tenant(tenant=tenant)
     assert_db_matches(devcloud, tenant)
+    assert_counts_exact()
     incident.refresh_from_db()
     assert (incident.status, incident.classification, incident.determination) == (
         "Resolved",
@@ -316,6 +317,9 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
     # The portal stored Microsoft's answers, and the syncs beside did not undo them.
     rows = Incident.objects.filter(tenant__in=tenants).exclude(pk__in=merged)
     assert set(rows.values_list("status", flat=True)) == {"Resolved"}
+    # Actions and syncs stored the same incidents side by side: the summary's counts
+    # followed every change exactly.
+    assert_counts_exact()
 
 
 def test_a_429_queues_the_action_and_the_job_finishes_it(client, devcloud, updates_on):
