@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections
+from django.core.exceptions import EmptyResultSet
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import BooleanField, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
@@ -184,19 +185,54 @@ def keyset_page(
     )
 
 
-def capped_count(queryset: QuerySet, cap: int = COUNT_CAP) -> tuple[int, bool]:
+def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]:
     """(count, more): counts at most cap + 1 rows, so the cost doesn't grow with the result."""
-    counted = queryset.order_by().values("pk")[: cap + 1].count()
-    return min(counted, cap), counted > cap
+    return capped_counts([queryset], cap)[0]
 
 
-def rows_before(queryset: QuerySet, *, sort: str, incident: Incident) -> tuple[int, bool]:
-    """(rows before `incident` in `sort` order, more): where a keyset page starts, for
-    "51–100 of 374". Capped like the count, and one query on every page."""
+def capped_counts(
+    querysets: Sequence[QuerySet | None], cap: int | None = None
+) -> list[tuple[int, bool]]:
+    """`capped_count` of each queryset (None counts 0), in one query: the list page's
+    count, its position and every view's count cost one round trip, not one each."""
+    cap = COUNT_CAP if cap is None else cap
+    parts: list[str] = []
+    params: list[Any] = []
+    for queryset in querysets:
+        if queryset is None:
+            parts.append("0")
+            continue
+        try:
+            sql, more = queryset.order_by().values("pk")[: cap + 1].query.sql_with_params()
+        except EmptyResultSet:  # .none(): an invalid filter (fail closed)
+            parts.append("0")
+            continue
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")
+        params += more
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)  # noqa: S608 (the ORM's SQL)
+        counted = cursor.fetchone()
+    return [(min(n, cap), n > cap) for n in counted]
+
+
+def position_query(queryset: QuerySet, *, sort: str, page: Page) -> QuerySet | None:
+    """The rows before `page` in `sort` order, for "51–100 of 374" (counted, capped, with
+    the page's count); None on the first page, where there are none."""
+    if not page.incidents or not page.has_previous:
+        return None
     fields, descending = parse_sort(sort)
-    values = [getattr(incident, field) for field in fields]
-    before = queryset.filter(_row_compare(queryset, fields, ">" if descending else "<", values))
-    return capped_count(before)
+    values = [getattr(page.incidents[0], field) for field in fields]
+    return queryset.filter(_row_compare(queryset, fields, ">" if descending else "<", values))
+
+
+def last_page(page: Page, size: int, *, fields_of: str) -> Page:
+    """The last page cut to `size` rows (what is left over after full pages), so that
+    paging back from it lands on the pages paging forward does."""
+    if len(page.incidents) <= size:
+        return page
+    fields, _ = parse_sort(fields_of)
+    rows = page.incidents[-size:]
+    return Page(rows, next_cursor=None, previous_cursor=encode_cursor(rows[0], fields))
 
 
 def new_since_count(queryset: QuerySet, since: datetime) -> tuple[int, bool]:
