@@ -388,6 +388,8 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
         ("text search, one user", root, {"q": "julia.novak42"}, 250),
         ("staff: 50 of 1,000 tenants", staff, {}, 40_000),
         ("staff: severity=High", staff, {"severity": "High"}, 4_000),
+        ("staff: text search, common word", staff, {"q": "powershell"}, 2_000),
+        ("staff: text search, one user", staff, {"q": "julia.novak42"}, 10),
         ("sort by severity", root, {"sort": "-severity"}, 500_000),
         ("sort by created, oldest first", root, {"sort": "created"}, 500_000),
     ]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from html import escape
+from urllib.parse import quote
 
 from django import template
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
-from partner_portal.incidents.models import Severity
+from partner_portal.incidents.models import Incident, Severity
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 
@@ -80,3 +85,53 @@ def age(value: datetime | None) -> str:
         _utc_title(value),
         _ago(value),
     )
+
+
+def _url_around(name: str, kwarg: str) -> tuple[str, str]:
+    """The URL of `name` split around its one integer argument: joined with an id, it is
+    what reverse() would say, without resolving it again for every row."""
+    marker = 987654321
+    return tuple(reverse(name, kwargs={kwarg: marker}).split(str(marker)))  # type: ignore[return-value]
+
+
+@register.simple_tag
+def incident_rows(incidents: Iterable[Incident], list_query: str, acting: bool) -> SafeString:
+    """The list's table rows. Written here rather than in the template: 50 rows of a dozen
+    cells each cost the template engine more than the rest of the page (every value is
+    escaped, as the template would)."""
+    tenant_url = _url_around("tenants:detail", "tenant_pk")
+    detail_url = _url_around("incidents:detail", "incident_id")
+    back = f"?list={quote(list_query, safe='/')}" if list_query else ""
+    rows = []
+    for incident in incidents:
+        pk, name = incident.pk, escape(incident.name)
+        pick = (
+            f'<td class="pick"><input type="checkbox" form="bulk-form" name="incident" '
+            f'value="{pk}" aria-label="Select {name}"></td>'
+            if acting
+            else ""
+        )
+        severity = label(incident.severity, "severity") or "Unspecified"
+        verdict = escape(label(incident.classification, "classification") or "Not classified")
+        determination = (
+            f": {escape(label(incident.determination, 'determination'))}"
+            if incident.determination
+            else ""
+        )
+        alerts = incident.alert_count
+        rows.append(
+            f'<tr data-incident="{pk}">{pick}'
+            f'<td class="sev"><span class="badge {severity_class(incident.severity)}">'
+            f"{escape(severity)}</span></td>"
+            f'<td class="tenant"><a href="{tenant_url[0]}{incident.tenant_id}{tenant_url[1]}">'
+            f"{escape(incident.tenant.display_name)}</a></td>"
+            f'<td class="name"><a href="{detail_url[0]}{pk}{detail_url[1]}{back}" '
+            f'title="{name}">{name}</a> <span class="muted">#{incident.microsoft_id}</span></td>'
+            f'<td class="status">{escape(label(incident.status, "status") or "—")}</td>'
+            f'<td class="verdict" title="{verdict}{determination}">{verdict}</td>'
+            f'<td class="assignee">{escape(incident.assigned_to or "Unassigned")}</td>'
+            f'<td class="alerts">{alerts}<span class="visually-hidden"> '
+            f'alert{"" if alerts == 1 else "s"}</span></td>'
+            f'<td class="updated">{age(incident.last_update_time)}</td></tr>'
+        )
+    return mark_safe("\n".join(rows))  # noqa: S308 (every value is escaped above)
