@@ -20,7 +20,6 @@ deep page as on page 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics

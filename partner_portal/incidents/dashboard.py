@@ -207,7 +207,7 @@ def capped_counts(
         except EmptyResultSet:  # .none(): an invalid filter (fail closed)
             parts.append("0")
             continue
-        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped)")  # noqa: S608 (the ORM's SQL)
         params += more
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(parts), params)  # noqa: S608 (the ORM's SQL)
