@@ -185,9 +185,7 @@ def load(seed: int) -> None:
         cursor.execute("SET maintenance_work_mem = '256MB'")
         cursor.execute("SELECT nextval('incidents_incident_id_seq')")
         first_pk = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT setval('incidents_incident_id_seq', %s)", [first_pk + INCIDENTS]
-        )
+        cursor.execute("SELECT setval('incidents_incident_id_seq', %s)", [first_pk + INCIDENTS])
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
             "('incidents_incident', 'incidents_alert') AND indexname NOT IN "
@@ -217,7 +215,7 @@ def load(seed: int) -> None:
         n_alerts = f"(ARRAY[1, 1, 2, 3])[1 + mod(abs({h(8)}), 4)]"
         title = _pick(ALERT_TITLES, f"hashint8(g::bigint * 31 + a + {seed})")
         # Alert titles by incident number and alert number, the same in both tables.
-        titles = f"(SELECT string_agg({title}, ' ') FROM generate_series(1, {n_alerts}) a)"
+        titles = f"(SELECT string_agg({title}, ' ') FROM generate_series(1, {n_alerts}) a)"  # noqa: S608
         updated = f"%(now)s - make_interval(secs => mod(abs({h(9)}), 365 * 86400))"
         created = f"{updated} - make_interval(secs => mod(abs({h(10)}), 10 * 86400))"
         tenant = f"(%(tenants)s::bigint[])[1 + mod(abs({h(11)}), {TENANTS})]"
