@@ -237,7 +237,7 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
         "".join(
             f'<label for="id_severity_{i}"><input type="checkbox" name="severity" '
             f'value="{escape(value)}" id="id_severity_{i}"'
-            f'{" checked" if value in chosen_severities else ""}>{escape(label)}</label>'
+            f"{' checked' if value in chosen_severities else ''}>{escape(label)}</label>"
             for i, (value, label) in enumerate(form["severity"].field.choices)
         )
     )

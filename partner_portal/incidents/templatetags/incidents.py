@@ -131,7 +131,7 @@ def incident_rows(incidents: Iterable[Incident], list_query: str, acting: bool) 
             f'<td class="verdict" title="{verdict}{determination}">{verdict}</td>'
             f'<td class="assignee">{escape(incident.assigned_to or "Unassigned")}</td>'
             f'<td class="alerts">{alerts}<span class="visually-hidden"> '
-            f'alert{"" if alerts == 1 else "s"}</span></td>'
+            f"alert{'' if alerts == 1 else 's'}</span></td>"
             f'<td class="updated">{age(incident.last_update_time)}</td></tr>'
         )
     return mark_safe("\n".join(rows))  # noqa: S308 (every value is escaped above)
