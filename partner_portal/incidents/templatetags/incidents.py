@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import Any
 from urllib.parse import quote
 
 from django import template
@@ -135,3 +136,37 @@ def incident_rows(incidents: Iterable[Incident], list_query: str, acting: bool) 
             f'<td class="updated">{age(incident.last_update_time)}</td></tr>'
         )
     return mark_safe("\n".join(rows))  # noqa: S308 (every value is escaped above)
+
+
+@register.simple_tag
+def summary_chart_rows(summary: Any) -> SafeString:
+    """The summary chart's numbers as table rows (day, then a linked count per severity),
+    written here for the reason `incident_rows` is."""
+    rows = []
+    for day, counts in summary.chart_rows:
+        cells = "".join(
+            f'<td><a href="{escape(url)}">{n}</a></td>' if n else "<td>0</td>" for n, url in counts
+        )
+        rows.append(f'<tr><th scope="row">{escape(day)}</th>{cells}</tr>')
+    return mark_safe("\n".join(rows))  # noqa: S308 (every value is escaped above)
+
+
+@register.simple_tag
+def summary_tenant_rows(rows: Iterable[Any], list_url: str, tenants_url: str) -> SafeString:
+    """The summary's open incidents per tenant: a linked count per severity and the total."""
+    html = []
+    for row in rows:
+        pk = row.tenant_pk
+        cells = "".join(
+            f'<td><a href="{list_url}?status=open&amp;tenant={pk}&amp;severity='
+            f'{quote(severity, safe="/")}">{n:,}</a></td>'
+            if n
+            else "<td>0</td>"
+            for severity, n in row.by_severity
+        )
+        html.append(
+            f'<tr data-tenant="{pk}"><th scope="row"><a href="{tenants_url}{pk}/">'
+            f"{escape(row.name)}</a></th>{cells}"
+            f'<td><a href="{list_url}?status=open&amp;tenant={pk}">{row.total:,}</a></td></tr>'
+        )
+    return mark_safe("\n".join(html))  # noqa: S308 (every value is escaped above)
