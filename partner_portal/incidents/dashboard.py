@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import BooleanField, QuerySet, Sum
+from django.db.models import BooleanField, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
@@ -273,17 +273,21 @@ class Summary:
 
 def open_counts(tenants: list[int] | None) -> dict[int, dict[str, int]]:
     """{tenant pk: {severity: open incidents}} of `tenants` (None: every tenant), summed
-    from the maintained counts (incidents/counters.py): at most a row per tenant, severity
-    and status, whatever the number of incidents."""
+    from the maintained counts (incidents/counters.py): one row per tenant, whatever the
+    number of incidents. A severity Microsoft adds later counts as Unspecified."""
     rows = IncidentCount.objects.exclude(status=Status.RESOLVED).filter(n__gt=0)
     if tenants is not None:
         rows = rows.filter(tenant__in=tenants)
-    counts: dict[int, dict[str, int]] = defaultdict(dict)
-    for tenant_pk, severity, n in (
-        rows.order_by().values_list("tenant_id", "severity").annotate(total=Sum("n"))
+    known = [s for s in SEVERITY_ORDER if s != Severity.UNSPECIFIED]
+    sums = {f"s{i}": Sum("n", filter=Q(severity=s)) for i, s in enumerate(known)}
+    sums["other"] = Sum("n", filter=~Q(severity__in=known))
+    counts: dict[int, dict[str, int]] = {}
+    for tenant_pk, *values in (
+        rows.order_by().values("tenant_id").annotate(**sums).values_list("tenant_id", *sums)
     ):
-        severity = severity if severity in SEVERITY_ORDER else Severity.UNSPECIFIED
-        counts[tenant_pk][severity] = counts[tenant_pk].get(severity, 0) + n
+        counts[tenant_pk] = {
+            s: n for s, n in zip([*known, Severity.UNSPECIFIED], values, strict=True) if n
+        }
     return counts
 
 
