@@ -503,6 +503,9 @@ ALERTS_GIVE_UP_SECONDS = env_int("ALERTS_GIVE_UP_SECONDS", 3600, minimum=1)
 # sending (after that, e.g. when the worker died, another worker takes it over).
 ALERTS_HTTP_TIMEOUT = env_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
 ALERTS_SEND_LEASE_SECONDS = env_int("ALERTS_SEND_LEASE_SECONDS", 120, minimum=1)
+# Webhooks and Teams go to public internet addresses only (no loopback, private, link-local
+# or metadata addresses); true allows private networks, e.g. a receiver on the MSP's LAN.
+ALERTS_ALLOW_PRIVATE_DESTINATIONS = env_bool("ALERTS_ALLOW_PRIVATE_DESTINATIONS", False)
 
 # --- Logging ----------------------------------------------------------------------------
 
