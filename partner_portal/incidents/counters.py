@@ -47,10 +47,11 @@ def _move(
     state: Any,
     delta: int,
 ) -> None:
-    get = state.get if isinstance(state, dict) else lambda f: getattr(state, f)
-    severity, status = get("severity") or "", get("status") or ""
+    # A stored row's snapshot (a dict) or an Incident as written.
+    values = state if isinstance(state, dict) else {f: getattr(state, f) for f in FIELDS}
+    severity, status = values["severity"] or "", values["status"] or ""
     by_status[(tenant_pk, severity, status)] += delta
-    by_day[(tenant_pk, _day(get("created_time")), severity)] += delta
+    by_day[(tenant_pk, _day(values["created_time"]), severity)] += delta
 
 
 def record(
@@ -145,7 +146,9 @@ def rebuild(tenants: Iterable[int] | None = None) -> int:
     return written
 
 
-def _insert_select(model: type, key: tuple[str, ...], grouped: QuerySet) -> int:
+def _insert_select(
+    model: type[IncidentCount | IncidentDayCount], key: tuple[str, ...], grouped: QuerySet
+) -> int:
     """INSERT INTO counts (key…, n) SELECT key…, COUNT(*) … GROUP BY key…: the database
     counts, nothing travels through Python."""
     select, params = grouped.annotate(n=Count("*")).query.sql_with_params()
