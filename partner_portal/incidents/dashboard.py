@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from django.conf import settings
 from django.core.cache import cache
@@ -293,7 +293,8 @@ def open_counts(tenants: list[int] | None) -> dict[int, dict[str, int]]:
 
 def created_list_url(day: date, severity: str, *, list_url: str | None = None) -> str:
     """The incident list of one chart bar: created that UTC day, of that severity."""
-    query = urlencode({"created_from": day, "created_to": day, "severity": severity})
+    # What urlencode() would write, 150 times a summary: the day needs no quoting.
+    query = f"created_from={day}&created_to={day}&severity={quote_plus(severity)}"
     return f"{list_url or reverse('incidents:list')}?{query}"
 
 
@@ -336,20 +337,24 @@ def summary(tenants: list[int] | None, tenant_names: dict[int, str], *, today: d
     (None: every tenant)."""
     counts = open_counts(tenants)
     totals = dict.fromkeys(SEVERITY_ORDER, 0)
-    rows = []
+    keyed = []
     for tenant_pk, by_severity in counts.items():
-        for severity, n in by_severity.items():
+        numbers = [by_severity.get(s, 0) for s in SEVERITY_ORDER]
+        for severity, n in zip(SEVERITY_ORDER, numbers, strict=True):
             totals[severity] += n
-        rows.append(
-            TenantRow(
-                tenant_pk=tenant_pk,
-                name=tenant_names.get(tenant_pk, f"#{tenant_pk}"),
-                by_severity=[(s, by_severity.get(s, 0)) for s in SEVERITY_ORDER],
-                total=sum(by_severity.values()),
-            )
+        name = tenant_names.get(tenant_pk, f"#{tenant_pk}")
+        # Most severe first: high count, then medium, …, then the name.
+        keyed.append(((*(-n for n in numbers), name), tenant_pk, name, numbers))
+    keyed.sort()
+    rows = [
+        TenantRow(
+            tenant_pk=tenant_pk,
+            name=name,
+            by_severity=list(zip(SEVERITY_ORDER, numbers, strict=True)),
+            total=sum(numbers),
         )
-    # Most severe first: high count, then medium, …, then the name.
-    rows.sort(key=lambda row: ([-n for _, n in row.by_severity], row.name))
+        for _, tenant_pk, name, numbers in keyed
+    ]
     return Summary(
         open_by_severity=list(totals.items()),
         open_total=sum(totals.values()),
