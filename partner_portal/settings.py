@@ -249,6 +249,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = SYNC_TASK_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = SYNC_TASK_TIME_LIMIT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost the broker tries again every second, then less often, at least every
+# BROKER_RECONNECT_SECONDS (partner_portal.celery.Consumer), and never gives up (Celery's
+# default gives up after 100 attempts and the worker exits).
+BROKER_RECONNECT_SECONDS = env_int("BROKER_RECONNECT_SECONDS", 5, minimum=1)
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CONSUMER = "partner_portal.celery:Consumer"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 if REDIS_URL:
     # Must exceed the longest task plus the longest retry countdown (Retry-After ≤ 1 h),

@@ -119,7 +119,8 @@ def incident_rows(incidents: Iterable[Incident], list_query: str, acting: bool) 
         pk, name = incident.pk, escape(incident.name)
         pick = (
             f'<td class="pick"><input type="checkbox" form="bulk-form" name="incident" '
-            f'value="{pk}" aria-label="Select {name}"></td>'
+            f'value="{pk}@{escape(incident.last_update_time.isoformat())}" '
+            f'aria-label="Select {name}"></td>'
             if acting
             else ""
         )
