@@ -19,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from partner_portal.incidents import bulk_upsert, outbox
+from partner_portal.incidents import bulk_upsert, counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
 from partner_portal.microsoft import defender, vocabulary
 from partner_portal.tenants.models import Tenant
@@ -176,6 +176,7 @@ def _upsert(
         )
     )
     outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
+    counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
     alerts: dict[tuple[int, str], Alert] = {}
     for item in items:
         for a in item.alerts:
