@@ -1,11 +1,12 @@
-"""pytest plugin: the whole suite runs on two processes (pytest-xdist), a selection on one.
+"""pytest plugin: `pytest -n auto` runs the whole suite on two processes (pytest-xdist), a
+selection on one.
 
-pyproject's addopts pass `-n auto`; this plugin answers "auto": 2 workers when pytest runs
-its testpaths (the README's and CI's `pytest`, `pytest -x`, `pytest -m chaos`…), none when
-given paths or node ids (`pytest tests/incidents/test_sync.py`), where starting a second
-devcloud and test database would cost more than it saves. `-n 0` or `-n 3` decide instead,
-as does PYTEST_XDIST_AUTO_NUM_WORKERS. Most of the suite's time is waiting (on workers,
-devcloud, Chromium, schedules), which two processes overlap even on a busy machine.
+This plugin answers "auto": 2 workers when pytest runs its testpaths (`pytest -n auto`,
+`pytest -n auto -m chaos`…), none when given paths or node ids, where starting a second
+devcloud and test database would cost more than it saves. `-n 3` decides instead, as does
+PYTEST_XDIST_AUTO_NUM_WORKERS. Much of the suite's time is waiting (on workers, devcloud,
+Chromium, schedules), which two processes overlap. Not in pyproject's addopts yet: on a busy
+machine the chaos tests' 4 s lease can expire while a page is stored (tests/chaos/harness.py).
 
 Each worker has its own test database (pytest-django), Redis (tests/services.py), devcloud
 and Chromium (session and module fixtures); ports are chosen free, never fixed.
@@ -44,6 +45,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         names = item.fixturenames  # type: ignore[attr-defined]
         cost[module] = cost.get(module, 0) + 1 + sum(v for k, v in _COST.items() if k in names)
     # Stable: each file keeps its tests' order; every worker computes the same order, as
-    # xdist requires (addopts: --no-loadscope-reorder keeps it, --dist loadfile hands out
-    # whole files).
+    # xdist requires (pyproject's addopts: --no-loadscope-reorder keeps it, --dist loadfile
+    # hands out whole files).
     items.sort(key=lambda item: -cost[item.nodeid.split("::", 1)[0]])
