@@ -3,7 +3,9 @@
 Runs tests/chaos (real workers, a private Redis it kills, devcloud with faults) and prints
 one row per scenario: incidents lost, duplicated and stale against devcloud's ground truth
 after recovery, list calls beyond the minimum one sync needs, 429s caused, seconds from the
-end of the fault to every tenant equal to devcloud, and worker processes still alive.
+end of the fault to every tenant equal to devcloud (how long a tenant stayed blocked), the
+same in schedule intervals (the suite runs a 5 s schedule; ×5 min at the default one), and
+worker processes still alive. Redis is killed for 5, 15 and 30 s (CHAOS_REDIS_OUTAGES).
 
 Needs the test services (DATABASE_URL, REDIS_URL as for pytest) and redis-server on PATH.
 """
@@ -18,16 +20,18 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = ["scenario", "lost", "duplicated", "stale", "extra calls", "429s", "recover s"]
-HEAD += ["workers alive"]
+HEAD = ["scenario", "lost", "duplicated", "stale", "extra calls", "429s", "blocked s"]
+HEAD += ["blocked intervals", "workers alive"]
 KEYS = ["scenario", "lost", "duplicated", "stale", "extra_calls", "throttled_429"]
-KEYS += ["recover_seconds", "workers_alive"]
+KEYS += ["recover_seconds", "recover_intervals", "workers_alive"]
+SCHEDULE_SECONDS = 5.0  # tests/chaos/harness.py
 
 
 def print_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     for row in rows:
-        cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in KEYS]
+        shown = {**row, "recover_intervals": row["recover_seconds"] / SCHEDULE_SECONDS}
+        cells = [f"{shown[k]:.1f}" if isinstance(shown[k], float) else str(shown[k]) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -35,7 +39,7 @@ def print_table(rows: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "chaos.jsonl"
-        env = {**os.environ, "CHAOS_TABLE_FILE": str(table)}
+        env = {"CHAOS_REDIS_OUTAGES": "5,15,30", **os.environ, "CHAOS_TABLE_FILE": str(table)}
         cmd = [sys.executable, "-m", "pytest", "tests/chaos", "-q", "-p", "no:cacheprovider"]
         done = subprocess.run(cmd + argv, cwd=ROOT, env=env, check=False)
         lines = table.read_text().splitlines() if table.exists() else []

@@ -151,6 +151,12 @@ class DevCloud:
             body["seed"] = seed
         return self._call("POST", f"/tenants/{tid}/incidents/evolve", body)
 
+    def merge_incident(self, tid: str, incident_id: int, into: int) -> dict:
+        """Merge an incident into another, as Microsoft does: it becomes `Redirected` with
+        `redirectIncidentId`, its alerts move over, and a PATCH of it answers 404.
+        Returns `{incident, into}` as the API now serves them."""
+        return self._call("POST", f"/tenants/{tid}/incidents/{incident_id}/merge", {"into": into})
+
     def incidents(self, tid: str) -> list[dict]:
         return self._call("GET", f"/tenants/{tid}/incidents")
 

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from .app import DevCloudApp
+from .timefmt import TICKS_PER_SECOND
 from .web import Request, Response
 
 MAX_BODY = 10 * 1024 * 1024
@@ -88,7 +89,7 @@ class Handler(BaseHTTPRequestHandler):
             self._abort()
             return
         head = [f"HTTP/1.1 {resp.status} {self.responses.get(resp.status, ('',))[0]}"]
-        head.append(f"Date: {formatdate(usegmt=True)}")
+        head.append(f"Date: {formatdate(app.store.clock_ticks() / TICKS_PER_SECOND, usegmt=True)}")
         head.append("Server: devcloud")
         head.extend(f"{k}: {v}" for k, v in resp.headers)
         head.append(f"Content-Length: {len(resp.body)}")

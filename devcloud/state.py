@@ -27,8 +27,9 @@ from .timefmt import (
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DEFAULT_LIMITS = {"per_minute": 50, "per_hour": 1500, "token_lifetime": 3599, "code_lifetime": 600}
-# Seconds Entra's clock is ahead of (or, negative, behind) the real one: stamped into the
-# tokens it issues (iat, nbf, exp), for clock-skew tests.
+# Seconds Microsoft's clock is ahead of (or, negative, behind) the real one: stamped into the
+# tokens Entra issues (iat, nbf, exp), the lastUpdateTime of changes, and every answer's
+# Date header, for clock-skew tests (set it again to step the clock).
 DEFAULT_LIMITS["clock_offset"] = 0
 CONSENT_STATES = ("consented", "no_roles", "disabled", "none")
 FAULT_KINDS = ("status", "latency", "reset", "hang", "truncate", "malformed", "evolve")
@@ -136,6 +137,15 @@ class Tenant:
         if self.order is None:
             self.order = sorted(self.incidents.values(), key=_newest_first, reverse=True)
         return self.order
+
+    def writable(self, raw_id: str) -> Incident | None:
+        """The incident a PATCH (or a Graph comment) may change: a merged one answers 404
+        like a deleted one (guessed: Microsoft documents 404 for both, and clients follow
+        `redirectIncidentId`, which GET and the list still show)."""
+        incident = self.lookup(raw_id)
+        if incident is None or incident.data.get("redirectIncidentId") is not None:
+            return None
+        return incident
 
     def lookup(self, raw_id: str) -> Incident | None:
         """The incident a URL segment names: a numeric ID, or the ID text of a raw payload
@@ -533,7 +543,7 @@ class Store:
             if seed is not None:
                 gen.rng.seed(seed)
             rng = gen.rng
-            now = now_ticks()
+            now = self.clock_ticks()
             span = int(days * 86400 * TICKS_PER_SECOND)
             created_list = sorted(now - rng.randint(0, span) for _ in range(count))
             ids = []
@@ -570,7 +580,7 @@ class Store:
                 incident.invalidate()
             added = []
             for _ in range(new):
-                now = now_ticks()
+                now = self.clock_ticks()
                 tenant.next_id += gen.rng.randint(1, 40)
                 while tenant.next_id in tenant.incidents:  # taken by a raw payload
                     tenant.next_id += 1
@@ -581,10 +591,14 @@ class Store:
             tenant.order = None
             return {"changed": sorted(picked), "added": added}
 
-    @staticmethod
-    def _bump(incident: Incident) -> int:
-        # Microsoft's clock moves forward; keep every change strictly after the previous one.
-        return centiseconds_up(max(now_ticks(), incident.updated + 1))
+    def clock_ticks(self) -> int:
+        """Now on Microsoft's clock (limits["clock_offset"])."""
+        return now_ticks() + self.limits.get("clock_offset", 0) * TICKS_PER_SECOND
+
+    def _bump(self, incident: Incident) -> int:
+        # Keep every change of an incident strictly after its previous one, even when
+        # Microsoft's clock stepped back.
+        return centiseconds_up(max(self.clock_ticks(), incident.updated + 1))
 
     def update_incident(
         self, tenant: Tenant, incident_id: int | str, changes: dict, author: str
@@ -628,6 +642,38 @@ class Store:
             tenant.order = None
             return incident_json(incident)
 
+    def merge_incident(self, tenant_id: str, incident_id: int, into: int) -> dict:
+        """Merge one incident into another, as Microsoft does when it (or an analyst)
+        correlates them: the merged one becomes `Redirected` with `redirectIncidentId` = the
+        target, its alerts move to the target, and both get a new `lastUpdateTime`. From
+        then on the merged incident is still listed and readable, but a PATCH of it answers
+        404 (see `Tenant.writable`)."""
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            source, target = tenant.incidents.get(incident_id), tenant.incidents.get(into)
+            if source is None or target is None:
+                raise ControlError(404, "no such incident in this tenant")
+            if source is target or target.data.get("redirectIncidentId") is not None:
+                raise ControlError(400, "merge into another incident that is not merged itself")
+            for incident in (source, target):
+                incident.raw = None  # re-serialized from now on, as after a PATCH
+                when = self._bump(incident)
+                incident.updated = when
+                incident.data["lastUpdateTime"] = format_ticks(when)
+                incident.invalidate()
+            moved = source.data.get("alerts") or []
+            for alert in moved:
+                alert["incidentId"] = into
+            target.data.setdefault("alerts", []).extend(moved)
+            source.data["alerts"] = []
+            source.data["status"] = "Redirected"
+            source.data["redirectIncidentId"] = into
+            tenant.order = None
+            return {
+                "incident": json.loads(incident_json(source)),
+                "into": json.loads(incident_json(target)),
+            }
+
     def ground_truth(self, tenant_id: str) -> list[dict]:
         return json.loads(self.ground_truth_json(tenant_id))
 
@@ -667,7 +713,7 @@ class Store:
                 except (ValueError, OverflowError):
                     raise ControlError(400, f"updated {updated!r} is not ISO 8601") from None
             else:
-                updated_ticks = _ticks_or_none(data.get("lastUpdateTime")) or now_ticks()
+                updated_ticks = _ticks_or_none(data.get("lastUpdateTime")) or self.clock_ticks()
             created_ticks = _ticks_or_none(data.get("createdTime"))
             incident = Incident(key, created_ticks, updated_ticks, data, raw=bytes(body))
             tenant.incidents[key] = incident

@@ -249,6 +249,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = SYNC_TASK_SOFT_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = SYNC_TASK_TIME_LIMIT
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker that lost the broker tries again every second, then less often, at least every
+# BROKER_RECONNECT_SECONDS (partner_portal.celery.Consumer), and never gives up (Celery's
+# default gives up after 100 attempts and the worker exits).
+BROKER_RECONNECT_SECONDS = env_int("BROKER_RECONNECT_SECONDS", 5, minimum=1)
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CONSUMER = "partner_portal.celery:Consumer"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 if REDIS_URL:
     # Must exceed the longest task plus the longest retry countdown (Retry-After ≤ 1 h),
@@ -503,6 +509,9 @@ ALERTS_GIVE_UP_SECONDS = env_int("ALERTS_GIVE_UP_SECONDS", 3600, minimum=1)
 # sending (after that, e.g. when the worker died, another worker takes it over).
 ALERTS_HTTP_TIMEOUT = env_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
 ALERTS_SEND_LEASE_SECONDS = env_int("ALERTS_SEND_LEASE_SECONDS", 120, minimum=1)
+# Webhooks and Teams go to public internet addresses only (no loopback, private, link-local
+# or metadata addresses); true allows private networks, e.g. a receiver on the MSP's LAN.
+ALERTS_ALLOW_PRIVATE_DESTINATIONS = env_bool("ALERTS_ALLOW_PRIVATE_DESTINATIONS", False)
 
 # --- Logging ----------------------------------------------------------------------------
 

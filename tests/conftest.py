@@ -30,7 +30,7 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def exact_dashboard_summary(settings):
     # Tests change incidents between requests: the summary is counted afresh each time
-    # (tests/incidents/test_dashboard_summary_cache.py turns the cache on).
+    # (tests/incidents/test_summary.py turns the cache on).
     settings.DASHBOARD_SUMMARY_CACHE_SECONDS = 0
 
 
@@ -57,6 +57,16 @@ def portal(devcloud_settings, redis_url, settings):
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
     }
     return devcloud_settings
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The "Sync now" tasks the views send, recorded instead of sent (no broker needed)."""
+    from partner_portal.incidents import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: calls.append(kw))
+    return calls
 
 
 @pytest.fixture

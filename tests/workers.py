@@ -91,11 +91,14 @@ def _drop_connections(app) -> None:
 
 @pytest.fixture
 def start_worker(celery_broker, transactional_db, settings):
-    """Start real workers: `start_worker(concurrency=2, env={...})` → WorkerProcess (ready)."""
+    """Start real workers: `start_worker(concurrency=2, env={...}, queues="")` →
+    WorkerProcess (ready)."""
     workers: list[WorkerProcess] = []
     processes = Supervisor(None, cwd=ROOT, stop_timeout=20)
 
-    def start(*, concurrency: int = 2, pool: str = "threads", env: dict | None = None):
+    def start(
+        *, concurrency: int = 2, pool: str = "threads", env: dict | None = None, queues: str = ""
+    ):
         child_env = {
             **os.environ,
             "DATABASE_URL": test_database_url(),
@@ -111,6 +114,8 @@ def start_worker(celery_broker, transactional_db, settings):
         cmd += ["--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
         cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip"]
         cmd += ["--hostname", f"{name}@%h"]
+        if queues:  # only these (comma-separated), instead of the default queue
+            cmd += ["--queues", queues]
         lines: list[str] = []
         child = processes.start(name, cmd, env=child_env, on_line=lines.append)
         worker = WorkerProcess(child, lines)

@@ -4,9 +4,10 @@ and the tests.
 One run for one tenant:
 1. take the tenant's lease (a conditional UPDATE of `sync_lease_until`); if another run
    holds it, record a `skipped` SyncRun and stop;
-2. list incidents changed since `watermark − SYNC_OVERLAP_MINUTES` (everything when `full`),
-   newest first, page by page, each page upserted in one transaction (an incident's alerts
-   are replaced together);
+2. list incidents changed since `watermark − SYNC_OVERLAP_MINUTES` (everything when `full`;
+   further back when Microsoft's clock turns out to have stepped back), newest first, page
+   by page, each page upserted in one transaction (an incident's alerts are replaced
+   together);
 3. after the last page commits, move the watermark to the newest `lastUpdateTime`
    received — Microsoft's clock, never ours. An incident that changes while we page moves
    to the front of the list, past our cursor; its new `lastUpdateTime` is later than
@@ -31,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Set
+from collections.abc import Callable, Iterator, Set
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,6 +67,10 @@ Progress = Callable[[SyncRun], None]
 PROBLEM_RETRIES_PER_RUN = 20
 # How far ahead of our clock a lastUpdateTime may be and still move the watermark.
 WATERMARK_SKEW = timedelta(hours=1)
+# Microsoft's clock behind a sync's window by more than this is a step back (`_pages`), and
+# the window re-read starts this much before the earliest possible change (Date headers
+# have whole seconds; Microsoft's front ends and stores need not agree to the second).
+CLOCK_STEP_TOLERANCE = timedelta(minutes=1)
 
 
 def _window_start(tenant: Tenant, full: bool) -> datetime | None:
@@ -303,14 +308,8 @@ def _run(
         return run
     calls_before = run.api_calls
     try:
-        pages = client.incident_pages(
-            since=since,
-            start_url=cursor["next_url"],
-            start_skip=cursor["next_skip"],
-            first_page_number=cursor["page"],
-        )
         listed: set[str] = set()
-        for page in pages:
+        for page in _pages(tenant=tenant, client=client, cursor=cursor):
             synced_at = timezone.now()
             repairs = {"missing": 0, "stale": 0} if run.reconcile else None
             stored = store_fenced_page(
@@ -372,6 +371,68 @@ def _run(
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
         raise
     return _succeeded(tenant=tenant, run=run, newest=newest)
+
+
+def _pages(
+    *, tenant: Tenant, client: IncidentClient, cursor: dict[str, Any]
+) -> Iterator[defender.Page]:
+    """The run's listing from its cursor (which the caller moves on page by page). After the
+    first page, Microsoft's clock is known: when it is behind the window
+    (`_clock_stepped_back`), the listing starts again from further back (one call more)
+    instead of knowingly skipping what was stamped by the stepped-back clock."""
+    checked = False
+    while True:
+        since = _parse(cursor["since"])
+        pages = client.incident_pages(
+            since=since,
+            start_url=cursor["next_url"],
+            start_skip=cursor["next_skip"],
+            first_page_number=cursor["page"],
+        )
+        for page in pages:
+            yield page
+            if checked:
+                continue
+            checked = True
+            earlier = _clock_stepped_back(tenant=tenant, since=since, now=client.microsoft_time)
+            if earlier is not None:
+                cursor.update(since=_iso(earlier), next_url=None, next_skip=0, page=1)
+                break
+        else:
+            return
+
+
+def _clock_stepped_back(
+    *, tenant: Tenant, since: datetime | None, now: datetime | None
+) -> datetime | None:
+    """An earlier window start when Microsoft's clock (`now`, its last Date header) stepped
+    back since the tenant's last successful run began, further than `since` allows for.
+
+    Microsoft's clock runs on from wherever it stepped to, so every change since that run
+    began is stamped at or after `now − elapsed` (elapsed on our clock). A window starting
+    later knowingly skips changes: the watermark is ahead of Microsoft's clock (it stepped
+    back beyond the overlap, or an answer carried a lastUpdateTime from its future).
+    """
+    if since is None or now is None:
+        return None
+    previous = (
+        SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    if previous is None:
+        return None
+    earliest = now - (timezone.now() - previous)
+    if earliest + CLOCK_STEP_TOLERANCE >= since:
+        return None
+    logger.warning(
+        "Tenant %s: Microsoft's clock is %ds behind this sync's window; reading from %s",
+        tenant.pk,
+        (since - earliest).total_seconds(),
+        earliest - CLOCK_STEP_TOLERANCE,
+    )
+    return earliest - CLOCK_STEP_TOLERANCE
 
 
 def retry_problems(

@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -55,10 +56,12 @@ _RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
 _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
 
 
-def required_roles(source: str = "defender") -> list[str]:
+def required_roles(source: str = "defender", *, updates: bool | None = None) -> list[str]:
     """The permission the portal needs on a source's API, the one place it is derived:
-    ReadWrite when it updates incidents (MICROSOFT_INCIDENT_UPDATES), else Read."""
-    updates = tokens.config().incident_updates
+    ReadWrite when it updates incidents (`updates`, by default MICROSOFT_INCIDENT_UPDATES),
+    else Read."""
+    if updates is None:
+        updates = tokens.config().incident_updates
     if source == "graph":
         return [GRAPH_READWRITE_ROLE if updates else GRAPH_READ_ROLE]
     return [READWRITE_ROLE if updates else READ_ROLE]
@@ -69,6 +72,8 @@ class IncidentClient(Protocol):
 
     # Requests sent so far (a retried request counts twice: Microsoft counts it too).
     api_calls: int
+    # Microsoft's clock at its last answer (its Date header), None before one came.
+    microsoft_time: datetime | None
 
     def required_roles(self) -> list[str]: ...
 
@@ -164,6 +169,7 @@ class _ApiClient:
         self.token: TokenSource = token or BrokerToken(tenant_id, cloud, resource)
         self.session = session or new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
         self.api_calls = 0
+        self.microsoft_time: datetime | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.tenant_id} {self.base_url}>"
@@ -240,6 +246,7 @@ class _ApiClient:
                 return None
             if response.status_code >= 400:
                 raise classify(response)
+            self.microsoft_time = _date_header(response) or self.microsoft_time
             if response.status_code == 204 or not response.content:
                 return {}
             # Reading .json() after the body: a connection cut mid-body surfaces here.
@@ -252,6 +259,15 @@ class _ApiClient:
             raise errors.Transient(f"Transfer failed: {type(exc).__name__}") from exc
         except ValueError as exc:  # truncated or malformed JSON: worth another try
             raise errors.Transient("Malformed JSON in Microsoft's answer") from exc
+
+
+def _date_header(response: requests.Response) -> datetime | None:
+    """When the answer was made, on Microsoft's clock (to the second), or None."""
+    try:
+        when = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 class DefenderClient(_ApiClient):

@@ -11,7 +11,8 @@ from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.microsoft import errors, tokens
-from partner_portal.microsoft.client import READWRITE_ROLE, IncidentClient, client_class
+from partner_portal.microsoft.claims import missing_roles
+from partner_portal.microsoft.client import IncidentClient, client_class, required_roles
 from partner_portal.microsoft.clouds import get_cloud
 
 
@@ -281,11 +282,16 @@ class Tenant(models.Model):
     @property
     def write_access_missing(self) -> str:
         """Why the portal may not update this tenant's incidents although updates are on
-        (its token lacks Incident.ReadWrite.All), "" when it may or updates are off."""
-        if not settings.MICROSOFT_INCIDENT_UPDATES or READWRITE_ROLE in (self.granted_roles or []):
+        (its token lacks its source's ReadWrite permission), "" when it may or updates are
+        off."""
+        if not settings.MICROSOFT_INCIDENT_UPDATES:
+            return ""
+        required = required_roles(self.source, updates=True)
+        missing = missing_roles(self.granted_roles or [], required)
+        if not missing:
             return ""
         return (
-            f"This tenant's token lacks {READWRITE_ROLE}: the customer granted read access "
+            f"This tenant's token lacks {', '.join(missing)}: the customer granted read access "
             "only, so incidents cannot be updated from the portal. Send them a new consent "
             "link to grant the wider permission, then run 'Check access'."
         )

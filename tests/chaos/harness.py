@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from django.db.models import Count
@@ -26,11 +27,14 @@ from tests.incidents.helpers import tid
 
 LEASE_SECONDS = 4
 SCHEDULE_SECONDS = 5.0
+RECONNECT_SECONDS = 1
 PAGE_SIZE = 100
 WORKER_ENV = {
     "SYNC_LEASE_SECONDS": str(LEASE_SECONDS),
     "SYNC_RETRY_BACKOFF_SECONDS": "1",
     "MICROSOFT_HTTP_TIMEOUT": "3",
+    # Scaled as the schedule is: a worker tries a lost broker again every second.
+    "BROKER_RECONNECT_SECONDS": str(RECONNECT_SECONDS),
 }
 TABLE_FILE = os.environ.get("CHAOS_TABLE_FILE", "")
 
@@ -125,7 +129,7 @@ def run_until_recovered(app, url, devcloud, tenants, *, started: float, limit: f
     while True:
         now = time.monotonic()
         diff = tuple(map(sum, zip(*(differences(devcloud, t) for t in tenants), strict=True)))
-        if diff == (0, 0, 0) and not _busy(tenants):
+        if diff == (0, 0, 0) and not busy(tenants):
             return now - started, diff
         if now - started > limit:
             return now - started, diff
@@ -135,7 +139,7 @@ def run_until_recovered(app, url, devcloud, tenants, *, started: float, limit: f
         time.sleep(0.25)
 
 
-def _busy(tenants) -> bool:
+def busy(tenants) -> bool:
     from partner_portal.tenants.models import Tenant
 
     return any(t.lease_held for t in Tenant.objects.filter(pk__in=[t.pk for t in tenants]))
@@ -149,6 +153,17 @@ def calls_and_429s(devcloud, tenants) -> tuple[int, int]:
         calls += len(listed)
         throttled += sum(1 for e in listed if e.get("status") == 429)
     return calls, throttled
+
+
+def reconnected_after(worker, when: float) -> float:
+    """Seconds from `when` (time.time()) until the worker's log says it connected to the
+    broker again (inf when it has not)."""
+    for line in worker.lines:
+        if "Connected to redis://" in line:
+            logged = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # noqa: DTZ007 (the worker's local time, as ours)
+            if logged >= when:
+                return logged - when
+    return math.inf
 
 
 def minimum_calls(devcloud, tenants) -> int:

@@ -122,6 +122,28 @@ def test_an_incident_changed_between_two_pages_is_taken_by_the_next_run(
     assert_db_matches(devcloud, tenant)
 
 
+def test_a_clock_step_back_beyond_the_overlap_is_read_from_further_back(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=150)
+    devcloud.evolve(tid(tenant), changed=5, new=1)  # changes of the last moments
+    sync.sync_tenant(tenant=tenant)
+    # Microsoft's clock steps back 10 minutes, beyond the 5-minute overlap: the changes
+    # after it are stamped before the watermark's window.
+    devcloud.set_limits(clock_offset=-600)
+    devcloud.evolve(tid(tenant), changed=10, new=3)
+    run = sync.sync_tenant(tenant=tenant)
+    # Its first answer's Date says Microsoft's clock is behind the window: the listing starts
+    # again from where the changes since the last run can be (one call more).
+    assert (run.outcome, run.created_count, run.api_calls) == (SyncOutcome.SUCCESS, 3, 2)
+    assert_db_matches(devcloud, tenant)
+    devcloud.set_limits(clock_offset=0)  # stepped forward again: nothing to re-read
+    devcloud.evolve(tid(tenant), changed=2, new=1)
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.created_count, run.api_calls) == (SyncOutcome.SUCCESS, 1, 1)
+    assert_db_matches(devcloud, tenant)
+
+
 @pytest.mark.parametrize(
     "fault",
     [

@@ -1,3 +1,6 @@
+"""The incident list: only the user's tenants, newest update first, every column; each filter,
+the date ranges, search and every sort select exactly the right rows."""
+
 from __future__ import annotations
 
 from datetime import timedelta
