@@ -214,9 +214,13 @@ def _generate(app, req, tid):
 
 
 def _evolve(app, req, tid):
-    data = _pick(_body(req), "changed", "new", "seed")
+    data = _pick(_body(req), "changed", "new", "seed", "late_seconds")
     result = app.store.evolve(
-        tid, changed=int(data.get("changed", 5)), new=int(data.get("new", 1)), seed=data.get("seed")
+        tid,
+        changed=int(data.get("changed", 5)),
+        new=int(data.get("new", 1)),
+        seed=data.get("seed"),
+        late_seconds=float(data.get("late_seconds", 0)),
     )
     return 200, result
 

@@ -564,8 +564,18 @@ class Store:
             return ids
 
     def evolve(
-        self, tenant_id: str, *, changed: int = 5, new: int = 1, seed: int | None = None
+        self,
+        tenant_id: str,
+        *,
+        changed: int = 5,
+        new: int = 1,
+        seed: int | None = None,
+        late_seconds: float = 0,
     ) -> dict:
+        """Change `changed` random incidents and add `new` ones. `late_seconds`: the changes
+        were indexed late — listed only from now on, stamped (lastUpdateTime) that long ago,
+        so that they appear behind changes already listed."""
+        late = int(late_seconds * TICKS_PER_SECOND)
         tenant = self.tenant(tenant_id)
         with self.lock:
             gen = tenant.generator
@@ -576,11 +586,11 @@ class Store:
             picked = gen.rng.sample(candidates, min(changed, len(candidates)))
             for incident_id in picked:
                 incident = tenant.incidents[incident_id]
-                gen.change(incident, self._bump(incident))
+                gen.change(incident, self._bump(incident, late))
                 incident.invalidate()
             added = []
             for _ in range(new):
-                now = self.clock_ticks()
+                now = self.clock_ticks() - late
                 tenant.next_id += gen.rng.randint(1, 40)
                 while tenant.next_id in tenant.incidents:  # taken by a raw payload
                     tenant.next_id += 1
@@ -595,10 +605,10 @@ class Store:
         """Now on Microsoft's clock (limits["clock_offset"])."""
         return now_ticks() + self.limits.get("clock_offset", 0) * TICKS_PER_SECOND
 
-    def _bump(self, incident: Incident) -> int:
+    def _bump(self, incident: Incident, late: int = 0) -> int:
         # Keep every change of an incident strictly after its previous one, even when
-        # Microsoft's clock stepped back.
-        return centiseconds_up(max(self.clock_ticks(), incident.updated + 1))
+        # Microsoft's clock stepped back; `late`: stamped that long ago (indexed late).
+        return centiseconds_up(max(self.clock_ticks() - late, incident.updated + 1))
 
     def update_incident(
         self, tenant: Tenant, incident_id: int | str, changes: dict, author: str

@@ -11,7 +11,9 @@ from partner_portal.microsoft import tokens
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 
 pytest_plugins = [
+    "tests.parallel",  # `-n auto`: the whole suite on two processes, a selection on one
     "tests.services",  # redis_url; a missing service fails in CI, skips on a laptop
+    "tests.database",  # transactional tests end with DELETE, not a slow TRUNCATE
     "tests.devcloud_fixture",  # devcloud_server, devcloud, devcloud_settings, http
     "tests.workers",  # celery_broker, start_worker: real Celery workers
     "tests.chromium",  # browser, page, artifacts_dir

@@ -125,17 +125,32 @@ def repair_text(value: Any) -> tuple[Any, bool]:
     """NUL and lone surrogates → U+FFFD, in a string or anywhere in decoded JSON (keys too).
     Returns (the value, whether anything was replaced); an untouched value is returned as is.
     """
+    if isinstance(value, list | dict):
+        # Almost always clean: json.dumps (in C) and two scans say so, where walking every
+        # value in Python cost more than the rest of parsing. NUL comes out as the escape
+        # backslash-u0000 (a false alarm when that was text all along: it only costs the
+        # walk), surrogates as they are (none in ASCII).
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = "\\u0000"  # not JSON after all: walk it
+        if "\\u0000" not in text and (text.isascii() or _UNSTORABLE.search(text) is None):
+            return value, False
+    return _repair(value)
+
+
+def _repair(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str):
         if _UNSTORABLE.search(value) is None:
             return value, False
         return _UNSTORABLE.sub(REPLACEMENT, value), True
     if isinstance(value, list):
-        items = [repair_text(v) for v in value]
+        items = [_repair(v) for v in value]
         if not any(changed for _, changed in items):
             return value, False
         return [v for v, _ in items], True
     if isinstance(value, dict):
-        pairs = [(repair_text(k), repair_text(v)) for k, v in value.items()]
+        pairs = [(_repair(k), _repair(v)) for k, v in value.items()]
         if not any(kc or vc for (_, kc), (_, vc) in pairs):
             return value, False
         return {k: v for (k, _), (v, _) in pairs}, True

@@ -15,7 +15,7 @@ from partner_portal.incidents import actions, sync
 from partner_portal.incidents.models import Incident, IncidentActionJob
 from partner_portal.microsoft.client import READWRITE_ROLE
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
-from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+from tests.incidents.helpers import assert_counts_exact, assert_db_matches, make_tenant, tid
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,7 @@ def test_each_action_round_trips_and_the_next_sync_keeps_it(devcloud, updates_on
     assert incident.last_update_time.isoformat()[:19] == want["lastUpdateTime"][:19]
     sync.sync_tenant(tenant=tenant)
     assert_db_matches(devcloud, tenant)
+    assert_counts_exact()
     incident.refresh_from_db()
     assert (incident.status, incident.classification, incident.determination) == (
         "Resolved",
@@ -471,6 +472,9 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
     rows = Incident.objects.filter(tenant__in=tenants).exclude(pk__in=merged)
     assert set(rows.values_list("status", flat=True)) == {"Resolved"}
     assert Incident.objects.filter(pk__in=merged).exclude(status="Redirected").count() == 0
+    # Actions and syncs stored the same incidents side by side: the summary's counts
+    # followed every change exactly.
+    assert_counts_exact()
 
 
 def test_a_429_queues_the_action_and_the_job_finishes_it(client, devcloud, updates_on):
