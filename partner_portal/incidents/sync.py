@@ -196,23 +196,27 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
     their retry was lost. Called by the scheduler and the status page, so that a dead run
     shows as such within one lease, not when the next run happens to start."""
     now = now or timezone.now()
-    dead = SyncRun.objects.filter(outcome__in=UNFINISHED).filter(
-        Q(tenant__sync_lease_until__isnull=True) | Q(tenant__sync_lease_until__lt=now)
-    )
+    unfinished = SyncRun.objects.filter(outcome__in=UNFINISHED)
+    lapsed = Tenant.objects.lease_free(now).filter(pk__in=unfinished.values("tenant_id"))
     if tenant is not None:
-        dead = dead.filter(tenant=tenant)
-    closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="WorkerLost",
-        error_message="The worker running this sync stopped without finishing it.",
-    )
-    closed += dead.update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="RetryLost",
-        error_message="This sync's retry never came.",
-    )
+        lapsed = lapsed.filter(pk=tenant.pk)
+    with transaction.atomic():
+        # A tenant row locked by a page's transaction has a live run, whatever its committed
+        # lease says (the page renews it as it commits): skipped, not declared dead.
+        held = lapsed.select_for_update(skip_locked=True, of=("self",))
+        dead = unfinished.filter(tenant__in=list(held.values_list("pk", flat=True)))
+        closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
+            outcome=SyncOutcome.FAILED,
+            finished_at=now,
+            error_class="WorkerLost",
+            error_message="The worker running this sync stopped without finishing it.",
+        )
+        closed += dead.update(
+            outcome=SyncOutcome.FAILED,
+            finished_at=now,
+            error_class="RetryLost",
+            error_message="This sync's retry never came.",
+        )
     return closed
 
 
@@ -248,7 +252,12 @@ class _Heartbeat:
                 try:
                     until = timezone.now() + timedelta(seconds=lease_seconds())
                     rows = Tenant.objects.filter(pk=self.tenant_pk, sync_lease_token=self.token)
-                    if rows.update(sync_lease_until=until) != 1:
+                    # Never shorter: this UPDATE may have waited for a page's transaction,
+                    # which renewed the lease as it committed.
+                    longer = rows.filter(
+                        Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=until)
+                    )
+                    if longer.update(sync_lease_until=until) != 1 and not rows.exists():
                         return  # lost: the next page's fence stops the run
                 except DatabaseError:
                     logger.warning("Could not renew the sync lease of tenant %s", self.tenant_pk)
