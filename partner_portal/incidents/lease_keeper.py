@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from partner_portal.tenants.models import Tenant, lease_seconds
@@ -85,7 +86,10 @@ def _renew(tenant_pk: int, token: str) -> bool:
     until = timezone.now() + timedelta(seconds=lease_seconds())
     try:
         rows = Tenant.objects.filter(pk=tenant_pk, sync_lease_token=token)
-        return rows.update(sync_lease_until=until) == 1
+        # Never shorter: this UPDATE may have waited for a page's transaction, which renewed
+        # the lease as it committed.
+        longer = rows.filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=until))
+        return longer.update(sync_lease_until=until) == 1 or rows.exists()
     except DatabaseError:
         logger.warning("Could not renew the sync lease of tenant %s", tenant_pk)
         return True

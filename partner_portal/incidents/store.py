@@ -326,6 +326,9 @@ def store_fenced_page(
             or item.last_update_time >= stored[item.incident_id]
         ]
         result = store_items(tenant=tenant, incidents=newer, synced_at=synced_at, problems=problems)
+        # Once more as the page commits: a page that took longer than a lease would commit
+        # a lease that has already lapsed, and the scheduler would take a live run over.
+        tenant.renew_sync_lease(token=token)
     if repairs is not None:  # a reconciliation counts what it repaired
         for item in newer:
             known = stored.get(item.incident_id)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
@@ -250,23 +251,27 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
     their retry was lost. Called by the scheduler and the status page, so that a dead run
     shows as such within one lease, not when the next run happens to start."""
     now = now or timezone.now()
-    dead = SyncRun.objects.filter(outcome__in=UNFINISHED).filter(
-        Q(tenant__sync_lease_until__isnull=True) | Q(tenant__sync_lease_until__lt=now)
-    )
+    unfinished = SyncRun.objects.filter(outcome__in=UNFINISHED)
+    lapsed = Tenant.objects.lease_free(now).filter(pk__in=unfinished.values("tenant_id"))
     if tenant is not None:
-        dead = dead.filter(tenant=tenant)
-    closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="WorkerLost",
-        error_message="The worker running this sync stopped without finishing it.",
-    )
-    closed += dead.update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="RetryLost",
-        error_message="This sync's retry never came.",
-    )
+        lapsed = lapsed.filter(pk=tenant.pk)
+    with transaction.atomic():
+        # A tenant row locked by a page's transaction has a live run, whatever its committed
+        # lease says (the page renews it as it commits): skipped, not declared dead.
+        held = lapsed.select_for_update(skip_locked=True, of=("self",))
+        dead = unfinished.filter(tenant__in=list(held.values_list("pk", flat=True)))
+        closed = dead.filter(outcome=SyncOutcome.RUNNING).update(
+            outcome=SyncOutcome.FAILED,
+            finished_at=now,
+            error_class="WorkerLost",
+            error_message="The worker running this sync stopped without finishing it.",
+        )
+        closed += dead.update(
+            outcome=SyncOutcome.FAILED,
+            finished_at=now,
+            error_class="RetryLost",
+            error_message="This sync's retry never came.",
+        )
     return closed
 
 

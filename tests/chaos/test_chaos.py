@@ -150,8 +150,9 @@ def test_redis_kill9_with_busy_workers(chaos, outage):
     for worker in workers:
         assert worker.proc.poll() is None, worker.output[-3000:]  # it survived
         assert "Unrecoverable error" not in worker.output
-        # Listening again at once (kombu's own backoff reached 8-10 s after 15-30 s down).
-        assert reconnected_after(worker, back) <= 2 * RECONNECT_SECONDS, worker.output[-3000:]
+        # Listening again at once: kombu's own backoff retried 12 and 20 s after the loss,
+        # 4-5 s after a 15 s outage ended.
+        assert reconnected_after(worker, back) <= 3 * RECONNECT_SECONDS, worker.output[-3000:]
     assert_recovered(row)
     # Every tenant synced again: its interrupted run resumed (its retry was sent before
     # Redis went), or, once that run's lease expired, the first ticks within one schedule

@@ -168,6 +168,42 @@ def test_a_run_whose_worker_died_shows_as_such_once_its_lease_expired(db):
     assert (run.outcome, run.error_class) == (SyncOutcome.FAILED, "WorkerLost")
 
 
+def test_a_page_outlasting_its_lease_is_neither_declared_dead_nor_left_lapsed(transactional_db):
+    # Under load a page's transaction can take longer than a lease (seconds in the chaos
+    # suite): it holds the tenant's row, so the committed lease lapses meanwhile.
+    import threading
+
+    from django.db import connections, transaction
+
+    from tests.factories import ConsentedTenantFactory
+
+    tenant = ConsentedTenantFactory()
+    token = tenant.take_sync_lease(now=timezone.now())
+    run = SyncRun.objects.create(tenant=tenant, started_at=timezone.now())
+    Tenant.objects.filter(pk=tenant.pk).update(sync_lease_until=timezone.now())  # lapsed
+    in_page, done = threading.Event(), threading.Event()
+
+    def page() -> None:
+        with transaction.atomic():
+            assert Tenant.objects.get(pk=tenant.pk).renew_sync_lease(token=token)
+            Tenant.objects.filter(pk=tenant.pk).update(sync_lease_until=timezone.now())
+            in_page.set()
+            done.wait(10)
+        connections.close_all()
+
+    writer = threading.Thread(target=page)
+    writer.start()
+    try:
+        assert in_page.wait(10)
+        assert sync.close_dead_runs() == 0  # its row is locked: a page is being written
+    finally:
+        done.set()
+        writer.join()
+    run.refresh_from_db()
+    assert run.outcome == SyncOutcome.RUNNING
+    assert sync.close_dead_runs() == 1  # nothing holds it any more: dead
+
+
 def test_backoff_counts_failures_per_page(db, devcloud, devcloud_settings, settings):
     settings.SYNC_MAX_RETRIES = 1
     tenant = make_tenant(devcloud, devcloud_settings, count=250)
