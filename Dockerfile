@@ -21,5 +21,6 @@ RUN SECRET_KEY=build-only-not-secret ENV_FILE= python manage.py collectstatic --
 
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "partner_portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+# The same as docker-compose.yml's web command (README, "Web workers").
+CMD ["gunicorn", "partner_portal.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", \
+     "--workers", "2", "--threads", "4", "--access-logfile", "-"]

@@ -13,14 +13,14 @@
 3. Measures the summary page the same way (superuser, and the staff user who sees 50
    tenants), counted afresh on every request and from the cache (--summary-only: just these).
 
-Targets (issue 6): p95 < 100 ms for each case; at most 8 queries per page, the same on a
-deep page as on page 1.
+Targets (issues 6 and 18): p95 < 100 ms for each case, the summary's both afresh and from
+its cache, and a staff member's text search; a few queries per page (MAX_QUERIES), the same
+on a deep page as on page 1. "goal/p95" ≥ 1 meets it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -38,7 +38,11 @@ TENANTS = 1_000
 INCIDENTS = 1_000_000
 STAFF_TENANTS = 50
 P95_TARGET_MS = 100
-MAX_QUERIES = 8
+# Issue 6 said 8; the page has since gained the views (one query for all their counts), the
+# permission to act (one) and the failing-channels banner (one): session read and write,
+# user, page, saved views, counts, tenant options, banner, permission = 9-10 (a staff
+# search: its tenants, 11).
+MAX_QUERIES = 11
 
 INCIDENT_NAMES = [
     "Multi-stage incident involving Initial access & Execution",
@@ -88,32 +92,90 @@ def setup_django(var_dir: Path) -> None:
     django.setup()
 
 
-def weighted(choices: list[tuple], rng: random.Random) -> list:
-    return rng.choices(choices, weights=[c[-1] for c in choices], k=INCIDENTS)
+# Its own rows, and nothing else: tenants under this domain, these users and this group.
+BENCH_DOMAIN = "bench-dashboard.example"
+BENCH_USERS = ("bench-root", "bench-staff")
+BENCH_GROUP = "bench-staff"
 
 
-def load(rng: random.Random) -> None:
-    """Truncate and bulk-load tenants, groups, incidents and alerts with COPY."""
+def _pick(values: list[str], hash_sql: str) -> str:
+    """SQL choosing one of `values` by a hash of the row (the same in both tables)."""
+    array = "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return f"({array})[1 + mod(abs({hash_sql}), {len(values)})]"
+
+
+def _weighted(choices: list[tuple], hash_sql: str, column: int = 0) -> str:
+    """SQL CASE choosing by weight (the last item of each choice, summing to 100)."""
+    parts, upto = [], 0
+    for choice in choices[:-1]:
+        upto += choice[-1]
+        parts.append(f"WHEN mod(abs({hash_sql}), 100) < {upto} THEN {choice[column]!r}")
+    return f"CASE {' '.join(parts)} ELSE {choices[-1][column]!r} END"
+
+
+def bench_tenant_pks() -> list[int]:
+    from partner_portal.tenants.models import Tenant
+
+    return list(
+        Tenant.objects.filter(primary_domain__endswith=f".{BENCH_DOMAIN}")
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def clean_up() -> None:
+    """Delete the benchmark's own rows (a million incidents: in SQL, not through Django's
+    cascade, which would read them all into Python)."""
     from django.contrib.auth.models import Group, User
     from django.db import connection
 
+    pks = bench_tenant_pks()
+    if pks:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for table in ("incidents_alert", "incidents_incidentchange"):
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE incident_id IN (SELECT id FROM "  # noqa: S608
+                    "incidents_incident WHERE tenant_id = ANY(%s))",
+                    [pks],
+                )
+            for table in (
+                "incidents_incident",
+                "incidents_incidentcount",
+                "incidents_incidentdaycount",
+                "tenants_tenant_groups",
+            ):
+                cursor.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [pks])  # noqa: S608
+        from partner_portal.tenants.models import Tenant
+
+        Tenant.objects.filter(pk__in=pks).delete()
+        print(f"Deleted the benchmark's earlier data in {time.perf_counter() - started:.1f} s")
+    Group.objects.filter(name=BENCH_GROUP).delete()
+    User.objects.filter(username__in=BENCH_USERS).delete()
+
+
+def load(seed: int) -> None:
+    """Load 1,000 tenants and 1,000,000 incidents (and their alerts) with INSERT … SELECT
+    FROM generate_series: PostgreSQL makes the rows itself, nothing travels through Python.
+    Every choice is a hash of the row's number and the seed, so a load is reproducible."""
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+
+    from partner_portal.incidents import counters
     from partner_portal.tenants.models import Tenant
 
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tenants_tenant RESTART IDENTITY CASCADE")
-    Group.objects.filter(name="bench-staff").delete()
-    User.objects.filter(username__in=["bench-root", "bench-staff"]).delete()
-
+    clean_up()
+    rng = random.Random(seed)
     started = time.perf_counter()
     tenants = Tenant.objects.bulk_create(
         Tenant(
             display_name=f"Customer {i:04d} {rng.choice(['Ltd', 'GmbH', 'Inc.', 'BV', 'SA'])}",
-            primary_domain=f"customer{i:04d}.onmicrosoft.com",
+            primary_domain=f"customer{i:04d}.{BENCH_DOMAIN}",
             consent_state=Tenant.ConsentState.CONSENTED,
         )
         for i in range(TENANTS)
     )
-    staff_group = Group.objects.create(name="bench-staff")
+    staff_group = Group.objects.create(name=BENCH_GROUP)
     staff_group.tenants.set(tenants[:: TENANTS // STAFF_TENANTS])
     User.objects.create_superuser("bench-root", "root@bench.example", None)
     User.objects.create_user("bench-staff", "staff@bench.example", None, is_staff=True).groups.add(
@@ -121,8 +183,14 @@ def load(rng: random.Random) -> None:
     )
     tenant_ids = [t.pk for t in tenants]
 
+    def h(salt: int) -> str:  # a hash of the incident's number
+        return f"hashint8(g::bigint * 1000003 + {seed * 7919 + salt})"
+
     with connection.cursor() as cursor:
         cursor.execute("SET maintenance_work_mem = '256MB'")
+        cursor.execute("SELECT nextval('incidents_incident_id_seq')")
+        first_pk = cursor.fetchone()[0]
+        cursor.execute("SELECT setval('incidents_incident_id_seq', %s)", [first_pk + INCIDENTS])
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
             "('incidents_incident', 'incidents_alert') AND indexname NOT IN "
@@ -130,7 +198,7 @@ def load(rng: random.Random) -> None:
         )
         indexes = cursor.fetchall()
         # PostgreSQL's bulk-load advice: load without indexes and foreign keys (Django's
-        # are deferred, so a COPY would queue one check per row), then rebuild them.
+        # are deferred, so an INSERT would queue one check per row), then rebuild them.
         cursor.execute(
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
             "FROM pg_constraint WHERE conrelid IN "
@@ -142,118 +210,92 @@ def load(rng: random.Random) -> None:
             cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
-        psycopg = cursor.connection
         now = datetime.now(UTC).replace(microsecond=0)
-        severities = weighted(SEVERITIES, rng)
-        statuses = weighted(STATUSES, rng)
-        incident_columns = (
-            "id, tenant_id, microsoft_id, name, severity, severity_rank, status, "
-            "classification, determination, assigned_to, tags, comments, created_time, "
-            "last_update_time, portal_url, alert_count, search_text, raw, synced_at"
+        severity = _weighted(SEVERITIES, h(1))
+        rank = _weighted(SEVERITIES, h(1), column=1)
+        status = _weighted(STATUSES, h(2))
+        name = _pick(INCIDENT_NAMES, h(3))
+        device = f"'desktop-' || lpad(to_hex(mod(abs({h(4)}), 1048576)), 5, '0')"
+        user = f"{_pick(FIRST, h(5))} || '.' || {_pick(LAST, h(6))} || mod(abs({h(7)}), 100)"
+        n_alerts = f"(ARRAY[1, 1, 2, 3])[1 + mod(abs({h(8)}), 4)]"
+        title = _pick(ALERT_TITLES, f"hashint8(g::bigint * 31 + a + {seed})")
+        # Alert titles by incident number and alert number, the same in both tables.
+        titles = f"(SELECT string_agg({title}, ' ') FROM generate_series(1, {n_alerts}) a)"  # noqa: S608
+        updated = f"%(now)s - make_interval(secs => mod(abs({h(9)}), 365 * 86400))"
+        created = f"{updated} - make_interval(secs => mod(abs({h(10)}), 10 * 86400))"
+        tenant = f"(%(tenants)s::bigint[])[1 + mod(abs({h(11)}), {TENANTS})]"
+        cursor.execute(
+            f"""
+            INSERT INTO incidents_incident (
+                id, tenant_id, microsoft_id, name, severity, severity_rank, status,
+                classification, determination, assigned_to, tags, comments, created_time,
+                last_update_time, portal_url, alert_count, search_text, raw, text_repaired,
+                synced_at)
+            SELECT %(first)s + g, {tenant}, 100000 + g, {name}, {severity}, {rank}, {status},
+                CASE WHEN {status} = 'Resolved' THEN 'TruePositive' ELSE 'Unknown' END,
+                CASE WHEN {status} = 'Resolved' THEN 'Malware' ELSE 'NotAvailable' END,
+                CASE WHEN mod(abs({h(12)}), 2) = 0
+                     THEN {_pick(FIRST, h(13))} || '@msp.example' ELSE '' END,
+                '[]', '[]', {created}, {updated},
+                'https://security.microsoft.com/incidents/' || (100000 + g), {n_alerts},
+                lower({name} || ' ' || {titles} || ' ' || {device} || ' ' || {user}),
+                jsonb_build_object('incidentId', 100000 + g, 'incidentName', {name}),
+                false, %(now)s
+            FROM generate_series(0, {INCIDENTS - 1}) g
+            """,  # noqa: S608 (the benchmark's own constants)
+            {"first": first_pk, "now": now, "tenants": tenant_ids},
         )
-        alert_columns = (
-            "incident_id, microsoft_id, title, description, severity, category, status, "
-            "detection_source, service_source, mitre_techniques, first_activity, "
-            "last_activity, devices, entities, raw"
+        incidents_loaded = time.perf_counter()
+        cursor.execute(
+            f"""
+            INSERT INTO incidents_alert (
+                incident_id, microsoft_id, microsoft_id_hash, title, description, severity,
+                category, status, detection_source, service_source, mitre_techniques,
+                first_activity, last_activity, devices, entities, raw)
+            SELECT %(first)s + g, 'da' || lpad((%(first)s + g)::text, 12, '0') || '_' || a,
+                encode(sha256(convert_to('da' || lpad((%(first)s + g)::text, 12, '0') || '_'
+                    || a, 'UTF8')), 'hex'),
+                {title}, '', {severity}, 'InitialAccess', 'New', 'WindowsDefenderAv',
+                'MicrosoftDefenderATP', '["T1566.001"]', {created}, {created},
+                jsonb_build_array(jsonb_build_object('deviceDnsName', {device})),
+                jsonb_build_array(jsonb_build_object('entityType', 'User', 'accountName', {user})),
+                '{{}}'
+            FROM generate_series(0, {INCIDENTS - 1}) g, generate_series(1, {n_alerts}) a
+            """,  # noqa: S608
+            {"first": first_pk, "now": now},
         )
-        alert_rows = []
-        with psycopg.cursor() as raw_cursor:
-            copy_sql = f"COPY incidents_incident ({incident_columns}) FROM STDIN"
-            with raw_cursor.copy(copy_sql) as copy:
-                for i in range(INCIDENTS):
-                    pk = i + 1
-                    severity, rank, _ = severities[i]
-                    status = statuses[i][0]
-                    updated = now - timedelta(seconds=rng.randrange(365 * 86400))
-                    created = updated - timedelta(seconds=rng.randrange(10 * 86400))
-                    name = rng.choice(INCIDENT_NAMES)
-                    device = f"desktop-{rng.randrange(16**5):05x}"
-                    user = f"{rng.choice(FIRST)}.{rng.choice(LAST)}{rng.randrange(100)}"
-                    n_alerts = rng.choice((1, 1, 2, 3))
-                    titles = [rng.choice(ALERT_TITLES) for _ in range(n_alerts)]
-                    search = " ".join([name, *titles, device, user]).lower()
-                    resolved = status == "Resolved"
-                    copy.write_row(
-                        (
-                            pk,
-                            rng.choice(tenant_ids),
-                            100_000 + i,
-                            name,
-                            severity,
-                            rank,
-                            status,
-                            "TruePositive" if resolved else "Unknown",
-                            "Malware" if resolved else "NotAvailable",
-                            f"{rng.choice(FIRST)}@msp.example" if rng.random() < 0.5 else "",
-                            "[]",
-                            "[]",
-                            created,
-                            updated,
-                            f"https://security.microsoft.com/incidents/{100_000 + i}",
-                            n_alerts,
-                            search,
-                            json.dumps({"incidentId": 100_000 + i, "incidentName": name}),
-                            now,
-                        )
-                    )
-                    for n, title in enumerate(titles):
-                        alert_rows.append((pk, n, title, severity, created, device, user))
-            incidents_loaded = time.perf_counter()
-            copy_sql = f"COPY incidents_alert ({alert_columns}) FROM STDIN"
-            with raw_cursor.copy(copy_sql) as copy:
-                for pk, n, title, severity, created, device, user in alert_rows:
-                    copy.write_row(
-                        (
-                            pk,
-                            f"da{pk:012d}_{n}",
-                            title,
-                            "",
-                            severity,
-                            "InitialAccess",
-                            "New",
-                            "WindowsDefenderAv",
-                            "MicrosoftDefenderATP",
-                            '["T1566.001"]',
-                            created,
-                            created,
-                            json.dumps([{"deviceDnsName": device}]),
-                            json.dumps([{"entityType": "User", "accountName": user}]),
-                            "{}",
-                        )
-                    )
+        alerts = cursor.rowcount
         alerts_loaded = time.perf_counter()
-        cursor.execute("SELECT setval('incidents_incident_id_seq', %s)", [INCIDENTS])
         for _, definition in indexes:
             cursor.execute(definition)
         for table, name, definition in constraints:
             cursor.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
         indexed = time.perf_counter()
-        cursor.execute("VACUUM ANALYZE incidents_incident")
-        cursor.execute("VACUUM ANALYZE incidents_alert")
+        rows = counters.rebuild(tenant_ids)
+        counted = time.perf_counter()
+        for table in ("incidents_incident", "incidents_alert", "incidents_incidentdaycount"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
         cursor.execute("ANALYZE")
     finished = time.perf_counter()
     print(
-        f"Loaded {INCIDENTS:,} incidents and {len(alert_rows):,} alerts across {TENANTS:,} "
-        f"tenants in {finished - started:.1f} s (incidents COPY "
-        f"{incidents_loaded - started:.1f} s, alerts COPY {alerts_loaded - incidents_loaded:.1f}"
-        f" s, {len(indexes)} indexes + {len(constraints)} constraints "
-        f"{indexed - alerts_loaded:.1f} s, vacuum/analyze "
-        f"{finished - indexed:.1f} s)"
+        f"Loaded {INCIDENTS:,} incidents and {alerts:,} alerts across {TENANTS:,} "
+        f"tenants in {finished - started:.1f} s (incidents {incidents_loaded - started:.1f} s,"
+        f" alerts {alerts_loaded - incidents_loaded:.1f} s, {len(indexes)} indexes + "
+        f"{len(constraints)} constraints {indexed - alerts_loaded:.1f} s, the summary's "
+        f"counts ({rows:,} rows, rebuild_incident_counts) {counted - indexed:.1f} s, "
+        f"vacuum/analyze {finished - counted:.1f} s)"
     )
 
 
 def loaded() -> bool:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'incidents_incident'")
-        row = cursor.fetchone()
     from django.contrib.auth.models import User
 
-    return (
-        bool(row and row[0] >= INCIDENTS * 0.99)
-        and User.objects.filter(username="bench-staff").exists()
-    )
+    from partner_portal.incidents.models import Incident
+
+    pks = bench_tenant_pks()
+    if len(pks) != TENANTS or not User.objects.filter(username="bench-staff").exists():
+        return False
+    return Incident.objects.filter(tenant__in=pks[:10]).count() > INCIDENTS / TENANTS * 5
 
 
 def deep_cursor(user, params: dict, depth: int) -> str | None:
@@ -301,6 +343,8 @@ def measure(client, url: str, params: dict, requests: int) -> Measured:
         finally:
             sql_time[0] += (time.perf_counter() - started) * 1000
 
+    # Not the session's first request: that one also looks up the user's time zone.
+    client.get(url, params)
     with connection.execute_wrapper(count):
         response = client.get(url, params)
     assert response.status_code == 200, response.status_code
@@ -348,6 +392,8 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
         ("text search, one user", root, {"q": "julia.novak42"}, 250),
         ("staff: 50 of 1,000 tenants", staff, {}, 40_000),
         ("staff: severity=High", staff, {"severity": "High"}, 4_000),
+        ("staff: text search, common word", staff, {"q": "powershell"}, 2_000),
+        ("staff: text search, one user", staff, {"q": "julia.novak42"}, 10),
         ("sort by severity", root, {"sort": "-severity"}, 500_000),
         ("sort by created, oldest first", root, {"sort": "created"}, 500_000),
     ]
@@ -358,7 +404,7 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
     print(f"\nLoad average before the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(
         f"{'case':34} {'page':>6} {'p50 ms':>8} {'p95 ms':>8} {'p95 cpu':>8} {'p95 sql':>8} "
-        f"{'queries':>8} {'rows':>5}  ok"
+        f"{'queries':>8} {'rows':>5} {'goal/p95':>8}  ok"
     )
     all_ok = True
     for name, user, params, depth in cases:
@@ -376,8 +422,8 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
             all_ok &= ok
             print(
                 f"{name:34} {label:>6} {statistics.median(m.wall):8.1f} {p95(m.wall):8.1f} "
-                f"{p95(m.cpu):8.1f} {p95(m.sql):8.1f} {m.queries:8d} {m.rows:5d}  "
-                f"{'yes' if ok else 'NO'}"
+                f"{p95(m.cpu):8.1f} {p95(m.sql):8.1f} {m.queries:8d} {m.rows:5d} "
+                f"{P95_TARGET_MS / p95(m.wall):8.2f}  {'yes' if ok else 'NO'}"
             )
         if len(set(counts)) > 1:
             all_ok = False
@@ -400,8 +446,8 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
             all_ok &= ok
             print(
                 f"{name:34} {label:>6} {statistics.median(m.wall):8.1f} {p95(m.wall):8.1f} "
-                f"{p95(m.cpu):8.1f} {p95(m.sql):8.1f} {m.queries:8d} {m.rows:5d}  "
-                f"{'yes' if ok else 'NO'}"
+                f"{p95(m.cpu):8.1f} {p95(m.sql):8.1f} {m.queries:8d} {m.rows:5d} "
+                f"{P95_TARGET_MS / p95(m.wall):8.2f}  {'yes' if ok else 'NO'}"
             )
 
     if summary_only:
@@ -467,7 +513,9 @@ def main() -> None:
         default="bench-staff",
         help="whose export to stream (bench-root: all 1,000,000 rows)",
     )
+    parser.add_argument("--incidents", type=int, default=INCIDENTS, help="to load (1,000,000)")
     args = parser.parse_args()
+    globals()["INCIDENTS"] = args.incidents
 
     var_dir = Path(tempfile.gettempdir()) / "partner-portal-bench"
     setup_django(var_dir)
@@ -477,7 +525,7 @@ def main() -> None:
     call_command("createcachetable", verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
     if args.reload or not loaded():
-        load(random.Random(args.seed))
+        load(args.seed)
     else:
         print("Reusing the loaded data (--reload to start over).")
     ok = run(args.requests, summary_only=args.summary_only)

@@ -145,11 +145,28 @@ class DevCloud:
             body["alerts_per_incident"] = alerts_per_incident
         return self._call("POST", f"/tenants/{tid}/incidents/generate", body)
 
-    def evolve(self, tid: str, changed: int = 5, new: int = 1, seed: int | None = None) -> dict:
+    def evolve(
+        self,
+        tid: str,
+        changed: int = 5,
+        new: int = 1,
+        seed: int | None = None,
+        late_seconds: float = 0,
+    ) -> dict:
+        """Change `changed` incidents and add `new` ones; `late_seconds`: indexed that late
+        (listed from now on, stamped that long ago)."""
         body: dict = {"changed": changed, "new": new}
         if seed is not None:
             body["seed"] = seed
+        if late_seconds:
+            body["late_seconds"] = late_seconds
         return self._call("POST", f"/tenants/{tid}/incidents/evolve", body)
+
+    def merge_incident(self, tid: str, incident_id: int, into: int) -> dict:
+        """Merge an incident into another, as Microsoft does: it becomes `Redirected` with
+        `redirectIncidentId`, its alerts move over, and a PATCH of it answers 404.
+        Returns `{incident, into}` as the API now serves them."""
+        return self._call("POST", f"/tenants/{tid}/incidents/{incident_id}/merge", {"into": into})
 
     def incidents(self, tid: str) -> list[dict]:
         return self._call("GET", f"/tenants/{tid}/incidents")

@@ -55,6 +55,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/generate", "generate"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/evolve", "evolve"),
     ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/raw", "raw_incident"),
+    ("POST", r"/tenants/(?P<tid>[^/]+)/incidents/(?P<incident_id>\d+)/merge", "merge_incident"),
     ("GET", r"/requests", "requests_log"),
     ("DELETE", r"/requests", "clear_requests"),
     ("GET", r"/faults", "faults"),
@@ -213,9 +214,13 @@ def _generate(app, req, tid):
 
 
 def _evolve(app, req, tid):
-    data = _pick(_body(req), "changed", "new", "seed")
+    data = _pick(_body(req), "changed", "new", "seed", "late_seconds")
     result = app.store.evolve(
-        tid, changed=int(data.get("changed", 5)), new=int(data.get("new", 1)), seed=data.get("seed")
+        tid,
+        changed=int(data.get("changed", 5)),
+        new=int(data.get("new", 1)),
+        seed=data.get("seed"),
+        late_seconds=float(data.get("late_seconds", 0)),
     )
     return 200, result
 
@@ -223,6 +228,14 @@ def _evolve(app, req, tid):
 def _raw_incident(app, req, tid):
     # The body is the incident itself, not wrapped: its bytes are what the APIs will serve.
     return 201, app.store.put_raw_incident(tid, req.body, updated=req.q("updated"))
+
+
+def _merge_incident(app, req, tid, incident_id):
+    data = _pick(_body(req), "into")
+    into = data.get("into")
+    if type(into) is not int:
+        raise ControlError(400, "into must be the incident ID to merge into")
+    return 200, app.store.merge_incident(tid, int(incident_id), into)
 
 
 def _requests_log(app, req):

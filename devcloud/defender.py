@@ -405,7 +405,7 @@ def update_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
         return checked
     tenant, claims = checked
     with app.store.lock:
-        incident = tenant.lookup(raw_id)
+        incident = tenant.writable(raw_id)  # a merged incident is 404 too
     if incident is None:
         return _not_found(raw_id)
     try:

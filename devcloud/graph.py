@@ -513,7 +513,8 @@ def update_incident(app: DevCloudApp, req: Request, raw_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     tenant, claims = checked
-    incident = _lookup(tenant, raw_id)
+    with app.store.lock:
+        incident = tenant.writable(raw_id)  # a merged incident is 404 too
     if incident is None:
         return _not_found(req, raw_id)
     try:
@@ -534,7 +535,8 @@ def add_comment(app: DevCloudApp, req: Request, raw_id: str) -> Response:
     if isinstance(checked, Response):
         return checked
     tenant, claims = checked
-    incident = _lookup(tenant, raw_id)
+    with app.store.lock:
+        incident = tenant.writable(raw_id)  # a merged incident is 404 too
     if incident is None:
         return _not_found(req, raw_id)
     try:

@@ -138,6 +138,15 @@ class Tenant:
             self.order = sorted(self.incidents.values(), key=_newest_first, reverse=True)
         return self.order
 
+    def writable(self, raw_id: str) -> Incident | None:
+        """The incident a PATCH (or a Graph comment) may change: a merged one answers 404
+        like a deleted one (guessed: Microsoft documents 404 for both, and clients follow
+        `redirectIncidentId`, which GET and the list still show)."""
+        incident = self.lookup(raw_id)
+        if incident is None or incident.data.get("redirectIncidentId") is not None:
+            return None
+        return incident
+
     def lookup(self, raw_id: str) -> Incident | None:
         """The incident a URL segment names: a numeric ID, or the ID text of a raw payload
         (string, huge or odd IDs)."""
@@ -555,8 +564,18 @@ class Store:
             return ids
 
     def evolve(
-        self, tenant_id: str, *, changed: int = 5, new: int = 1, seed: int | None = None
+        self,
+        tenant_id: str,
+        *,
+        changed: int = 5,
+        new: int = 1,
+        seed: int | None = None,
+        late_seconds: float = 0,
     ) -> dict:
+        """Change `changed` random incidents and add `new` ones. `late_seconds`: the changes
+        were indexed late — listed only from now on, stamped (lastUpdateTime) that long ago,
+        so that they appear behind changes already listed."""
+        late = int(late_seconds * TICKS_PER_SECOND)
         tenant = self.tenant(tenant_id)
         with self.lock:
             gen = tenant.generator
@@ -567,11 +586,11 @@ class Store:
             picked = gen.rng.sample(candidates, min(changed, len(candidates)))
             for incident_id in picked:
                 incident = tenant.incidents[incident_id]
-                gen.change(incident, self._bump(incident))
+                gen.change(incident, self._bump(incident, late))
                 incident.invalidate()
             added = []
             for _ in range(new):
-                now = self.clock_ticks()
+                now = self.clock_ticks() - late
                 tenant.next_id += gen.rng.randint(1, 40)
                 while tenant.next_id in tenant.incidents:  # taken by a raw payload
                     tenant.next_id += 1
@@ -586,10 +605,10 @@ class Store:
         """Now on Microsoft's clock (limits["clock_offset"])."""
         return now_ticks() + self.limits.get("clock_offset", 0) * TICKS_PER_SECOND
 
-    def _bump(self, incident: Incident) -> int:
+    def _bump(self, incident: Incident, late: int = 0) -> int:
         # Keep every change of an incident strictly after its previous one, even when
-        # Microsoft's clock stepped back.
-        return centiseconds_up(max(self.clock_ticks(), incident.updated + 1))
+        # Microsoft's clock stepped back; `late`: stamped that long ago (indexed late).
+        return centiseconds_up(max(self.clock_ticks() - late, incident.updated + 1))
 
     def update_incident(
         self, tenant: Tenant, incident_id: int | str, changes: dict, author: str
@@ -632,6 +651,38 @@ class Store:
             incident.invalidate()
             tenant.order = None
             return incident_json(incident)
+
+    def merge_incident(self, tenant_id: str, incident_id: int, into: int) -> dict:
+        """Merge one incident into another, as Microsoft does when it (or an analyst)
+        correlates them: the merged one becomes `Redirected` with `redirectIncidentId` = the
+        target, its alerts move to the target, and both get a new `lastUpdateTime`. From
+        then on the merged incident is still listed and readable, but a PATCH of it answers
+        404 (see `Tenant.writable`)."""
+        tenant = self.tenant(tenant_id)
+        with self.lock:
+            source, target = tenant.incidents.get(incident_id), tenant.incidents.get(into)
+            if source is None or target is None:
+                raise ControlError(404, "no such incident in this tenant")
+            if source is target or target.data.get("redirectIncidentId") is not None:
+                raise ControlError(400, "merge into another incident that is not merged itself")
+            for incident in (source, target):
+                incident.raw = None  # re-serialized from now on, as after a PATCH
+                when = self._bump(incident)
+                incident.updated = when
+                incident.data["lastUpdateTime"] = format_ticks(when)
+                incident.invalidate()
+            moved = source.data.get("alerts") or []
+            for alert in moved:
+                alert["incidentId"] = into
+            target.data.setdefault("alerts", []).extend(moved)
+            source.data["alerts"] = []
+            source.data["status"] = "Redirected"
+            source.data["redirectIncidentId"] = into
+            tenant.order = None
+            return {
+                "incident": json.loads(incident_json(source)),
+                "into": json.loads(incident_json(target)),
+            }
 
     def ground_truth(self, tenant_id: str) -> list[dict]:
         return json.loads(self.ground_truth_json(tenant_id))

@@ -2,8 +2,9 @@
 
 import functools
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.worker import consumer
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "partner_portal.settings")
@@ -70,3 +71,39 @@ class Consumer(consumer.Consumer):
             conn.ensure_connection, interval_start=1, interval_step=1, interval_max=every
         )
         return super().ensure_connected(conn)
+
+
+def _between_statements(conn: Any) -> bool:
+    """The connection has nothing open: no transaction, no query still running (a time limit
+    can interrupt a task in the middle of one, and Django would not notice)."""
+    if conn.in_atomic_block:
+        return False
+    info = getattr(conn.connection, "info", None)
+    if info is not None:  # psycopg 3
+        from psycopg.pq import TransactionStatus
+
+        return bool(info.transaction_status == TransactionStatus.IDLE)
+    return not getattr(conn.connection, "in_transaction", False)  # sqlite3
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def close_unusable_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Database connections live across tasks, as Django keeps them across requests.
+
+    Celery's Django fixup closes every connection before and after each task (CONN_MAX_AGE
+    does nothing in a worker: a sync run paid for a new PostgreSQL connection) unless
+    CELERY_DB_REUSE_MAX is set, which settings.py does. Celery stopped trusting Django's
+    `close_if_unusable_or_obsolete` alone (celery/celery#9824): a task interrupted mid-query
+    leaves a connection Django thinks usable. So a connection that is not idle between
+    statements is closed here; the others follow Django's rules (CONN_MAX_AGE, errors, and
+    CONN_HEALTH_CHECKS before the next task's first query)."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # runs in the caller's process, inside its connection's life
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not _between_statements(conn):
+            conn.close()
+        else:
+            conn.close_if_unusable_or_obsolete()

@@ -194,7 +194,7 @@ if REDIS_URL and urlsplit(REDIS_URL).scheme not in ("redis", "rediss"):
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "partner_portal.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }
@@ -256,6 +256,10 @@ BROKER_RECONNECT_SECONDS = env_int("BROKER_RECONNECT_SECONDS", 5, minimum=1)
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_WORKER_CONSUMER = "partner_portal.celery:Consumer"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connections around every task unless this is set
+# (then only every 2 × N tasks): partner_portal/celery.py closes them by Django's rules and
+# whenever a task left one mid-transaction, so a worker keeps its connections (CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = 1000
 if REDIS_URL:
     # Must exceed the longest task plus the longest retry countdown (Retry-After ≤ 1 h),
     # or Redis redelivers a task that is still running or waiting.
@@ -267,6 +271,9 @@ ALERTS_DISPATCH_SECONDS = env_int("ALERTS_DISPATCH_SECONDS", 10, minimum=1)
 # full listing that repairs what the watermark could have missed (Microsoft's clock stepping
 # back, late indexing). At most one tenant per schedule tick; 0 turns it off.
 SYNC_RECONCILE_HOURS = env_int("SYNC_RECONCILE_HOURS", 24, minimum=0)
+# A tick queues quiet tenants (their last run read one page) this many to a task, one after
+# the other: Celery's own cost per task is a third of such a run's. 1 = a task per tenant.
+SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 10, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     # Every SYNC_INTERVAL_MINUTES: fan out one sync_tenant per enabled, consented tenant.
     # Loaded into django-celery-beat's tables at start; editable in the admin.
@@ -509,6 +516,9 @@ ALERTS_GIVE_UP_SECONDS = env_int("ALERTS_GIVE_UP_SECONDS", 3600, minimum=1)
 # sending (after that, e.g. when the worker died, another worker takes it over).
 ALERTS_HTTP_TIMEOUT = env_int("ALERTS_HTTP_TIMEOUT", 10, minimum=1)
 ALERTS_SEND_LEASE_SECONDS = env_int("ALERTS_SEND_LEASE_SECONDS", 120, minimum=1)
+# Webhooks and Teams go to public internet addresses only (no loopback, private, link-local
+# or metadata addresses); true allows private networks, e.g. a receiver on the MSP's LAN.
+ALERTS_ALLOW_PRIVATE_DESTINATIONS = env_bool("ALERTS_ALLOW_PRIVATE_DESTINATIONS", False)
 
 # --- Logging ----------------------------------------------------------------------------
 

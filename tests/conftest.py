@@ -11,7 +11,9 @@ from partner_portal.microsoft import tokens
 from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
 
 pytest_plugins = [
+    "tests.parallel",  # `-n auto`: the whole suite on two processes, a selection on one
     "tests.services",  # redis_url; a missing service fails in CI, skips on a laptop
+    "tests.database",  # transactional tests end with DELETE, not a slow TRUNCATE
     "tests.devcloud_fixture",  # devcloud_server, devcloud, devcloud_settings, http
     "tests.workers",  # celery_broker, start_worker: real Celery workers
     "tests.chromium",  # browser, page, artifacts_dir
@@ -28,7 +30,7 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def exact_dashboard_summary(settings):
     # Tests change incidents between requests: the summary is counted afresh each time
-    # (tests/incidents/test_dashboard_summary_cache.py turns the cache on).
+    # (tests/incidents/test_summary.py turns the cache on).
     settings.DASHBOARD_SUMMARY_CACHE_SECONDS = 0
 
 
@@ -52,9 +54,19 @@ def fresh_msal_apps():
 def portal(devcloud_settings, redis_url, settings):
     """The portal pointed at devcloud, its token cache in Redis (shared by every process)."""
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
+        "default": {"BACKEND": "partner_portal.redis_cache.RedisCache", "LOCATION": redis_url}
     }
     return devcloud_settings
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The "Sync now" tasks the views send, recorded instead of sent (no broker needed)."""
+    from partner_portal.incidents import tasks
+
+    calls = []
+    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: calls.append(kw))
+    return calls
 
 
 @pytest.fixture

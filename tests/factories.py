@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
 from partner_portal.consent.models import ConsentLink, new_link_token
+from partner_portal.incidents import counters
 from partner_portal.incidents.models import Alert, Incident
 from partner_portal.tenants.models import Tenant
 
@@ -81,6 +82,13 @@ class IncidentFactory(factory.django.DjangoModelFactory):
     created_time = factory.LazyFunction(lambda: timezone.now() - timedelta(hours=2))
     last_update_time = factory.LazyFunction(timezone.now)
     synced_at = factory.LazyFunction(timezone.now)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # Counted as the sync counts what it stores, so the summary sees factory incidents.
+        incident = super()._create(model_class, *args, **kwargs)
+        counters.record(tenant=incident.tenant, before={}, incidents=[incident])
+        return incident
 
 
 class AlertFactory(factory.django.DjangoModelFactory):

@@ -86,22 +86,22 @@ REFERENCES = [
     ),
     (
         "V4.2.1 staff cannot attach another group's tenant ID, nor learn it exists (M2, L5)",
-        "tenants/test_views",
+        "tenants/test_tenant_forms",
         "test_staff_cannot_attach_another_groups_tenant_id_nor_learn_it_exists",
     ),
     (
         "V4.2.1 staff cannot change a tenant ID by editing (M2)",
-        "tenants/test_views",
+        "tenants/test_tenant_forms",
         "test_staff_cannot_change_a_tenant_id_by_editing",
     ),
     (
         "V4.2.1 a superuser's change of tenant ID confirms, then clears the old data (M2)",
-        "tenants/test_views",
+        "tenants/test_tenant_forms",
         "test_a_superuser_changes_a_tenant_id_after_a_confirmation_that_clears_the_old_data",
     ),
     (
         "V4.2.1 a superuser is told which tenant has the ID; staff never (L5)",
-        "tenants/test_views",
+        "tenants/test_tenant_forms",
         "test_a_superuser_sees_which_tenant_already_has_the_id",
     ),
     # OAuth admin consent (ASVS 5 V51 / RFC 6749 §10.12)
@@ -178,17 +178,17 @@ REFERENCES = [
     ),
     (
         "V5.1.4 out-of-range dates are a form error, not a 500; invalid filters list nothing (L3)",
-        "incidents/test_dashboard_fail_closed",
+        "incidents/test_invalid_filters_fail_closed",
         "test_an_invalid_filter_lists_nothing_but_the_error",
     ),
     (
         "V5.1.4 invalid filters export nothing but the error (L3)",
-        "incidents/test_dashboard_fail_closed",
+        "incidents/test_invalid_filters_fail_closed",
         "test_an_invalid_filter_exports_nothing_but_the_error",
     ),
     (
         "V5.1.4 invalid filters count nothing new",
-        "incidents/test_dashboard_fail_closed",
+        "incidents/test_invalid_filters_fail_closed",
         "test_an_invalid_filter_counts_nothing_new",
     ),
     # V6 / V8 Secrets and data

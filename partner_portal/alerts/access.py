@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from partner_portal.alerts.models import Channel, Rule, RuleScope
-from partner_portal.tenants.access import visible_tenant_pks, visible_tenants
+from partner_portal.tenants.access import sees_every_tenant, visible_tenant_pks, visible_tenants
 from partner_portal.tenants.models import Tenant
 
 
@@ -18,7 +18,7 @@ def visible_rules(user: Any) -> QuerySet[Rule]:
     I may see"), members of its group, staff who see all its chosen tenants."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return Rule.objects.none()
-    if user.is_superuser:
+    if sees_every_tenant(user):
         return Rule.objects.all()
     hidden = Tenant.objects.exclude(pk__in=visible_tenant_pks(user))
     chosen = Rule.objects.filter(scope=RuleScope.TENANTS).exclude(tenants__in=hidden)
@@ -36,7 +36,7 @@ def get_rule_for_user(user: Any, pk: int) -> Rule:
 def visible_channels(user: Any) -> QuerySet[Channel]:
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return Channel.objects.none()
-    if user.is_superuser:
+    if sees_every_tenant(user):
         return Channel.objects.all()
     return Channel.objects.filter(created_by=user)
 
@@ -45,7 +45,7 @@ def get_channel_for_user(user: Any, pk: int) -> Channel:
     return get_object_or_404(visible_channels(user), pk=pk)
 
 
-def rule_tenant_ids(rule: Rule) -> set[int]:
+def rule_tenant_pks(rule: Rule) -> set[int]:
     """The tenants a rule covers now: its scope, within what its creator may see."""
     base = visible_tenants(rule.created_by) if rule.created_by_id else Tenant.objects.all()
     if rule.scope == RuleScope.TENANTS:

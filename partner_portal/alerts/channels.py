@@ -16,9 +16,10 @@ from django.core.mail import EmailMessage
 from django.urls import reverse
 from standardwebhooks import Webhook
 
+from partner_portal.alerts import destinations
 from partner_portal.alerts.models import Channel, ChannelKind, Delivery
 from partner_portal.incidents.models import ChangeKind, Incident, IncidentChange
-from partner_portal.microsoft import http, vocabulary
+from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 
 DIGEST_LINES = 50
@@ -210,9 +211,14 @@ def send_webhook(*, channel: Channel, message: Message, message_id: str, now: da
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": Webhook(channel.secret).sign(message_id, now, body),
     }
-    session = http.new_session(timeout=settings.ALERTS_HTTP_TIMEOUT)
+    session = destinations.public_session(timeout=settings.ALERTS_HTTP_TIMEOUT)
     try:
-        response = session.post(channel.url, data=body.encode(), headers=headers)
+        # No redirects: a public receiver could otherwise bounce the POST to a private host.
+        response = session.post(
+            channel.url, data=body.encode(), headers=headers, allow_redirects=False
+        )
+    except destinations.PrivateDestination as exc:
+        raise SendFailed(str(exc), transient=False) from exc
     except requests.RequestException as exc:
         raise SendFailed(f"{type(exc).__name__}: {exc}"[:300], transient=True) from exc
     finally:
@@ -229,9 +235,16 @@ def send_chat(*, channel: Channel, message: Message) -> None:
     retired)."""
     import apprise
 
-    sender = apprise.Apprise()
-    if not sender.add(channel.url):
+    plugin = apprise.Apprise.instantiate(channel.url)
+    if plugin is None:
         raise SendFailed(f"not a {channel.get_kind_display()} URL", transient=False)
+    if channel.kind != ChannelKind.SLACK:  # Slack's messages go to hooks.slack.com only
+        try:
+            destinations.check_host(plugin.host, plugin.port)
+        except destinations.PrivateDestination as exc:
+            raise SendFailed(str(exc), transient=False) from exc
+    sender = apprise.Apprise()
+    sender.add(plugin)
     try:
         result = sender.notify(
             title=message.subject,

@@ -106,8 +106,8 @@ def _digest_not_ready(delivery: Delivery) -> timedelta | None:
     """A first sync's digest waits until the sync has read the tenant's whole history."""
     if not delivery.digest_key.startswith("import:"):
         return None
-    tenant_id = int(delivery.digest_key.rsplit(":", 1)[1])
-    return None if first_sync_done(tenant_id) else IMPORT_WAIT
+    tenant_pk = int(delivery.digest_key.rsplit(":", 1)[1])
+    return None if first_sync_done(tenant_pk) else IMPORT_WAIT
 
 
 def _failed(*, delivery: Delivery, mine, exc: channels.SendFailed, now: datetime) -> Outcome:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from partner_portal.alerts.access import rule_tenant_ids
+from partner_portal.alerts.access import rule_tenant_pks
 from partner_portal.alerts.models import Channel, Delivery, DeliveryStatus, Rule
 from partner_portal.incidents.models import IncidentChange, SyncOutcome, SyncRun
 
@@ -49,7 +49,7 @@ class _Fanout:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self.rules = list(Rule.objects.filter(is_active=True).prefetch_related("channels"))
-        self.tenants = {rule.pk: rule_tenant_ids(rule) for rule in self.rules}
+        self.tenants = {rule.pk: rule_tenant_pks(rule) for rule in self.rules}
         self.sent_last_minute: dict[int, int] = {}
         self.digests: dict[tuple[int, str], Delivery] = {}
         self.rows: list[Delivery] = []
@@ -173,8 +173,8 @@ def prune(*, now: datetime | None = None, batch: int = 1000) -> int:
     return changes + gone
 
 
-def first_sync_done(tenant_id: int) -> bool:
-    return SyncRun.objects.filter(tenant_id=tenant_id, outcome=SyncOutcome.SUCCESS).exists()
+def first_sync_done(tenant_pk: int) -> bool:
+    return SyncRun.objects.filter(tenant_id=tenant_pk, outcome=SyncOutcome.SUCCESS).exists()
 
 
 def would_have_fired(*, rule: Rule, days: int = 7, now: datetime | None = None) -> int:
@@ -182,6 +182,6 @@ def would_have_fired(*, rule: Rule, days: int = 7, now: datetime | None = None) 
     aside): "would have fired N times"."""
     now = now or timezone.now()
     changes = IncidentChange.objects.filter(
-        tenant_id__in=rule_tenant_ids(rule), version__gte=now - timedelta(days=days), imported=False
+        tenant_id__in=rule_tenant_pks(rule), version__gte=now - timedelta(days=days), imported=False
     ).only("kinds", "after")
     return sum(1 for change in changes.iterator(chunk_size=2000) if rule.matches(change))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib.auth.models import Group
 from django.core.validators import validate_email
 
+from partner_portal.alerts import destinations
 from partner_portal.alerts.access import visible_channels
 from partner_portal.alerts.models import Channel, ChannelKind, Rule, RuleScope
 from partner_portal.incidents.models import ChangeKind
@@ -102,6 +104,17 @@ class ChannelForm(forms.ModelForm):
         elif kind in (ChannelKind.SLACK, ChannelKind.TEAMS) and data.get("url"):
             import apprise
 
-            if apprise.Apprise.instantiate(data["url"]) is None:
+            plugin = apprise.Apprise.instantiate(data["url"])
+            if plugin is None:
                 self.add_error("url", f"Not a {ChannelKind(kind).label} URL.")
+            elif kind == ChannelKind.TEAMS:
+                self._check_destination(lambda: destinations.check_host(plugin.host, plugin.port))
+        elif kind == ChannelKind.WEBHOOK and data.get("url"):
+            self._check_destination(lambda: destinations.check_url(data["url"]))
         return data
+
+    def _check_destination(self, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except destinations.PrivateDestination as exc:
+            self.add_error("url", f"Alerts go to public internet addresses only: {exc}.")

@@ -30,7 +30,6 @@ from django.utils import timezone
 from partner_portal.audit.events import record
 from partner_portal.consent.models import ConsentLink, hash_token, new_link_token
 from partner_portal.microsoft import discovery, errors, tokens
-from partner_portal.microsoft.client import required_roles
 from partner_portal.microsoft.errors import RetryLater
 from partner_portal.tenants.models import Tenant
 
@@ -45,51 +44,6 @@ MAX_PARAM_LENGTH = {"state": 512, "tenant": 64, "error": 64, "admin_consent": 8}
 MAX_OTHER_PARAM_LENGTH = 2048
 MAX_QUERY_LENGTH = 8192
 _PRINTABLE = re.compile(r"^[\x20-\x7e\r\n\t\u00a0-\uffff]*$")
-
-
-@dataclass(frozen=True)
-class Permission:
-    name: str
-    allows: str
-    used_for: str
-
-
-PERMISSIONS = {
-    "Incident.Read.All": Permission(
-        "Incident.Read.All",
-        "Read all Microsoft 365 Defender incidents and their alerts in your organisation.",
-        "We copy your incidents and alerts to our monitoring portal so our security team can "
-        "watch them and respond. We cannot change anything in your tenant.",
-    ),
-    "Incident.ReadWrite.All": Permission(
-        "Incident.ReadWrite.All",
-        "Read and update all Microsoft 365 Defender incidents in your organisation "
-        "(status, assignment, classification, tags and comments).",
-        "We copy your incidents and alerts to our monitoring portal, and our security team "
-        "updates the incidents they work on (for example, marks them resolved) so you see "
-        "their progress in the Microsoft Defender portal.",
-    ),
-    # The same rights through Microsoft Graph's security API (a tenant's `source`).
-    "SecurityIncident.Read.All": Permission(
-        "SecurityIncident.Read.All",
-        "Read all security incidents (Microsoft Graph) and their alerts in your organisation.",
-        "We copy your incidents and alerts to our monitoring portal so our security team can "
-        "watch them and respond. We cannot change anything in your tenant.",
-    ),
-    "SecurityIncident.ReadWrite.All": Permission(
-        "SecurityIncident.ReadWrite.All",
-        "Read and update all security incidents (Microsoft Graph) in your organisation "
-        "(status, assignment, classification, tags and comments).",
-        "We copy your incidents and alerts to our monitoring portal, and our security team "
-        "updates the incidents they work on (for example, marks them resolved) so you see "
-        "their progress in the Microsoft Defender portal.",
-    ),
-}
-
-
-def required_permissions(tenant: Tenant) -> list[Permission]:
-    """The permission the tenant's source needs (Defender's or Graph's), in words."""
-    return [PERMISSIONS[name] for name in required_roles(tenant.source)]
 
 
 def is_guid(value: str) -> bool:
@@ -125,7 +79,7 @@ def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None
     new = _create_link(
         tenant=link.tenant,
         created_by=actor,
-        expected_tenant=link.expected_tenant,
+        expected_tenant_id=link.expected_tenant_id,
         expected_domain=link.expected_domain,
     )
     revoke_link(link=link, actor=actor, ip_address=ip_address)
@@ -135,7 +89,7 @@ def replace_link(*, link: ConsentLink, actor: Any, ip_address: str | None = None
         tenant=link.tenant,
         target=f"consentlink:{new.pk}",
         ip_address=ip_address,
-        expected_tenant=new.expected_tenant,
+        expected_tenant_id=new.expected_tenant_id,
         expected_domain=new.expected_domain,
         expires_at=new.expires_at.isoformat(),
         replaces=f"consentlink:{link.pk}",
@@ -192,15 +146,16 @@ def create_link(
     expected_tenant: str = "",
     ip_address: str | None = None,
 ) -> ConsentLink:
-    """A new link; a domain expectation is resolved to its tenant ID first
-    (ExpectationRefused when it cannot be)."""
+    """A new link. `expected_tenant` is what staff typed, a tenant ID or a domain: a domain
+    is resolved to its tenant ID first (ExpectationRefused when it cannot be), and the link
+    keeps the ID as `expected_tenant_id`."""
     tenant_id, domain = resolve_expected_tenant(expected_tenant, tenant=tenant)
     # The raw token stays on this instance only (the database keeps its hash): the caller
     # shows the link once.
     link = _create_link(
         tenant=tenant,
         created_by=created_by,
-        expected_tenant=tenant_id,
+        expected_tenant_id=tenant_id,
         expected_domain=domain,
     )
     record(
@@ -209,7 +164,7 @@ def create_link(
         tenant=tenant,
         target=f"consentlink:{link.pk}",
         ip_address=ip_address,
-        expected_tenant=link.expected_tenant,
+        expected_tenant_id=link.expected_tenant_id,
         expected_domain=domain,
         expires_at=link.expires_at.isoformat(),
     )
@@ -264,7 +219,7 @@ class StateRejected(Exception):
 
 def authority(link: ConsentLink) -> str:
     """The tenant segment of the consent URL: the expected tenant ID, else `organizations`."""
-    return expected_tenant(link) or "organizations"
+    return expected_tenant_id(link) or "organizations"
 
 
 def sign_state(link: ConsentLink) -> str:
@@ -314,10 +269,10 @@ def consent_base_url(tenant: Tenant) -> str:
     return tokens.login_base_url(tenant.cloud)
 
 
-def expected_tenant(link: ConsentLink) -> str:
+def expected_tenant_id(link: ConsentLink) -> str:
     """The tenant the customer must consent with: the link's, else the tenant's known ID."""
-    if link.expected_tenant:
-        return link.expected_tenant
+    if link.expected_tenant_id:
+        return link.expected_tenant_id
     if link.tenant.entra_tenant_id:
         return str(link.tenant.entra_tenant_id)
     return ""
@@ -503,7 +458,7 @@ def _record_success(
     link: ConsentLink, returned_tenant_id: str, *, ip_address: str | None
 ) -> CallbackResult:
     tenant = link.tenant
-    expected = expected_tenant(link)
+    expected = expected_tenant_id(link)
     mismatch = ""
     if is_guid(expected) and expected != returned_tenant_id:
         mismatch = "expected another tenant"
@@ -566,7 +521,7 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
     """A staff member confirms the tenant a link without expectation returned: it is bound
     to the link's customer and checked. Returns '' on success, else why not (for staff).
     The confirmation is single-use (conditional UPDATE)."""
-    returned = link.returned_tenant_id
+    returned_tenant_id = link.returned_tenant_id
     tenant = link.tenant
     with transaction.atomic():
         taken = ConsentLink.objects.filter(
@@ -576,14 +531,16 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
             return "This consent was already confirmed or is not waiting for a confirmation."
         tenant.refresh_from_db()
         problem = ""
-        if not is_guid(returned):
+        if not is_guid(returned_tenant_id):
             problem = "Microsoft returned no usable tenant ID."
-        elif tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned:
+        elif (
+            tenant.entra_tenant_id is not None and str(tenant.entra_tenant_id) != returned_tenant_id
+        ):
             problem = "This customer already has another tenant ID."
         else:
             try:
                 with transaction.atomic():
-                    tenant.attach_entra_tenant(returned)
+                    tenant.attach_entra_tenant(returned_tenant_id)
             except IntegrityError:
                 # Neutral: staff may not see the tenant that holds this ID (L5).
                 problem = "This tenant ID cannot be attached to this customer."
@@ -597,7 +554,7 @@ def confirm_binding(*, link: ConsentLink, actor: Any, ip_address: str | None = N
             tenant=tenant,
             target=f"consentlink:{link.pk}",
             ip_address=ip_address,
-            returned_tenant_id=returned,
+            returned_tenant_id=returned_tenant_id,
             reason=problem,
         )
         if not problem:

@@ -62,12 +62,14 @@ class ConsentLink(models.Model):
         max_length=64, unique=True, default=new_token_hash, editable=False
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="consent_links")
-    expected_tenant = models.CharField(
+    # Entra tenant IDs (GUIDs), as everywhere: the one the customer must consent with (a
+    # domain staff typed is resolved to it) and the one Microsoft's callback returned.
+    expected_tenant_id = models.CharField(
         max_length=253,
         blank=True,
         help_text="Tenant ID the customer must consent with (a domain is resolved to it).",
     )
-    # The domain staff typed, for display; `expected_tenant` holds the ID it resolved to.
+    # The domain staff typed, for display; `expected_tenant_id` holds the ID it resolved to.
     expected_domain = models.CharField(max_length=253, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -17,6 +17,7 @@ from partner_portal.consent import flow, tasks
 from partner_portal.consent.forms import ConsentLinkForm, LinkFilterForm
 from partner_portal.consent.models import ConsentLink
 from partner_portal.error_pages import error_page
+from partner_portal.microsoft.client import required_roles
 from partner_portal.tenants.access import get_tenant_for_user, visible_tenant_pks
 
 PAGE_SIZE = 25
@@ -89,7 +90,7 @@ def link_detail(request: HttpRequest, link_id: int) -> HttpResponse:
         url = flow.public_url(link, shown["token"])
         message = render_to_string(
             "consent/_message.txt",
-            {"link": link, "url": url, "permissions": flow.required_permissions(link.tenant)},
+            {"link": link, "url": url, "permissions": required_roles(link.tenant.source)},
             request=request,
         ).strip()
     return render(request, "consent/detail.html", {"link": link, "url": url, "message": message})
@@ -188,8 +189,9 @@ def landing(request: HttpRequest, token: str) -> HttpResponse:
         {
             "link": link,
             "tenant": link.tenant,
-            "permissions": flow.required_permissions(link.tenant),
-            "expected_tenant": flow.expected_tenant(link),
+            # The permission names; what each allows is told in the template.
+            "permissions": required_roles(link.tenant.source),
+            "expected_tenant_id": flow.expected_tenant_id(link),
             "token": token,
         },
     )

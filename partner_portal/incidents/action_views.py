@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from partner_portal.audit.events import client_ip
 from partner_portal.incidents import actions, dashboard, tasks
-from partner_portal.incidents.models import IncidentActionJob
+from partner_portal.incidents.models import ActionOutcome, IncidentActionJob
 from partner_portal.incidents.templatetags.incident_actions import actions_context
 from partner_portal.microsoft import errors
 from partner_portal.tenants.access import visible_tenant_pks
@@ -33,9 +33,11 @@ def _require_permission(request: HttpRequest) -> None:
 
 
 def _queue(
-    request: HttpRequest, *, action: str, values: dict, incidents: list
+    request: HttpRequest, *, action: str, values: dict, incidents: list, loaded: dict
 ) -> IncidentActionJob:
-    job = actions.create_job(user=request.user, action=action, values=values, incidents=incidents)
+    job = actions.create_job(
+        user=request.user, action=action, values=values, incidents=incidents, loaded=loaded
+    )
     # celery-types does not know delay_on_commit (Celery 5.4+).
     tasks.run_action_job.delay_on_commit(job_pk=job.pk)  # type: ignore[attr-defined]
     return job
@@ -68,7 +70,9 @@ def incident_act(request: HttpRequest, incident_id: int) -> HttpResponse:
         except errors.Transient as exc:
             # Microsoft (or the tenant's budget) asks to wait, or is down for a moment: the
             # action goes to a job that retries it, the page says so.
-            job = _queue(request, action=action, values=values, incidents=[incident])
+            # The job compares with what the user loaded (nothing when they confirmed).
+            loaded = {incident.pk: expected} if expected and not confirm else {}
+            job = _queue(request, action=action, values=values, incidents=[incident], loaded=loaded)
             wait = f" in about {exc.retry_after} s" if isinstance(exc, errors.Throttled) else ""
             result = actions.Result(
                 actions.QUEUED, f"Queued: Microsoft asked to wait; the portal retries{wait}."
@@ -97,16 +101,21 @@ def incident_act(request: HttpRequest, incident_id: int) -> HttpResponse:
         # Without JavaScript the confirmation is a page of its own.
         return render(request, "incidents/action_confirm.html", context)
     messages.add_message(request, level, text)
-    return redirect("incidents:detail", incident_id=incident.pk)
+    # Done on the incident Microsoft merged this one into: that is the page to see.
+    shown = result.merged_into or incident
+    return redirect("incidents:detail", incident_id=shown.pk)
 
 
 @require_POST
 def bulk_act(request: HttpRequest) -> HttpResponse:
     _require_permission(request)
     action = request.POST.get("action", "")
-    pks = [int(pk) for pk in request.POST.getlist("incident") if pk.isdigit()][:MAX_BULK]
+    # Each box carries the incident's lastUpdateTime as the list showed it.
+    loaded = dict(
+        list(actions.parse_selection(request.POST.getlist("incident")).items())[:MAX_BULK]
+    )
     incidents = list(
-        dashboard.visible_incidents(request.user).filter(pk__in=pks).select_related("tenant")
+        dashboard.visible_incidents(request.user).filter(pk__in=loaded).select_related("tenant")
     )
     try:
         values = actions.clean_values(action, request.POST)
@@ -116,8 +125,24 @@ def bulk_act(request: HttpRequest) -> HttpResponse:
     if not incidents:
         messages.error(request, "Select at least one incident.")
         return redirect("incidents:list")
-    job = _queue(request, action=action, values=values, incidents=incidents)
+    job = _queue(request, action=action, values=values, incidents=incidents, loaded=loaded)
     return redirect("incidents:action_job", job_id=job.pk)
+
+
+@require_POST
+def confirm_job(request: HttpRequest, job_id: int) -> HttpResponse:
+    """ "Apply anyway" for the incidents a job found changed since the user loaded them: a
+    new job with the same action, compared with the values the job page showed."""
+    job = _job_for_user(request, job_id)  # 404 before 403: a URL confirms nothing
+    _require_permission(request)
+    shown = actions.parse_selection(request.POST.getlist("incident"))
+    conflicts = job.items.filter(outcome=ActionOutcome.CONFLICT, incident__in=list(shown))
+    incidents = [item.incident for item in conflicts.select_related("incident__tenant")]
+    if not incidents:
+        messages.error(request, "None of these incidents is waiting for a confirmation.")
+        return redirect("incidents:action_job", job_id=job.pk)
+    again = _queue(request, action=job.action, values=job.values, incidents=incidents, loaded=shown)
+    return redirect("incidents:action_job", job_id=again.pk)
 
 
 def _job_for_user(request: HttpRequest, job_id: int) -> IncidentActionJob:

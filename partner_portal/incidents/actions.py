@@ -3,7 +3,7 @@ Microsoft through the tenant's client. Plain functions, called by the action vie
 incident) and the bulk-action task (many).
 
 One action on one incident:
-1. refuse at once when updates are off or the tenant's token lacks Incident.ReadWrite.All;
+1. refuse at once when updates are off or the tenant's token lacks the ReadWrite permission;
 2. re-read the incident from Microsoft; when its lastUpdateTime is not what the user loaded,
    store the fresh copy and return a *conflict* listing what changed (the user confirms, or
    a bulk item stays unwritten) instead of overwriting someone's change;
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from partner_portal.audit import events
 from partner_portal.audit.models import AuditEvent
@@ -35,10 +37,11 @@ from partner_portal.incidents.models import (
     Incident,
     IncidentActionItem,
     IncidentActionJob,
+    Status,
 )
 from partner_portal.incidents.store import store_page
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.client import READWRITE_ROLE
+from partner_portal.microsoft.client import required_roles
 from partner_portal.microsoft.defender import IncidentData, parse_incident
 from partner_portal.microsoft.vocabulary import Kind, is_valid_pair, label, normalise
 
@@ -54,7 +57,7 @@ ACTIONS = {
     "tags": "Tags",
 }
 # The statuses a person may set (Microsoft sets Redirected itself when it merges).
-SETTABLE_STATUSES = ("Active", "InProgress", "Resolved")
+SETTABLE_STATUSES = (Status.ACTIVE, Status.IN_PROGRESS, Status.RESOLVED)
 MAX_COMMENT = 4000
 MAX_TAG = 100
 # Fields shown when an incident changed meanwhile, and kept in the audit's before → after.
@@ -66,6 +69,9 @@ WATCHED = {
     "tags": "Tags",
 }
 QUEUED = "queued"
+# Reads of one action: a merge followed, or a write answered 404, reads again (a chain of
+# merges is short; this bounds a loop on a broken answer).
+MAX_READS = 4
 
 
 class InvalidAction(ValueError):
@@ -79,6 +85,8 @@ class Result:
     outcome: str
     message: str
     changed: list[tuple[str, str, str]] = field(default_factory=list)  # (field, was, now)
+    # The incident Microsoft merged the one asked for into, when the action went there.
+    merged_into: Incident | None = None
 
 
 def updates_blocked_reason(tenant: Any) -> str:
@@ -86,7 +94,8 @@ def updates_blocked_reason(tenant: Any) -> str:
     if not settings.MICROSOFT_INCIDENT_UPDATES:
         return (
             "Updating incidents is turned off for this portal (MICROSOFT_INCIDENT_UPDATES). "
-            "Ask an administrator to turn it on and add Incident.ReadWrite.All to the app."
+            "Ask an administrator to turn it on and add "
+            f"{' or '.join(required_roles(tenant.source, updates=True))} to the app."
         )
     return tenant.write_access_missing
 
@@ -218,12 +227,13 @@ def _differences(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[st
     ]
 
 
-def _store(incident: Incident, data: dict[str, Any]) -> Incident:
-    """Store an incident as Microsoft described it (the sync's own upsert) and reload it."""
+def _store(tenant: Any, data: dict[str, Any]) -> Incident:
+    """Store an incident as Microsoft described it (the sync's own upsert); returns its row."""
     parsed = parse_incident({k: v for k, v in data.items() if not k.startswith("@odata.")})
-    store_page(tenant=incident.tenant, incidents=[parsed], synced_at=timezone.now())
-    incident.refresh_from_db()
-    return incident
+    store_page(tenant=tenant, incidents=[parsed], synced_at=timezone.now())
+    return Incident.objects.select_related("tenant").get(
+        tenant=tenant, microsoft_id=parsed.incident_id
+    )
 
 
 def _full(data: IncidentData) -> dict[str, Any]:
@@ -242,18 +252,31 @@ def act(
     job: IncidentActionJob | None = None,
 ) -> Result:
     """One action on one incident (see the module docstring). Raises `errors.Transient`
-    (429, 5xx, timeouts) for the caller to queue or retry."""
-    before = _watched(incident)
+    (429, 5xx, timeouts) for the caller to queue or retry.
+
+    When Microsoft merged the incident into another (`redirectIncidentId`: on the re-read,
+    or a 404 for an incident the portal knows was merged), the action goes to that one and
+    `Result.merged_into` names it: the user saw the merged incident, not the target, so the
+    target is not compared with `expected`. A bulk job does not act on a target that is an
+    item of the same job: that item does.
+    """
     tenant = incident.tenant
+    subject = incident  # the incident written: the one asked for, or the one it became
+    merged: list[int] = []  # the merged incidents followed, in order
+    before = _watched(incident)
 
     def audit(result: Result, after: dict[str, Any] | None = None, error: str = "") -> Result:
+        # The event belongs to the incident written (or last read), one the portal stores.
+        about = subject if subject.pk else incident
+        if about.pk != incident.pk:
+            result.merged_into = about
         events.record(
             f"incident.{action}",
             actor=user,
             tenant=tenant,
-            target=f"incident:{incident.pk}",
+            target=f"incident:{about.pk}",
             ip_address=ip_address,
-            microsoft_id=incident.microsoft_id,
+            microsoft_id=about.microsoft_id,
             summary=summary(action, values),
             before=before,
             after=after if after is not None else before,
@@ -261,6 +284,7 @@ def act(
             message=result.message,
             error=error,
             job=job.pk if job else None,
+            **({"merged_from": merged} if merged else {}),
         )
         return result
 
@@ -269,52 +293,95 @@ def act(
         return audit(Result(ActionOutcome.REFUSED, blocked))
     try:
         client = tenant.incident_client(budget_reserve=settings.ACTIONS_BUDGET_RESERVE)
-        fresh = client.get_incident(incident.microsoft_id)
-        if fresh is None:
-            return audit(Result(ActionOutcome.REFUSED, _gone(incident)))
-        if fresh.redirect_incident_id and fresh.redirect_incident_id != incident.microsoft_id:
-            _store(incident, _full(fresh))
-            return audit(Result(ActionOutcome.REFUSED, _merged(incident, fresh)))
-        if expected is not None and fresh.last_update_time != expected and not confirm:
-            changed = _differences(before, _watched(fresh))
-            _store(incident, _full(fresh))
-            message = "Someone changed this incident in Microsoft after you loaded it" + (
-                "." if changed else " (not in the fields shown here)."
-            )
-            return audit(Result(ActionOutcome.CONFLICT, message, changed), _watched(fresh))
-        body = patch_body(action, values, fresh)
-        answer = client.update_incident(incident.microsoft_id, **body)
-        if answer is None:
-            return audit(Result(ActionOutcome.REFUSED, _gone(incident)))
+        # Read, follow a merge, compare, write; a 404 to the write (merged or deleted
+        # meanwhile) reads again. Bounded: a chain of merges cannot loop forever.
+        for _ in range(MAX_READS):
+            fresh = client.get_incident(subject.microsoft_id)
+            into = fresh.redirect_incident_id if fresh else subject.redirect_incident_id
+            if into is not None and into != subject.microsoft_id:
+                if fresh is not None:
+                    subject = _store(tenant, _full(fresh))  # shown as merged from now on
+                merged.append(subject.microsoft_id)
+                if (
+                    job is not None
+                    and job.items.filter(
+                        incident__tenant=tenant, incident__microsoft_id=into
+                    ).exists()
+                ):
+                    return audit(Result(ActionOutcome.DONE, _merged_in_job(merged, into)))
+                # The portal may not have the target yet: it is stored once read.
+                subject = Incident.objects.filter(
+                    tenant=tenant, microsoft_id=into
+                ).first() or Incident(tenant=tenant, microsoft_id=into)
+                continue
+            if fresh is None:
+                return audit(Result(ActionOutcome.REFUSED, _gone(subject.microsoft_id)))
+            if merged:
+                subject = _store(tenant, _full(fresh))
+                before = _watched(fresh)
+            elif expected is not None and fresh.last_update_time != expected and not confirm:
+                _store(tenant, _full(fresh))
+                result = _conflict(
+                    before, _watched(fresh), shown=incident.last_update_time == expected
+                )
+                return audit(result, _watched(fresh))
+            body = patch_body(action, values, fresh)
+            answer = client.update_incident(subject.microsoft_id, **body)
+            if answer is not None:
+                break
+        else:
+            return audit(Result(ActionOutcome.REFUSED, _too_many_merges(incident)))
     except errors.Transient:
         raise
     except errors.MicrosoftError as exc:
-        return audit(Result(_outcome_of(exc), _plain(exc)), error=exc.message)
+        return audit(Result(_outcome_of(exc), _plain(exc, tenant)), error=exc.message)
     # Microsoft's answer over what it just told us: fields the answer leaves out keep the
     # values of the re-read, not of what we sent.
     answer_raw = {k: v for k, v in answer.raw.items() if not k.startswith("@odata.")}
-    merged = {**_full(fresh), **answer_raw}
-    if not answer.alerts:
-        merged["alerts"] = [a.raw for a in fresh.alerts]
-    else:
-        merged["alerts"] = [a.raw for a in answer.alerts]
+    data = {**_full(fresh), **answer_raw}
+    data["alerts"] = [a.raw for a in (answer.alerts or fresh.alerts)]
     with transaction.atomic():
-        _store(incident, merged)
-    after = _watched(incident)
-    return audit(Result(ActionOutcome.DONE, "Done.", _differences(before, after)), after)
+        subject = _store(tenant, data)
+    after = _watched(subject)
+    done = _merged_done(merged, subject.microsoft_id) if merged else "Done."
+    return audit(Result(ActionOutcome.DONE, done, _differences(before, after)), after)
 
 
-def _gone(incident: Incident) -> str:
+def _conflict(before: dict[str, Any], now: dict[str, Any], *, shown: bool) -> Result:
+    """Changed in Microsoft since the user loaded it. When the row is still the version the
+    user saw (`shown`), say what changed; when a sync stored a newer one meanwhile, what they
+    saw is not known here: say what it is now."""
+    message = "Someone changed this incident in Microsoft since you loaded it"
+    if not shown:
+        now_reads = "; ".join(f"{WATCHED[name]}: {_shown(name, now[name])}" for name in WATCHED)
+        return Result(ActionOutcome.CONFLICT, f"{message}. It now reads: {now_reads}.")
+    changed = _differences(before, now)
+    message += "." if changed else " (not in the fields shown here)."
+    return Result(ActionOutcome.CONFLICT, message, changed)
+
+
+def _gone(microsoft_id: int) -> str:
     return (
-        f"Microsoft no longer has incident {incident.microsoft_id} in this tenant "
-        "(deleted, or merged into another): nothing was changed."
+        f"Microsoft no longer has incident {microsoft_id} in this tenant "
+        "(deleted, or past its retention): nothing was changed."
     )
 
 
-def _merged(incident: Incident, fresh: IncidentData) -> str:
+def _merged_done(merged: list[int], into: int) -> str:
+    return f"Microsoft merged incident {merged[0]} into incident {into}: the change was made there."
+
+
+def _merged_in_job(merged: list[int], into: int) -> str:
     return (
-        f"Microsoft merged incident {incident.microsoft_id} into incident "
-        f"{fresh.redirect_incident_id}: act on that one instead. Nothing was changed."
+        f"Microsoft merged incident {merged[0]} into incident {into}, which this job updates "
+        "as well: nothing more to do here."
+    )
+
+
+def _too_many_merges(incident: Incident) -> str:
+    return (
+        f"Incident {incident.microsoft_id} was merged or changed again each time the portal "
+        "read it: nothing was changed. Open it in Microsoft's portal."
     )
 
 
@@ -322,12 +389,13 @@ def _outcome_of(exc: errors.MicrosoftError) -> str:
     return ActionOutcome.REFUSED if exc.status in (400, 401, 403) else ActionOutcome.FAILED
 
 
-def _plain(exc: errors.MicrosoftError) -> str:
+def _plain(exc: errors.MicrosoftError, tenant: Any) -> str:
     """Microsoft's refusal in words staff can act on."""
     if isinstance(exc, errors.MissingPermissions | errors.Forbidden):
+        role = " or ".join(required_roles(tenant.source, updates=True))
         return (
             f"Microsoft refused: the portal's app may not update incidents in this tenant "
-            f"({READWRITE_ROLE} is missing). Send the customer a new consent link from the "
+            f"({role} is missing). Send the customer a new consent link from the "
             "tenant page, then run 'Check access'."
         )
     if exc.status == 400:
@@ -339,15 +407,40 @@ def _plain(exc: errors.MicrosoftError) -> str:
 
 
 def create_job(
-    *, user: Any, action: str, values: dict[str, Any], incidents: list[Incident]
+    *,
+    user: Any,
+    action: str,
+    values: dict[str, Any],
+    incidents: list[Incident],
+    loaded: Mapping[int, datetime | None] | None = None,
 ) -> IncidentActionJob:
-    """A job with one pending item per incident; `expected` is what the user saw."""
+    """A job with one pending item per incident. `loaded` maps an incident's pk to the
+    lastUpdateTime the user saw when they chose it (the list page as loaded): a change made
+    in Microsoft since then is a conflict, even when a sync stored it before the submit.
+    An incident without one is compared with the row as it is now."""
+    loaded = loaded or {}
     with transaction.atomic():
         job = IncidentActionJob.objects.create(created_by=user, action=action, values=values)
         IncidentActionItem.objects.bulk_create(
-            IncidentActionItem(job=job, incident=i, expected=i.last_update_time) for i in incidents
+            IncidentActionItem(job=job, incident=i, expected=loaded.get(i.pk) or i.last_update_time)
+            for i in incidents
         )
     return job
+
+
+def parse_selection(values: list[str]) -> dict[int, datetime | None]:
+    """The list's checkboxes, `<pk>@<lastUpdateTime as loaded>` (or a bare pk), as
+    {pk: loaded time or None}; anything else is ignored."""
+    selected: dict[int, datetime | None] = {}
+    for value in values:
+        pk, _, loaded = value.partition("@")
+        if pk.isdigit() and len(pk) < 19:
+            try:
+                when = parse_datetime(loaded) if loaded else None
+            except ValueError:
+                when = None
+            selected[int(pk)] = when if when is not None and when.tzinfo is not None else None
+    return selected
 
 
 def run_job(*, job: IncidentActionJob) -> float | None:

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from partner_portal.incidents import counters
 from partner_portal.incidents.models import Alert, Incident, IncidentChange, SyncProblem, SyncRun
 
 
@@ -52,6 +54,13 @@ class IncidentAdmin(ReadOnlyAdmin):
     date_hierarchy = "last_update_time"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
     inlines = [AlertInline]
+
+    # Deleting keeps the summary's maintained counts exact (incidents/counters.py).
+    def delete_model(self, request: HttpRequest, obj: Incident) -> None:
+        counters.delete_incidents(Incident.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        counters.delete_incidents(queryset)
 
 
 @admin.register(SyncRun)

@@ -146,6 +146,52 @@ class Incident(models.Model):
         return self.portal_url
 
 
+class IncidentCount(models.Model):
+    """How many of a tenant's incidents have this severity and status, kept exact in the
+    transaction of every change (incidents/counters.py), so that the summary reads at most
+    one row per tenant, severity and status instead of counting incidents."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="incident_counts")
+    # As stored on the incidents: a value Microsoft adds later has its own row.
+    severity = models.TextField(blank=True)
+    status = models.TextField(blank=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "severity", "status"], name="incidentcount_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.severity} {self.status}: {self.n}"
+
+
+class IncidentDayCount(models.Model):
+    """How many of a tenant's incidents were created on this UTC day with this severity,
+    kept exact like `IncidentCount`: the summary's chart of incidents created per day."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="incident_day_counts")
+    day = models.DateField()
+    severity = models.TextField(blank=True)
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "severity"], name="incidentdaycount_unique"
+            ),
+        ]
+        # Everyone's chart: the month's rows of every tenant, read from the index alone.
+        indexes = [
+            models.Index(fields=["day", "severity"], include=["n"], name="incidentdaycount_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.severity}: {self.n}"
+
+
 class Alert(models.Model):
     """One alert of an incident. A sync replaces all alerts of an incident together."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from partner_portal.incidents import bulk_upsert, counters
 from partner_portal.incidents.models import (
     ChangeKind,
     Incident,
@@ -25,12 +26,21 @@ from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.models import Tenant
 
 FIELDS = ("name", "severity", "status", "assigned_to", "tags", "last_update_time")
+# The summary's maintained counts move from this state too.
+SNAPSHOT_FIELDS = (*FIELDS, *(f for f in counters.FIELDS if f not in FIELDS))
 
 
 def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """The stored state of these incidents, before the page overwrites it."""
-    rows = Incident.objects.filter(tenant=tenant, microsoft_id__in=list(microsoft_ids))
-    return {row["microsoft_id"]: row for row in rows.values("microsoft_id", *FIELDS)}
+    """The stored state of these incidents, before the page overwrites it.
+
+    Locked until the page commits: a concurrent writer of the same incident (an action
+    storing Microsoft's answer while the sync stores a page) waits, then reads the state
+    this page wrote, so neither the outbox nor the counts start from a stale state.
+    """
+    rows = Incident.objects.select_for_update().filter(
+        tenant=tenant, microsoft_id__in=list(microsoft_ids)
+    )
+    return {row["microsoft_id"]: row for row in rows.values("microsoft_id", *SNAPSHOT_FIELDS)}
 
 
 def kinds_of_change(before: dict[str, Any] | None, after: Incident) -> list[str]:
@@ -101,5 +111,6 @@ def record(
                 imported=imported,
             )
         )
-    IncidentChange.objects.bulk_create(changes, ignore_conflicts=True)
+    # Not bulk_create: its JSON columns would be quoted element by element (bulk_upsert.py).
+    bulk_upsert.upsert(IncidentChange, changes, unique=["incident", "version"], update=[])
     return len(changes)

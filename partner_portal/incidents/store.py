@@ -19,7 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from partner_portal.incidents import outbox
+from partner_portal.incidents import bulk_upsert, counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
 from partner_portal.microsoft import defender, vocabulary
 from partner_portal.tenants.models import Tenant
@@ -45,6 +45,22 @@ INCIDENT_FIELDS = [
     "raw",
     "text_repaired",
     "synced_at",
+]
+ALERT_FIELDS = [
+    "microsoft_id",
+    "title",
+    "description",
+    "severity",
+    "category",
+    "status",
+    "detection_source",
+    "service_source",
+    "mitre_techniques",
+    "first_activity",
+    "last_activity",
+    "devices",
+    "entities",
+    "raw",
 ]
 
 
@@ -141,78 +157,94 @@ def store_items(
 def _upsert(
     tenant: Tenant, items: list[defender.IncidentData], synced_at: datetime
 ) -> tuple[int, int]:
-    """Upsert incidents and replace their alerts (callers hold a transaction)."""
+    """Upsert incidents and their alerts (callers hold a transaction): one statement for the
+    incidents, one for the alerts that changed, one for the alerts that are gone."""
     if not items:
         return 0, 0
+    items = sorted(items, key=lambda item: item.incident_id)  # one lock order for every writer
     ids = [item.incident_id for item in items]
-    rows = [
-        Incident(
-            tenant=tenant,
-            microsoft_id=item.incident_id,
-            name=item.name,
-            severity=item.severity,
-            severity_rank=vocabulary.severity_rank(item.severity),
-            status=item.status,
-            classification=item.classification,
-            determination=item.determination,
-            assigned_to=item.assigned_to,
-            tags=item.tags,
-            comments=item.comments,
-            redirect_incident_id=item.redirect_incident_id,
-            created_time=item.created_time,
-            last_update_time=item.last_update_time,
-            portal_url=item.incident_uri,
-            alert_count=len({a.alert_id for a in item.alerts}),
-            search_text=search_text(item),
-            raw=item.raw,
-            text_repaired=item.text_repaired,
-            synced_at=synced_at,
-        )
-        for item in items
-    ]
+    rows = [_incident_row(tenant, item, synced_at) for item in items]
+    bulk_upsert.tune()
     before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
-    existing = set(
-        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-            "microsoft_id", flat=True
-        )
-    )
-    Incident.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["tenant", "microsoft_id"],
-        update_fields=INCIDENT_FIELDS,
-    )
-    pks = dict(
-        Incident.objects.filter(tenant=tenant, microsoft_id__in=ids).values_list(
-            "microsoft_id", "pk"
+    pks: dict[int, int] = dict(
+        bulk_upsert.upsert(
+            Incident,
+            rows,
+            unique=["tenant", "microsoft_id"],
+            update=INCIDENT_FIELDS,
+            returning=["microsoft_id", "id"],
         )
     )
     outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
-    Alert.objects.filter(incident_id__in=pks.values()).delete()
+    counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
     alerts: dict[tuple[int, str], Alert] = {}
     for item in items:
         for a in item.alerts:
-            alerts[(pks[item.incident_id], a.alert_id)] = Alert(
-                incident_id=pks[item.incident_id],
-                microsoft_id=a.alert_id,
-                microsoft_id_hash=id_hash(a.alert_id),
-                title=a.title,
-                description=a.description,
-                severity=a.severity,
-                category=a.category,
-                status=a.status,
-                detection_source=a.detection_source,
-                service_source=a.service_source,
-                mitre_techniques=a.mitre_techniques,
-                first_activity=a.first_activity,
-                last_activity=a.last_activity,
-                devices=a.devices,
-                entities=a.entities,
-                raw=a.raw,
-            )
-    Alert.objects.bulk_create(alerts.values(), batch_size=500)
-    created = len(set(ids) - existing)
+            alert = _alert_row(pks[item.incident_id], a)
+            alerts[(alert.incident_id, alert.microsoft_id_hash)] = alert
+    bulk_upsert.delete_others(
+        Alert,
+        parent="incident",
+        parents=list(pks.values()),
+        key="microsoft_id_hash",
+        keep=list(alerts),
+    )
+    # An unchanged alert (most of them, on every re-read) is compared, not rewritten.
+    bulk_upsert.upsert(
+        Alert,
+        list(alerts.values()),
+        unique=["incident", "microsoft_id_hash"],
+        update=ALERT_FIELDS,
+        only_changed=True,
+    )
+    created = len(set(ids) - set(before))
     return created, len(ids) - created
+
+
+def _incident_row(tenant: Tenant, item: defender.IncidentData, synced_at: datetime) -> Incident:
+    return Incident(
+        tenant=tenant,
+        microsoft_id=item.incident_id,
+        name=item.name,
+        severity=item.severity,
+        severity_rank=vocabulary.severity_rank(item.severity),
+        status=item.status,
+        classification=item.classification,
+        determination=item.determination,
+        assigned_to=item.assigned_to,
+        tags=item.tags,
+        comments=item.comments,
+        redirect_incident_id=item.redirect_incident_id,
+        created_time=item.created_time,
+        last_update_time=item.last_update_time,
+        portal_url=item.incident_uri,
+        alert_count=len({a.alert_id for a in item.alerts}),
+        search_text=search_text(item),
+        raw=item.raw,
+        text_repaired=item.text_repaired,
+        synced_at=synced_at,
+    )
+
+
+def _alert_row(incident_pk: int, a: defender.AlertData) -> Alert:
+    return Alert(
+        incident_id=incident_pk,
+        microsoft_id=a.alert_id,
+        microsoft_id_hash=id_hash(a.alert_id),
+        title=a.title,
+        description=a.description,
+        severity=a.severity,
+        category=a.category,
+        status=a.status,
+        detection_source=a.detection_source,
+        service_source=a.service_source,
+        mitre_techniques=a.mitre_techniques,
+        first_activity=a.first_activity,
+        last_activity=a.last_activity,
+        devices=a.devices,
+        entities=a.entities,
+        raw=a.raw,
+    )
 
 
 def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:

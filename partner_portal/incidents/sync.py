@@ -4,10 +4,10 @@ and the tests.
 One run for one tenant:
 1. take the tenant's lease (a conditional UPDATE of `sync_lease_until`); if another run
    holds it, record a `skipped` SyncRun and stop;
-2. list incidents changed since `watermark − SYNC_OVERLAP_MINUTES` (everything when `full`;
-   further back when Microsoft's clock turns out to have stepped back), newest first, page
-   by page, each page upserted in one transaction (an incident's alerts are replaced
-   together);
+2. list incidents changed since the watermark, and a little before it as far as the pages
+   have room (`_window_start`; everything when `full`; further back when Microsoft's clock
+   turns out to have stepped back), newest first, page by page, each page upserted in one
+   transaction (an incident's alerts with it);
 3. after the last page commits, move the watermark to the newest `lastUpdateTime`
    received — Microsoft's clock, never ours. An incident that changes while we page moves
    to the front of the list, past our cursor; its new `lastUpdateTime` is later than
@@ -30,27 +30,28 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator, Set
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
+from partner_portal.incidents import lease_keeper
 from partner_portal.incidents.models import (
+    Incident,
     SyncOutcome,
     SyncProblem,
     SyncRun,
 )
+from partner_portal.incidents.read_ahead import read_ahead
 from partner_portal.incidents.store import LeaseLost, record_problem, store_fenced_page, store_items
 from partner_portal.microsoft import defender, errors
-from partner_portal.microsoft.client import IncidentClient
+from partner_portal.microsoft.client import GRAPH_PAGE_SIZE, PAGE_SIZE, IncidentClient
 from partner_portal.microsoft.errors import RetryLater
-from partner_portal.tenants.models import ConsentState, Tenant, lease_seconds
+from partner_portal.tenants.models import ConsentState, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,55 @@ CLOCK_STEP_TOLERANCE = timedelta(minutes=1)
 
 
 def _window_start(tenant: Tenant, full: bool) -> datetime | None:
-    if full or tenant.incidents_watermark is None:
+    """Where the listing starts (`lastUpdateTime ge` it; None: everything).
+
+    Just after the watermark, and below it only as far as the pages this run needs anyway
+    have room: for changes Microsoft indexed late, which appear behind changes already
+    listed (or at the watermark's own instant). The
+    room is what the changes the previous run brought leave of their pages, less a margin;
+    it is filled with the incidents stored just before the watermark, at most
+    SYNC_OVERLAP_MINUTES back. A quiet tenant re-reads its whole overlap in its one call,
+    a busy one what is free; neither pays a call for it. What was indexed later than that
+    is repaired by the reconciliation pass (`reconcile_due`).
+    """
+    watermark = tenant.incidents_watermark
+    if full or watermark is None:
         return None
     try:
-        return tenant.incidents_watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
+        earliest = watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
     except OverflowError:  # a watermark in year 1: everything is after it
         return None
+    room = _page_room(tenant)
+    if room <= 0:
+        # Strictly after the watermark: what shares its instant was received with it (many
+        # changes of one bulk edit can), unless indexed late. (Microsoft's 7th digit is
+        # dropped on parsing, so the watermark is at most 1 µs behind the instant.)
+        return watermark + timedelta(microseconds=1)
+    before = Incident.objects.filter(
+        tenant=tenant, last_update_time__lt=watermark, last_update_time__gte=earliest
+    ).order_by("-last_update_time")
+    last_fitting = before.values_list("last_update_time", flat=True)[room - 1 : room]
+    return next(iter(last_fitting), earliest)
+
+
+def _page_room(tenant: Tenant) -> int:
+    """How many incidents below the watermark this run's pages can take without one more
+    call: the pages the changes since the previous incremental run's start would fill (as
+    many are expected now), less those changes and a margin for a busier minute."""
+    size = GRAPH_PAGE_SIZE if tenant.source == "graph" else PAGE_SIZE
+    previous = (
+        SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS, full=False)
+        .exclude(watermark_before=None)
+        .order_by("-started_at")
+        .values_list("watermark_before", flat=True)
+        .first()
+    )
+    coming = 0
+    if previous is not None:
+        since = Incident.objects.filter(tenant=tenant, last_update_time__gt=previous)
+        coming = since[: size * 10].count()
+    pages = max(1, -(-coming // size))
+    return pages * size - coming - size // 5
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -132,17 +176,26 @@ def sync_tenant(
     if run.outcome != SyncOutcome.RUNNING:  # a late or duplicated retry of a finished run
         tenant.release_sync_lease(token=token)
         return run
-    _close_abandoned_runs(tenant=tenant, keep=run, now=now)
+    if tenant.took_over_lease:
+        _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
-        tenant.refresh_from_db()
-        with _Heartbeat(tenant.pk, token):
-            return _run(tenant=tenant, run=run, resume=resume, token=token, progress=progress)
+        had_problems = _read_again(tenant)
+        with lease_keeper.held(tenant.pk, token):
+            return _run(
+                tenant=tenant,
+                run=run,
+                resume=resume,
+                token=token,
+                progress=progress,
+                had_problems=had_problems,
+            )
     except RetryLater:
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
         raise
     finally:
-        if not held_for_retry:
+        # Ending the run released it (`_finish`), unless the run ended in a way it did not see.
+        if not held_for_retry and tenant.sync_lease_token == token:
             tenant.release_sync_lease(token=token)
 
 
@@ -173,22 +226,24 @@ def _not_taken(*, tenant: Tenant, full: bool, resume: dict[str, Any], follow_up:
 
 
 def _close_abandoned_runs(*, tenant: Tenant, keep: SyncRun, now: datetime) -> None:
-    """We hold the tenant's lease: runs still marked running lost their worker (SIGKILL, a
-    machine gone), and runs waiting for a retry lost their retry message (or it is late,
-    and will find its run finished)."""
-    others = SyncRun.objects.filter(tenant=tenant).exclude(pk=keep.pk)
-    others.filter(outcome=SyncOutcome.RUNNING).update(
+    """We took the tenant's lease over from a run that never released it: runs still marked
+    running lost their worker (SIGKILL, a machine gone), and runs waiting for a retry lost
+    their retry message (or it is late, and will find its run finished). A run that ended
+    released its lease after writing its outcome, so a released lease leaves none."""
+    others = SyncRun.objects.filter(tenant=tenant, outcome__in=UNFINISHED).exclude(pk=keep.pk)
+    running = Q(outcome=SyncOutcome.RUNNING)
+    others.update(  # one statement: every run of every cycle passes here
         outcome=SyncOutcome.FAILED,
         finished_at=now,
-        error_class="WorkerLost",
-        error_message="The worker running this sync stopped; a later run took over.",
+        error_class=Case(When(running, then=Value("WorkerLost")), default=Value("RetryLost")),
+        error_message=Case(
+            When(running, then=Value(WORKER_LOST_TAKEN_OVER)),
+            default=Value("This sync's retry never came; a later run took over."),
+        ),
     )
-    others.filter(outcome__in=(SyncOutcome.RETRYING, SyncOutcome.THROTTLED)).update(
-        outcome=SyncOutcome.FAILED,
-        finished_at=now,
-        error_class="RetryLost",
-        error_message="This sync's retry never came; a later run took over.",
-    )
+
+
+WORKER_LOST_TAKEN_OVER = "The worker running this sync stopped; a later run took over."
 
 
 def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None) -> int:
@@ -220,49 +275,20 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
     return closed
 
 
-class _Heartbeat:
-    """Renews the lease every third of it while the run waits on a slow call (pages renew
-    it too), up to the task's time limit: a live run never loses its tenant, a dead or
-    stuck one does within one lease. A thread of its own, with its own connection."""
-
-    def __init__(self, tenant_pk: int, token: str) -> None:
-        self.tenant_pk = tenant_pk
-        self.token = token
-        self.stop = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        # In a test's transaction the lease is not committed: another connection would
-        # neither see it nor get past its row lock.
-        if not transaction.get_connection().in_atomic_block:
-            self.thread = threading.Thread(target=self._beat, daemon=True, name="sync-lease")
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
-
-    def _beat(self) -> None:
-        interval = max(lease_seconds() / 3, 0.2)
-        deadline = time.monotonic() + settings.SYNC_TASK_TIME_LIMIT
-        try:
-            while not self.stop.wait(interval) and time.monotonic() < deadline:
-                try:
-                    until = timezone.now() + timedelta(seconds=lease_seconds())
-                    rows = Tenant.objects.filter(pk=self.tenant_pk, sync_lease_token=self.token)
-                    # Never shorter: this UPDATE may have waited for a page's transaction,
-                    # which renewed the lease as it committed.
-                    longer = rows.filter(
-                        Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=until)
-                    )
-                    if longer.update(sync_lease_until=until) != 1 and not rows.exists():
-                        return  # lost: the next page's fence stops the run
-                except DatabaseError:
-                    logger.warning("Could not renew the sync lease of tenant %s", self.tenant_pk)
-        finally:
-            connections.close_all()
+def _read_again(tenant: Tenant) -> bool:
+    """Read the tenant again now that the run holds it (the caller's copy may predate
+    another run's watermark), and whether it has sync problems to retry: one query."""
+    problems = SyncProblem.objects.filter(tenant=OuterRef("pk"))
+    fields = [f.attname for f in Tenant._meta.concrete_fields]
+    row = (
+        Tenant.objects.filter(pk=tenant.pk)
+        .annotate(had_problems=Exists(problems))
+        .values(*fields, "had_problems")
+        .get()
+    )
+    for name in fields:
+        setattr(tenant, name, row[name])
+    return bool(row["had_problems"])
 
 
 def _run_for(
@@ -296,6 +322,7 @@ def _run(
     resume: dict[str, Any],
     token: str,
     progress: Progress | None,
+    had_problems: bool = True,
 ) -> SyncRun:
     since = _parse(resume["since"]) if "since" in resume else _window_start(tenant, run.full)
     newest = _parse(resume.get("newest"))
@@ -313,7 +340,7 @@ def _run(
     try:
         client = tenant.incident_client()
     except errors.MicrosoftError as exc:  # no Entra tenant ID (yet)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         return run
     calls_before = run.api_calls
     try:
@@ -353,15 +380,12 @@ def _run(
             run.created_count += stored.created
             run.updated_count += stored.updated
             run.problems += stored.problems
-            run.save(
-                update_fields=[
-                    *("pages", "api_calls", "created_count", "updated_count", "problems"),
-                    *("missing_repaired", "stale_repaired"),
-                ]
-            )
+            if not page.is_last:  # progress for the status page; the last one `_finish` writes
+                run.save(update_fields=PROGRESS_FIELDS)
             if progress:
                 progress(run)
-        retry_problems(tenant=tenant, client=client, run=run, skip=listed)
+        if had_problems:  # before this run: the listing keeps its own (they are in `listed`)
+            retry_problems(tenant=tenant, client=client, run=run, skip=listed)
         run.api_calls = calls_before + client.api_calls
     except LeaseLost:
         # Another run took the tenant over: it owns the history from here.
@@ -372,14 +396,14 @@ def _run(
         run.api_calls = calls_before + client.api_calls
         if isinstance(exc, errors.Transient):
             return _retry_later(tenant=tenant, run=run, exc=exc, cursor=cursor)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         _record_consent_error(tenant=tenant, exc=exc)
         return run
     except BaseException as exc:  # a bug or a time limit: record it, then let it propagate
         run.api_calls = calls_before + client.api_calls
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=token)
         raise
-    return _succeeded(tenant=tenant, run=run, newest=newest)
+    return _succeeded(tenant=tenant, run=run, newest=newest, token=token)
 
 
 def _pages(
@@ -389,7 +413,6 @@ def _pages(
     first page, Microsoft's clock is known: when it is behind the window
     (`_clock_stepped_back`), the listing starts again from further back (one call more)
     instead of knowingly skipping what was stamped by the stepped-back clock."""
-    checked = False
     while True:
         since = _parse(cursor["since"])
         pages = client.incident_pages(
@@ -398,17 +421,17 @@ def _pages(
             start_skip=cursor["next_skip"],
             first_page_number=cursor["page"],
         )
-        for page in pages:
-            yield page
-            if checked:
-                continue
-            checked = True
-            earlier = _clock_stepped_back(tenant=tenant, since=since, now=client.microsoft_time)
-            if earlier is not None:
-                cursor.update(since=_iso(earlier), next_url=None, next_skip=0, page=1)
-                break
-        else:
+        first = next(pages, None)
+        if first is None:
             return
+        yield first
+        earlier = _clock_stepped_back(tenant=tenant, since=since, now=client.microsoft_time)
+        if earlier is None:
+            # The rest read one page ahead, once the cursor no longer moves here (the caller
+            # moves it in its own thread).
+            yield from read_ahead(pages)
+            return
+        cursor.update(since=_iso(earlier), next_url=None, next_skip=0, page=1)
 
 
 def _clock_stepped_back(
@@ -457,7 +480,7 @@ def retry_problems(
     """
     problems = SyncProblem.objects.filter(tenant=tenant).order_by("last_seen", "pk")
     tried = 0
-    for problem in problems.iterator():
+    for problem in _in_batches(problems):
         incident_id = problem.retryable_id
         if incident_id is None or str(incident_id) in skip:
             continue
@@ -493,6 +516,21 @@ def retry_problems(
         run.problems += stored.problems
 
 
+def _in_batches(problems: QuerySet[SyncProblem], size: int = 100) -> Iterator[SyncProblem]:
+    """One plain query for the first `size` (nearly every run has none, and a server-side
+    cursor costs three round trips), more only while the caller asks; a problem that moved
+    meanwhile (retried: its `last_seen` is now) is not handed out twice."""
+    seen: set[int] = set()
+    start = 0
+    while True:
+        batch = list(problems[start : start + size])
+        yield from (p for p in batch if p.pk not in seen)
+        seen.update(p.pk for p in batch)
+        if len(batch) < size:
+            return
+        start += size
+
+
 def _retry_later(
     *, tenant: Tenant, run: SyncRun, exc: errors.Transient, cursor: dict[str, Any]
 ) -> SyncRun:
@@ -513,7 +551,9 @@ def _retry_later(
     if over:
         # The next scheduled run starts again from the committed watermark.
         logger.warning("Sync of tenant %s gave up after retries: %s", tenant.pk, exc)
-        _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc)
+        _finish(
+            tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=exc, token=cursor["lease_token"]
+        )
         return run
     if not tenant.hold_lease_for_retry(token=cursor["lease_token"], seconds=countdown):
         _finish(tenant=tenant, run=run, outcome=SyncOutcome.FAILED, exc=LeaseLost(LEASE_LOST))
@@ -523,21 +563,28 @@ def _retry_later(
     raise RetryLater(countdown, cursor, cause=exc)
 
 
-def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None) -> SyncRun:
+def _succeeded(*, tenant: Tenant, run: SyncRun, newest: datetime | None, token: str) -> SyncRun:
     """After the last page committed: advance the watermark (never backwards)."""
-    if newest is not None:
-        tenant.advance_watermark(newest)
     run.watermark_after = tenant.incidents_watermark
-    if _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS):
-        tenant.clear_consent_error()
+    if newest is not None and (run.watermark_after is None or newest > run.watermark_after):
+        run.watermark_after = newest
+    _finish(tenant=tenant, run=run, outcome=SyncOutcome.SUCCESS, newest=newest, token=token)
     return run
 
 
 def _finish(
-    *, tenant: Tenant, run: SyncRun, outcome: str, exc: BaseException | None = None
+    *,
+    tenant: Tenant,
+    run: SyncRun,
+    outcome: str,
+    exc: BaseException | None = None,
+    newest: datetime | None = None,
+    token: str = "",
 ) -> bool:
     """Close the run (or pause it for a retry) and say so on the tenant; only while it is
-    running: a run someone else closed meanwhile (a takeover) keeps that outcome."""
+    running: a run someone else closed meanwhile (a takeover) keeps that outcome. The
+    tenant's watermark moves to `newest` and the run's lease (`token`) is released in the
+    same statement (`Tenant.end_sync_run`)."""
     now = timezone.now()
     run.outcome = outcome
     run.finished_at = now
@@ -546,8 +593,12 @@ def _finish(
     fields = {name: getattr(run, name) for name in FINISH_FIELDS}
     if not SyncRun.objects.filter(pk=run.pk, outcome=SyncOutcome.RUNNING).update(**fields):
         run.refresh_from_db()
+        if newest is not None or token:
+            tenant.end_sync_run(token=token, newest=newest)
         return False
-    tenant.record_sync_outcome(
+    tenant.end_sync_run(
+        token=token,
+        newest=newest,
         outcome=outcome,
         at=now,
         error_class=run.error_class,
@@ -556,6 +607,10 @@ def _finish(
     return True
 
 
+PROGRESS_FIELDS = [
+    *("pages", "api_calls", "created_count", "updated_count", "problems"),
+    *("missing_repaired", "stale_repaired"),
+]
 FINISH_FIELDS = [
     "outcome",
     "finished_at",
@@ -569,6 +624,7 @@ FINISH_FIELDS = [
     "watermark_after",
     "missing_repaired",
     "stale_repaired",
+    "problems",
 ]
 LEASE_LOST = "This sync lost its lease (it was too slow or paused); another run took over."
 
@@ -613,6 +669,15 @@ def reconcile_due(tenant_pks: list[int], now: datetime | None = None) -> list[in
     overdue = [pk for pk in tenant_pks if pk not in never_synced and last.get(pk, cutoff) <= cutoff]
     overdue.sort(key=lambda pk: last.get(pk, datetime.min.replace(tzinfo=now.tzinfo)))
     return overdue[:1]
+
+
+def quiet_tenants(tenant_pks: list[int]) -> set[int]:
+    """Of these tenants, those whose last run read at most one page, a first sync behind
+    them: their next run is most likely as small (a batch of them shares one task)."""
+    last = SyncRun.objects.filter(tenant=OuterRef("pk")).order_by("-started_at")
+    synced = Tenant.objects.filter(pk__in=tenant_pks, incidents_watermark__isnull=False)
+    quiet = synced.annotate(last_pages=Subquery(last.values("pages")[:1])).filter(last_pages__lte=1)
+    return set(quiet.values_list("pk", flat=True))
 
 
 def sync_due_tenants() -> list[int]:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("incidents/<int:incident_id>/act/", action_views.incident_act, name="act"),
     path("incidents/bulk/", action_views.bulk_act, name="bulk_act"),
     path("incidents/jobs/<int:job_id>/", action_views.action_job, name="action_job"),
+    path("incidents/jobs/<int:job_id>/confirm/", action_views.confirm_job, name="confirm_job"),
     # The tenant page's "Sync now" and its live status.
     path("sync/tenants/<int:tenant_pk>/", sync_views.sync_now, name="sync_now"),
     path("sync/tenants/<int:tenant_pk>/status/", sync_views.sync_status, name="sync_status"),

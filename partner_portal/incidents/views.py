@@ -119,8 +119,8 @@ def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
 
 
 def _views(request: HttpRequest, current: str) -> list[dict[str, Any]]:
-    """The built-in views and the user's saved ones: name, URL, matching incidents, and
-    whether the list shows it now."""
+    """The built-in views and the user's saved ones: name, URL, the incidents it holds (to
+    be counted with the list's own count) and whether the list shows it now."""
     shown = _normal(current)
     user: Any = request.user  # signed in (LoginRequiredMiddleware)
     views: list[dict[str, Any]] = [
@@ -132,9 +132,7 @@ def _views(request: HttpRequest, current: str) -> list[dict[str, Any]]:
     ]
     for view in views:
         view["url"] = _url("incidents:list", view["query"])
-        view["count"], view["more"] = dashboard.capped_count(
-            _filter(request, QueryDict(view["query"])).qs
-        )
+        view["incidents"] = _filter(request, QueryDict(view["query"])).qs
         view["current"] = _normal(view["query"]) == shown
     return views
 
@@ -150,14 +148,6 @@ def _normal(query: str) -> list[tuple[str, str]]:
     )
 
 
-def _page_size(request: HttpRequest, count: int, count_more: bool) -> int:
-    """The last page holds what is left over after full pages, so that paging back from it
-    lands on the same pages as paging forward from the first (a full first page)."""
-    if request.GET.get("last") != "1" or count_more or count == 0:
-        return dashboard.PAGE_SIZE
-    return count % dashboard.PAGE_SIZE or dashboard.PAGE_SIZE
-
-
 @require_GET
 def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     if not request.GET and not request.htmx:
@@ -168,20 +158,31 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     filterset = _filter(request)
     incidents = filterset.qs
     sort = filterset.chosen_sort
-    count, count_more = dashboard.capped_count(incidents)
+    last = request.GET.get("last") == "1"
     page = dashboard.keyset_page(
         incidents.select_related("tenant").only(*LIST_FIELDS),
         sort=sort,
         after=request.GET.get("after"),
         before=request.GET.get("before"),
-        last=request.GET.get("last") == "1",
-        size=_page_size(request, count, count_more),
+        last=last,
     )
-    before, before_more = (
-        dashboard.rows_before(incidents, sort=sort, incident=page.incidents[0])
-        if page.incidents
-        else (0, False)
+    # A history restore (back button after the cache is gone) needs the whole page.
+    partial = bool(request.htmx and not request.htmx.history_restore_request)
+    views = [] if partial else _views(request, _query(request.GET))
+    # The count, the page's position and each view's count: one query.
+    position = None if last else dashboard.position_query(incidents, sort=sort, page=page)
+    (count, count_more), (before, before_more), *view_counts = dashboard.capped_counts(
+        [incidents, position, *(view["incidents"] for view in views)]
     )
+    for view, (view_count, view_more) in zip(views, view_counts, strict=True):
+        view["count"], view["more"] = view_count, view_more
+    if last:
+        # The last page holds what is left over after full pages, so that paging back from
+        # it lands on the same pages as paging forward from the first (a full first page).
+        if not count_more and page.incidents:
+            size = count % dashboard.PAGE_SIZE or dashboard.PAGE_SIZE
+            page = dashboard.last_page(page, size, fields_of=sort)
+        before, before_more = count - len(page.incidents), count_more
     opened_at = timezone.now()
     query = _query(request.GET)
     context = {
@@ -212,12 +213,10 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
         ),
         "poll_seconds": settings.DASHBOARD_POLL_SECONDS,
     }
-    # A history restore (back button after the cache is gone) needs the whole page.
-    if request.htmx and not request.htmx.history_restore_request:
+    if partial:
         response = render(request, "incidents/_table.html", context)
         # The address bar gets the filters without the form's empty fields.
         return push_url(response, _url("incidents:list", str(context["list_query"])))
-    views = _views(request, query)
     saved = [view["saved"] for view in views if view["saved"]]
     for view in saved:
         view.url = _url("incidents:list", view.query)
@@ -226,10 +225,22 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     # cost more than the rest of the page.
     form = filterset.form
     # The most used filters in one row; the rest behind "More filters", open when in use.
-    context["bar_fields"] = [form[name] for name in ("status", "sort")]
+    # Their options are written here, like the tenants' below: a template loop over ~60
+    # options costs more than the rest of the form.
+    context["bar_fields"] = [(form[name], _options(form[name])) for name in ("status", "sort")]
     context["select_fields"] = [
-        form[name] for name in ("classification", "determination", "updated")
+        (form[name], _options(form[name]))
+        for name in ("classification", "determination", "updated")
     ]
+    chosen_severities = form["severity"].value() or []
+    context["severity_boxes"] = mark_safe(  # noqa: S308 (every value is escaped)
+        "".join(
+            f'<label for="id_severity_{i}"><input type="checkbox" name="severity" '
+            f'value="{escape(value)}" id="id_severity_{i}"'
+            f"{' checked' if value in chosen_severities else ''}>{escape(label)}</label>"
+            for i, (value, label) in enumerate(form["severity"].field.choices)
+        )
+    )
     context["date_fields"] = [form[name] for name in MORE_DATES]
     context["more_open"] = any(request.GET.get(name) for name in MORE_FILTERS)
     # Tenant options are built here: even a template loop costs tens of milliseconds for a
@@ -244,6 +255,18 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
         )
     )
     return render(request, "incidents/list.html", context)
+
+
+def _options(field: Any) -> str:
+    """A select's options, the chosen one selected (what the template loop wrote)."""
+    chosen = field.value()
+    return mark_safe(  # noqa: S308 (every value is escaped)
+        "".join(
+            f'<option value="{escape(str(value))}"{" selected" if value == chosen else ""}>'
+            f"{escape(str(label))}</option>"
+            for value, label in field.field.choices
+        )
+    )
 
 
 @require_GET

@@ -30,14 +30,16 @@ from partner_portal.microsoft import budget, errors, tokens
 from partner_portal.microsoft.claims import granted_roles
 from partner_portal.microsoft.defender import (
     UPDATABLE,
+    CheckedItems,
     IncidentData,
     Page,
     format_time,
     parse_incident,
     parse_list_items,
+    text_needs_repair,
 )
 from partner_portal.microsoft.graph import parse_graph_incident, parse_graph_list
-from partner_portal.microsoft.http import new_session
+from partner_portal.microsoft.http import shared_session
 from partner_portal.microsoft.vocabulary import Kind, graph_value
 
 logger = logging.getLogger(__name__)
@@ -56,10 +58,12 @@ _RETRY_IN = re.compile(r"in (\d+) seconds?", re.IGNORECASE)
 _PERMISSION_WORDS = ("permission", "role", "scope", "Incident.Read", "Incident.ReadWrite")
 
 
-def required_roles(source: str = "defender") -> list[str]:
+def required_roles(source: str = "defender", *, updates: bool | None = None) -> list[str]:
     """The permission the portal needs on a source's API, the one place it is derived:
-    ReadWrite when it updates incidents (MICROSOFT_INCIDENT_UPDATES), else Read."""
-    updates = tokens.config().incident_updates
+    ReadWrite when it updates incidents (`updates`, by default MICROSOFT_INCIDENT_UPDATES),
+    else Read."""
+    if updates is None:
+        updates = tokens.config().incident_updates
     if source == "graph":
         return [GRAPH_READWRITE_ROLE if updates else GRAPH_READ_ROLE]
     return [READWRITE_ROLE if updates else READ_ROLE]
@@ -165,7 +169,8 @@ class _ApiClient:
         self.base_url = (base_url or host).rstrip("/")
         resource = tokens.resource_of(cloud, self.source)
         self.token: TokenSource = token or BrokerToken(tenant_id, cloud, resource)
-        self.session = session or new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
+        # The thread's pooled session: no TCP and TLS handshake per run (http.shared_session).
+        self.session = session or shared_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
         self.api_calls = 0
         self.microsoft_time: datetime | None = None
 
@@ -248,7 +253,11 @@ class _ApiClient:
             if response.status_code == 204 or not response.content:
                 return {}
             # Reading .json() after the body: a connection cut mid-body surfaces here.
-            return response.json()
+            body = response.json()
+            listed = isinstance(body, dict) and isinstance(body.get("value"), list)
+            if listed and not text_needs_repair(response.content):
+                body["value"] = CheckedItems(body["value"])  # parsed without the text walk
+            return body
         except requests.Timeout as exc:
             raise errors.Transient(f"Timed out: {type(exc).__name__}") from exc
         except requests.ConnectionError as exc:

@@ -125,21 +125,54 @@ def repair_text(value: Any) -> tuple[Any, bool]:
     """NUL and lone surrogates → U+FFFD, in a string or anywhere in decoded JSON (keys too).
     Returns (the value, whether anything was replaced); an untouched value is returned as is.
     """
+    if isinstance(value, list | dict):
+        # Almost always clean: json.dumps (in C) and two scans say so, where walking every
+        # value in Python cost more than the rest of parsing. NUL comes out as the escape
+        # backslash-u0000 (a false alarm when that was text all along: it only costs the
+        # walk), surrogates as they are (none in ASCII).
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
+            text = "\\u0000"  # not JSON after all: walk it
+        if "\\u0000" not in text and (text.isascii() or _UNSTORABLE.search(text) is None):
+            return value, False
+    return _repair(value)
+
+
+def _repair(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str):
         if _UNSTORABLE.search(value) is None:
             return value, False
         return _UNSTORABLE.sub(REPLACEMENT, value), True
     if isinstance(value, list):
-        items = [repair_text(v) for v in value]
+        items = [_repair(v) for v in value]
         if not any(changed for _, changed in items):
             return value, False
         return [v for v, _ in items], True
     if isinstance(value, dict):
-        pairs = [(repair_text(k), repair_text(v)) for k, v in value.items()]
+        pairs = [(_repair(k), _repair(v)) for k, v in value.items()]
         if not any(kc or vc for (_, kc), (_, vc) in pairs):
             return value, False
         return {k: v for (k, _), (v, _) in pairs}, True
     return value, False
+
+
+# Decoded JSON holds a NUL or a lone surrogate only through one of these escapes: strict JSON
+# has no raw control characters, and UTF-8 encodes no surrogates. (A surrogate pair, an emoji
+# written as escapes, matches too: such a page takes the walk.)
+_REPAIRABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def text_needs_repair(content: bytes) -> bool:
+    """Whether JSON text as received may decode to something `repair_text` replaces: one
+    search of the bytes instead of a walk through every decoded string (a page of incidents
+    holds tens of thousands)."""
+    return _REPAIRABLE_ESCAPE.search(content) is not None
+
+
+class CheckedItems(list[Any]):
+    """The items of a list answer whose text was checked as received (`text_needs_repair`)
+    and holds nothing to repair: they parse without the walk."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -243,13 +276,14 @@ def parse_alert(data: Any) -> AlertData:
     )
 
 
-def parse_incident(data: Any) -> IncidentData:
-    """One incident object (Defender or Graph shape), its text repaired (`repair_text`).
-    BadResponse when it lacks a numeric ID or a readable last-update time (without them it
-    can be neither stored nor watermarked) or has an alert without an ID."""
+def parse_incident(data: Any, *, repair: bool = True) -> IncidentData:
+    """One incident object (Defender or Graph shape), its text repaired (`repair_text`; not
+    with `repair=False`, for text checked already). BadResponse when it lacks a numeric ID
+    or a readable last-update time (without them it can be neither stored nor watermarked)
+    or has an alert without an ID."""
     if not isinstance(data, dict):
         raise errors.BadResponse("An incident that is not a JSON object")
-    data, repaired = repair_text(data)
+    data, repaired = repair_text(data) if repair else (data, False)
     raw_id = _first(data, "incidentId", "id")
     if raw_id is None:
         raise errors.BadResponse("An incident without incidentId")
@@ -294,9 +328,10 @@ def parse_list_items(body: Any) -> tuple[list[IncidentData], list[ItemProblem], 
         raise errors.BadResponse("The incident list has no 'value' array")
     incidents: list[IncidentData] = []
     problems: list[ItemProblem] = []
+    repair = not isinstance(body["value"], CheckedItems)
     for item in body["value"]:
         try:
-            incidents.append(parse_incident(item))
+            incidents.append(parse_incident(item, repair=repair))
         except Exception as exc:  # anything one hostile item does must stay with that item
             problems.append(ItemProblem.of(item, exc))
     next_link = body.get("@odata.nextLink")

@@ -150,7 +150,7 @@ class TokenAudienceMismatch(TokenMismatch):
     title = "The token Microsoft issued is for another API"
     fix = (
         "The token was issued for a different API (or as a v2.0 token for an application ID) "
-        "than the Defender API the portal calls. Check MICROSOFT_CLOUD and the MICROSOFT_* "
+        "than the API the portal calls. Check the tenant's cloud on its page and the MICROSOFT_* "
         "base URLs; if they are right, contact the portal's administrators with the details."
     )
 

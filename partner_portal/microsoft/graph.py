@@ -17,7 +17,12 @@ import dataclasses
 from typing import Any
 
 from partner_portal.microsoft import errors
-from partner_portal.microsoft.defender import AlertData, IncidentData, parse_incident
+from partner_portal.microsoft.defender import (
+    AlertData,
+    CheckedItems,
+    IncidentData,
+    parse_incident,
+)
 from partner_portal.microsoft.vocabulary import Kind, normalise
 
 _ODATA_PREFIX = "#microsoft.graph.security."
@@ -188,9 +193,9 @@ def _comment(comment: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_graph_incident(data: Any) -> IncidentData:
+def parse_graph_incident(data: Any, *, repair: bool = True) -> IncidentData:
     """One Graph incident (with its alerts when expanded), in the Defender vocabulary."""
-    incident = parse_incident(data)
+    incident = parse_incident(data, repair=repair)
     return dataclasses.replace(
         incident,
         severity=normalise(Kind.SEVERITY, incident.severity),
@@ -207,7 +212,8 @@ def parse_graph_list(body: Any) -> tuple[list[IncidentData], str | None]:
     if not isinstance(body, dict) or not isinstance(body.get("value"), list):
         raise errors.BadResponse("The incident list has no 'value' array")
     next_link = body.get("@odata.nextLink")
-    return [parse_graph_incident(i) for i in body["value"]], next_link or None
+    repair = not isinstance(body["value"], CheckedItems)
+    return [parse_graph_incident(i, repair=repair) for i in body["value"]], next_link or None
 
 
 _LABEL_FIELDS = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
 import requests
@@ -31,3 +33,22 @@ class TimeoutSession(requests.Session):
 
 def new_session(*, timeout: float, ca_bundle: str = "") -> TimeoutSession:
     return TimeoutSession(timeout=timeout, ca_bundle=ca_bundle)
+
+
+_local = threading.local()
+
+
+def shared_session(*, timeout: float, ca_bundle: str = "") -> TimeoutSession:
+    """This thread's session for these settings, kept for the thread's life: its pooled
+    connections (one per host: Microsoft's login and API hosts serve every tenant) spare
+    a TCP and TLS handshake per call. Per thread, because `requests.Session` is not
+    documented as thread-safe; so a worker holds threads × hosts connections, however many
+    tenants it serves. It keeps no cookies: tenants share it, and an affinity cookie from
+    one tenant's answer has no business in another's request."""
+    sessions: dict[tuple[float, str], TimeoutSession] = _local.__dict__.setdefault("sessions", {})
+    key = (timeout, ca_bundle)
+    session = sessions.get(key)
+    if session is None:
+        session = sessions[key] = new_session(timeout=timeout, ca_bundle=ca_bundle)
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return session

@@ -3,13 +3,17 @@
 The resource is the Defender API or Microsoft Graph of the tenant's cloud (`clouds`); each
 cloud's app registration (settings) asks its own login host.
 
-1. One `msal.ConfidentialClientApplication` per (cloud, tenant) per process: its constructor
-   fetches the tenant's OpenID configuration, so building one per call would double the
-   requests (§5.3 of microsoft-protocols.md).
-2. The token cache is an `msal.SerializableTokenCache` kept in Django's cache (Redis in
-   production), Fernet-encrypted, one entry per (client id, cloud, tenant), so every worker on
-   every machine reuses a token another one obtained. A short lock makes concurrent misses
-   wait for the first request instead of all asking Entra.
+1. The token cache is an `msal.SerializableTokenCache` kept in Django's cache (Redis in
+   production), Fernet-encrypted, one entry per (client id, cloud, tenant, resource), so every
+   worker on every machine reuses a token another one obtained. A token still good in that
+   entry is served from it directly (one cache read, no MSAL: the tenant-runs of a schedule
+   cycle cost no per-tenant state in the process). A short lock makes concurrent misses wait
+   for the first request instead of all asking Entra.
+2. A miss goes through an `msal.ConfidentialClientApplication` per (cloud, tenant), kept per
+   process in a bounded LRU (`APPS_PER_PROCESS`): worker memory stays flat however many
+   tenants it serves. Its constructor fetches the tenant's OpenID configuration (§5.3 of
+   microsoft-protocols.md); that document is shared by every process through the cache for a
+   day (`_RecordingClient`), so a tenant is discovered once a day, not once per process.
 3. Errors come out classified (`partner_portal.microsoft.errors`), never as MSAL dicts.
 
 Tokens never reach a log, a model field or a page.
@@ -20,10 +24,13 @@ Reference: https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-c
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +45,19 @@ from msal.exceptions import MsalServiceError
 
 from partner_portal.microsoft import claims, errors
 from partner_portal.microsoft.clouds import CREDENTIAL_CLOUD, get_cloud
-from partner_portal.microsoft.http import TimeoutSession, new_session
+from partner_portal.microsoft.http import TimeoutSession, shared_session
 
 # MSAL treats a cached token with less than 5 minutes left as expired (§5.4).
 _MSAL_EXPIRY_MARGIN = 300
 _CACHE_PREFIX = "msal-token-cache:"
 _GENERATION_PREFIX = "msal-app-generation:"
 _LOCK_WAIT_SECONDS = 15.0
+_DISCOVERY_PREFIX = "msal-discovery:"
+# Tenant discovery documents change rarely; Microsoft's own MSAL keeps them a day (§5.3).
+DISCOVERY_SECONDS = 24 * 3600
+# MSAL apps kept per process. A miss rebuilds one from the shared discovery document (no
+# request); the apps are needed only once a token is due (about hourly per tenant).
+APPS_PER_PROCESS = 64
 
 
 @dataclass(frozen=True)
@@ -102,8 +115,8 @@ def config(cloud: str = "commercial") -> Config:
     creds = _credentials(cloud)
     cert = key = ""
     if creds.get("certificate_path") and creds.get("private_key_path"):
-        cert = Path(creds["certificate_path"]).read_text()
-        key = Path(creds["private_key_path"]).read_text()
+        cert = _read(creds["certificate_path"])
+        key = _read(creds["private_key_path"])
     return Config(
         client_id=creds.get("client_id", ""),
         client_secret=creds.get("client_secret", ""),
@@ -117,6 +130,16 @@ def config(cloud: str = "commercial") -> Config:
         graph_base_url=settings.MICROSOFT_GRAPH_BASE_URL,
         incident_updates=settings.MICROSOFT_INCIDENT_UPDATES,
     )
+
+
+def _read(path: str) -> str:
+    # Read on every call of config() (every token), so kept until the file changes.
+    return _read_file(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_file(path: str, mtime_ns: int) -> str:
+    return Path(path).read_text()
 
 
 def login_base_url(cloud: str, cfg: Config | None = None) -> str:
@@ -147,10 +170,15 @@ def is_microsoft_login(base_url: str) -> bool:
 
 
 class _RecordingClient:
-    """MSAL's `http_client`: our session (CA bundle, timeouts, trust_env off) + the last status.
+    """MSAL's `http_client`: our session (CA bundle, timeouts, trust_env off) + the last status,
+    and tenant discovery documents shared through the cache.
 
     MSAL hands a 429 back as a plain error dict, without its Retry-After header; we keep
     the header here (per thread, apps are shared by a worker's threads) to classify it.
+
+    MSAL keeps a discovery document per app, i.e. per process: every worker process would
+    ask Entra for every tenant's. A 200 answer is kept in the cache for `DISCOVERY_SECONDS`,
+    keyed by its URL (login host and tenant), and served to every process's new apps.
     """
 
     def __init__(self, session: TimeoutSession) -> None:
@@ -167,14 +195,49 @@ class _RecordingClient:
         self.local.retry_after = int(raw) if raw.isdigit() else None
         return response
 
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
-        return self._remember(self.session.get(url, **kwargs))
+    def get(self, url: str, **kwargs: Any) -> requests.Response | _Document:
+        discovery = url.endswith("/.well-known/openid-configuration") and not kwargs.get("params")
+        if not discovery:
+            return self._remember(self.session.get(url, **kwargs))
+        from django.core.cache import cache
+
+        name = _DISCOVERY_PREFIX + hashlib.sha256(url.encode()).hexdigest()
+        text = cache.get(name)
+        if isinstance(text, str):
+            self.local.status, self.local.retry_after = 200, None
+            return _Document(text)
+        response = self._remember(self.session.get(url, **kwargs))
+        if response.status_code == 200 and _is_json_object(response.text):
+            cache.set(name, response.text, timeout=DISCOVERY_SECONDS)
+        return response
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
         return self._remember(self.session.post(url, **kwargs))
 
     def close(self) -> None:
-        self.session.close()
+        """The session is the thread's shared one (`http.shared_session`): nothing to close."""
+
+
+@dataclass
+class _Document:
+    """A discovery document from the cache, as MSAL reads an answer."""
+
+    text: str
+    status_code: int = 200
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def raise_for_status(self) -> None:
+        """A 200."""
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -188,7 +251,8 @@ class _Entry:
     generation: int = 0
 
 
-_apps: dict[tuple[str, ...], _Entry] = {}
+# Least recently used first; at most APPS_PER_PROCESS.
+_apps: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
 _apps_lock = threading.Lock()
 
 
@@ -250,13 +314,13 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
     with _apps_lock:
         entry = _apps.get(key)
         if entry is not None and entry.generation == generation:
+            _apps.move_to_end(key)
             return entry
         if entry is not None:  # renewed elsewhere: build a fresh one
             del _apps[key]
-            entry.http.close()
-    # Build outside the lock: the constructor does network I/O (tenant discovery).
+    # Build outside the lock: the constructor may do network I/O (tenant discovery).
     base = login_base_url(cloud, cfg)
-    http = _RecordingClient(new_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle))
+    http = _RecordingClient(shared_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle))
     cache = msal.SerializableTokenCache()
     http.reset()
     try:
@@ -271,19 +335,18 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
             instance_discovery=None if is_microsoft_login(base) else False,
         )
     except ValueError as exc:
-        http.close()
         if "Unable to get authority configuration" in str(exc):
             raise _discovery_error(tenant_id, base, http) from exc
         raise _classify_exception(exc, http) from exc
     except Exception as exc:
-        http.close()
         raise _classify_exception(exc, http) from exc
     entry = _Entry(app=app, cache=cache, http=http, lock=threading.Lock(), generation=generation)
     with _apps_lock:
         # Another thread may have built one meanwhile: keep the first, drop ours.
         existing = _apps.setdefault(key, entry)
-    if existing is not entry:
-        http.close()
+        _apps.move_to_end(key)
+        while len(_apps) > APPS_PER_PROCESS:
+            _apps.popitem(last=False)  # a thread still using it keeps its reference
     return existing
 
 
@@ -329,30 +392,30 @@ def forget_tenant(
         cache.delete_many([_cache_name(cfg, cloud, tenant_id, r) for r in resources])
         renew_everywhere(tenant_id=tenant_id, cloud=cloud)
     with _apps_lock:
-        stale = [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]
-        entries = [_apps.pop(k) for k in stale]
-    for entry in entries:
-        entry.http.close()
+        for key in [k for k in _apps if k[0] == cloud and k[1] == tenant_id.lower()]:
+            del _apps[key]
 
 
 def forget_all() -> None:
     """Drop every per-process app (tests, and after the credentials change)."""
     with _apps_lock:
-        entries = list(_apps.values())
         _apps.clear()
-    for entry in entries:
-        entry.http.close()
 
 
 # --- The shared, encrypted token cache -----------------------------------------------------
 
 
 def _fernet(cfg: Config) -> Fernet:
+    return _fernet_for(cfg.cache_key)
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet_for(cache_key: str) -> Fernet:
     # HKDF turns any secret (TOKEN_CACHE_KEY, or SECRET_KEY) into a 32-byte Fernet key, with
     # a purpose-specific `info` so the key is never the same as one used elsewhere.
     derived = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"partner-portal token cache v1"
-    ).derive(cfg.cache_key.encode())
+    ).derive(cache_key.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
@@ -396,6 +459,35 @@ def _has_fresh_token(state: str | None) -> bool:
     return state is not None and _token_ttl(state) > _MSAL_EXPIRY_MARGIN + 5
 
 
+def _cached_token(state: str | None, *, client_id: str, tenant_id: str, scope: str) -> str | None:
+    """The access token MSAL would return from `state` without asking Entra, or None.
+
+    MSAL's own rule (`_acquire_token_silent_from_cache_and_possibly_refresh_it`): this
+    client's token for this tenant whose scopes include `scope`, with 5 minutes or more
+    left, and not past its `refresh_on` (then MSAL asks for a new one, and so do we).
+    """
+    if not state:
+        return None
+    try:
+        entries = json.loads(state).get("AccessToken", {}).values()
+    except (ValueError, AttributeError):
+        return None
+    now = time.time()
+    for entry in entries:
+        try:
+            if (
+                entry.get("client_id") == client_id
+                and str(entry.get("realm", "")).lower() == tenant_id.lower()
+                and scope in str(entry.get("target", "")).split()
+                and int(entry["expires_on"]) - now >= _MSAL_EXPIRY_MARGIN
+                and ("refresh_on" not in entry or int(entry["refresh_on"]) >= now)
+            ):
+                return str(entry["secret"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 # --- The public API --------------------------------------------------------------------------
 
 
@@ -428,9 +520,13 @@ _CACHE_ERRORS = _cache_errors()
 def _get_access_token(*, tenant_id: str, cloud: str, resource: str) -> str:
     cfg = config(cloud)
     resource = resource or resource_of(cloud, "defender")
-    entry = _get_entry(cfg, cloud, tenant_id)
     name = _cache_name(cfg, cloud, tenant_id, resource)
     state = _load(cfg, name)
+    scope = f"{resource}/.default"
+    token = _cached_token(state, client_id=cfg.client_id, tenant_id=tenant_id, scope=scope)
+    if token is not None:
+        return token  # most calls: another run (or worker) got it within the hour
+    entry = _get_entry(cfg, cloud, tenant_id)
     if not _has_fresh_token(state):
         # A miss. Only one process asks Entra; the others wait for its result (bounded).
         from django.core.cache import cache

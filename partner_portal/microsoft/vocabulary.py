@@ -90,7 +90,8 @@ _LOOKUP: dict[Kind, dict[str, str]] = {
     kind: {value.lower(): value for value in LABELS[kind]} | ALIASES[kind] for kind in Kind
 }
 
-SEVERITY_RANK = {"UnSpecified": 0, "Informational": 1, "Low": 2, "Medium": 3, "High": 4}
+# 4 for High … 0 for UnSpecified: the order of LABELS, highest first.
+SEVERITY_RANK = {value: rank for rank, value in enumerate(reversed(LABELS[Kind.SEVERITY]))}
 OPEN_STATUSES = frozenset({"Active", "InProgress", "AwaitingAction"})
 CLOSED_STATUSES = frozenset({"Resolved", "Redirected"})
 

@@ -68,6 +68,10 @@ def _forget_binding(*, tenant: Tenant) -> int:
     tenant.consent_links.filter(awaiting_confirmation=True).update(awaiting_confirmation=False)
     deleted = tenant.incidents.count()
     tenant.incidents.all().delete()
+    # The summary's maintained counts of those incidents (incidents/counters.py) go too,
+    # after the incidents: a writer that stored one meanwhile has committed its counts.
+    tenant.incident_counts.all().delete()
+    tenant.incident_day_counts.all().delete()
     return deleted
 
 

@@ -7,11 +7,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from partner_portal.microsoft import errors, tokens
-from partner_portal.microsoft.client import READWRITE_ROLE, IncidentClient, client_class
+from partner_portal.microsoft.claims import missing_roles
+from partner_portal.microsoft.client import IncidentClient, client_class, required_roles
 from partner_portal.microsoft.clouds import get_cloud
 
 
@@ -99,6 +100,10 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(_lease_free(now))
 
 
+def _watermark_before(newest: datetime) -> Q:
+    return Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest)
+
+
 def _lease_free(now: datetime) -> Q:
     return Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=now)
 
@@ -184,6 +189,9 @@ class Tenant(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = TenantQuerySet.as_manager()
+
+    # Set by take_sync_lease.
+    took_over_lease = False
 
     class Meta:
         ordering = ["display_name"]
@@ -281,11 +289,16 @@ class Tenant(models.Model):
     @property
     def write_access_missing(self) -> str:
         """Why the portal may not update this tenant's incidents although updates are on
-        (its token lacks Incident.ReadWrite.All), "" when it may or updates are off."""
-        if not settings.MICROSOFT_INCIDENT_UPDATES or READWRITE_ROLE in (self.granted_roles or []):
+        (its token lacks its source's ReadWrite permission), "" when it may or updates are
+        off."""
+        if not settings.MICROSOFT_INCIDENT_UPDATES:
+            return ""
+        required = required_roles(self.source, updates=True)
+        missing = missing_roles(self.granted_roles or [], required)
+        if not missing:
             return ""
         return (
-            f"This tenant's token lacks {READWRITE_ROLE}: the customer granted read access "
+            f"This tenant's token lacks {', '.join(missing)}: the customer granted read access "
             "only, so incidents cannot be updated from the portal. Send them a new consent "
             "link to grant the wider permission, then run 'Check access'."
         )
@@ -311,13 +324,22 @@ class Tenant(models.Model):
         holds (kept over a retry's countdown, see `hold_lease_for_retry`): taking it again
         is allowed, to nobody else until it expires. The token changes on every take, so
         that of two copies of one retry message only the first gets the tenant.
+
+        Afterwards `took_over_lease` says whether the lease was left by a run that never
+        released it (its worker died, or its retry never came): its runs may need closing.
+        Nearly always the last run released it, and one UPDATE takes it.
         """
         token = uuid.uuid4().hex
+        until = now + timedelta(seconds=lease_seconds())
+        self.took_over_lease = False
         free = _lease_free(now)
+        released = free & Q(sync_lease_token="")  # a release clears the token with the time
+        if self._update(released, sync_lease_until=until, sync_lease_token=token):
+            return token
         if held:
             free |= Q(sync_lease_token=held)
-        until = now + timedelta(seconds=lease_seconds())
         taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
+        self.took_over_lease = taken
         return token if taken else None
 
     def renew_sync_lease(self, *, token: str) -> bool:
@@ -352,28 +374,70 @@ class Tenant(models.Model):
 
     def take_follow_up_sync(self) -> str:
         """The follow-up requested meanwhile ("sync", "full"), once; "" when none."""
+        # Nearly always none: one read then, instead of an UPDATE per kind.
+        if not Tenant.objects.filter(pk=self.pk).exclude(sync_follow_up="").exists():
+            return ""
         for kind in ("full", "sync"):
             if self._update(Q(sync_follow_up=kind), sync_follow_up=""):
                 return kind
         return ""
 
-    def advance_watermark(self, newest: datetime) -> None:
-        """Move the watermark to `newest`, never backwards (a slower run finishing late)."""
-        self._update(
-            Q(incidents_watermark__isnull=True) | Q(incidents_watermark__lt=newest),
-            incidents_watermark=newest,
-        )
-        self.refresh_from_db(fields=["incidents_watermark"])
-
-    def record_sync_outcome(
-        self, *, outcome: str, at: datetime, error_class: str = "", error_message: str = ""
+    def end_sync_run(
+        self,
+        *,
+        token: str = "",
+        newest: datetime | None = None,
+        outcome: str = "",
+        at: datetime | None = None,
+        error_class: str = "",
+        error_message: str = "",
     ) -> None:
-        self._update(
-            last_sync_at=at,
-            last_sync_outcome=outcome,
-            last_sync_error_class=error_class,
-            last_sync_error_message=error_message,
-        )
+        """What a sync run leaves on its tenant, in one UPDATE (a schedule cycle does this
+        for every tenant):
+
+        - the watermark moved to `newest`, never backwards (a slower run finishing late);
+        - the run's `outcome` at `at` with its error, when given;
+        - after a success, an error about consent or our credentials recorded before the run
+          (a rejected secret since replaced, a revocation since undone) cleared: not true now;
+        - the lease released, if it is still ours (`token`): if ours expired and another run
+          took the tenant, theirs stays — then a second UPDATE records the rest.
+        """
+        fields: dict[str, Any] = {}  # what the row gets
+        local: dict[str, Any] = {}  # what this object gets, without reading the row back
+        if newest is not None:
+            fields["incidents_watermark"] = Case(
+                When(_watermark_before(newest), then=Value(newest)),
+                default=F("incidents_watermark"),
+            )
+            if self.incidents_watermark is None or self.incidents_watermark < newest:
+                local["incidents_watermark"] = newest
+        if outcome:
+            recorded = {
+                "last_sync_at": at or timezone.now(),
+                "last_sync_outcome": outcome,
+                "last_sync_error_class": error_class,
+                "last_sync_error_message": error_message,
+            }
+            fields.update(recorded)
+            local.update(recorded)
+        if outcome == "success" and self.consent_error_class:
+            # As read when the run began: an error recorded since is newer than this success.
+            for name in ("consent_error_class", "consent_error_message"):
+                fields[name] = Case(
+                    When(consent_state=ConsentState.CONSENTED, then=Value("")),
+                    default=F(name),
+                    output_field=models.TextField(),
+                )
+                if self.consent_state == ConsentState.CONSENTED:
+                    local[name] = ""
+        rows = Tenant.objects.filter(pk=self.pk)
+        release = {"sync_lease_until": None, "sync_lease_token": ""}
+        if token and rows.filter(sync_lease_token=token).update(**fields, **release) == 1:
+            local.update(release)
+        elif fields:
+            rows.update(**fields)
+        for name, value in local.items():
+            setattr(self, name, value)
 
     def record_consent_error(
         self, *, error_class: str, error_message: str, state: str | None = None
@@ -388,15 +452,6 @@ class Tenant(models.Model):
         if state is not None:
             fields["consent_state"] = state
         self._update(**fields)
-
-    def clear_consent_error(self) -> None:
-        """A sync just worked: an error about consent or our credentials recorded earlier
-        (a rejected secret since replaced, a revocation since undone) is no longer true."""
-        self._update(
-            Q(consent_state=ConsentState.CONSENTED) & ~Q(consent_error_class=""),
-            consent_error_class="",
-            consent_error_message="",
-        )
 
     def attach_entra_tenant(self, entra_tenant_id: str) -> None:
         """After a consent callback: the tenant Microsoft returned, pending verification by a

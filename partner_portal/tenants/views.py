@@ -51,12 +51,12 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def open_counts(tenant_ids: list[int]) -> dict[int, tuple[int, int]]:
+def open_counts(tenant_pks: list[int]) -> dict[int, tuple[int, int]]:
     """{tenant id: (open High, open Medium incidents)} for one page of tenants, in one
     grouped query (the summary's partial index on open incidents serves it)."""
     is_open = ~Q(incidents__status="Resolved")
     rows = (
-        Tenant.objects.filter(pk__in=tenant_ids)
+        Tenant.objects.filter(pk__in=tenant_pks)
         .annotate(
             high=Count("incidents", filter=is_open & Q(incidents__severity="High")),
             medium=Count("incidents", filter=is_open & Q(incidents__severity="Medium")),

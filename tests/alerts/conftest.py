@@ -86,12 +86,20 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def private_destinations(settings, monkeypatch) -> None:
+    """The receivers listen on loopback, which the portal refuses to send to by default (and
+    in the workers these tests start, which read the environment)."""
+    settings.ALERTS_ALLOW_PRIVATE_DESTINATIONS = True
+    monkeypatch.setenv("ALERTS_ALLOW_PRIVATE_DESTINATIONS", "true")
+
+
+@pytest.fixture
+def receiver(private_destinations) -> Iterator[Receiver]:
     yield from _receive(tls=None)
 
 
 @pytest.fixture
-def tls_receiver(tmp_path, monkeypatch) -> Iterator[Receiver]:
+def tls_receiver(private_destinations, tmp_path, monkeypatch) -> Iterator[Receiver]:
     """The receiver over HTTPS with a throwaway CA that requests (in apprise) trusts."""
     import trustme
 

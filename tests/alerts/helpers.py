@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from partner_portal.alerts.models import Channel, ChannelKind, Rule
-from partner_portal.incidents.models import ChangeKind
+from partner_portal.incidents.models import ChangeKind, IncidentChange
+from tests.factories import IncidentFactory
 
 ALL_CHANGES = list(ChangeKind.values)
 
@@ -29,3 +32,23 @@ def rule(*channels: Channel, kinds=None, min_severity: str = "", **kw) -> Rule:
     )
     made.channels.set(channels)
     return made
+
+
+def change(incident=None, *, kinds=(ChangeKind.NEW,), severity="High", minutes=0, **kw):
+    incident = incident or IncidentFactory(severity=severity)
+    version = incident.last_update_time + timedelta(minutes=minutes)
+    return IncidentChange.objects.create(
+        tenant=incident.tenant,
+        incident=incident,
+        version=version,
+        kinds=list(kinds),
+        before=kw.pop("before", {}),
+        after={
+            "name": incident.name,
+            "severity": severity,
+            "status": "Active",
+            "assigned_to": "",
+            "tags": kw.pop("tags", []),
+        },
+        **kw,
+    )

@@ -12,7 +12,7 @@ from standardwebhooks import Webhook
 from partner_portal.alerts import delivery, dispatch
 from partner_portal.alerts.models import Channel, Delivery, DeliveryStatus
 from partner_portal.incidents.models import ChangeKind, IncidentChange
-from tests.alerts.helpers import email_channel, rule, webhook_channel
+from tests.alerts.helpers import change, email_channel, rule, webhook_channel
 from tests.factories import ConsentedTenantFactory, IncidentFactory
 
 
@@ -20,26 +20,6 @@ from tests.factories import ConsentedTenantFactory, IncidentFactory
 def _fast(settings):
     settings.ALERTS_RETRY_BACKOFF_SECONDS = 1
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-
-def change(incident=None, *, kinds=(ChangeKind.NEW,), severity="High", minutes=0, **kw):
-    incident = incident or IncidentFactory(severity=severity)
-    version = incident.last_update_time + timedelta(minutes=minutes)
-    return IncidentChange.objects.create(
-        tenant=incident.tenant,
-        incident=incident,
-        version=version,
-        kinds=list(kinds),
-        before=kw.pop("before", {}),
-        after={
-            "name": incident.name,
-            "severity": severity,
-            "status": "Active",
-            "assigned_to": "",
-            "tags": kw.pop("tags", []),
-        },
-        **kw,
-    )
 
 
 def deliver_all(now=None):

@@ -83,7 +83,7 @@ def test_bulk_resolve_three_incidents_from_the_list(
     sign_in(page, live_server, "tech", PASSWORD)
     page.goto(f"{live_server.url}/")
     for incident in chosen:
-        page.locator(f'input[name="incident"][value="{incident.pk}"]').check()
+        page.locator(f'input[name="incident"][value^="{incident.pk}@"]').check()
     expect(page.locator("#bulk-count")).to_have_text("Selected incidents: 3")
     page.locator("#bulk-action").select_option("status")
     page.locator("#bulk-status").select_option("Resolved")

@@ -39,7 +39,7 @@ def test_the_full_round_trip_ends_with_the_tenant_consented_and_its_roles(
     url = to_microsoft(client, link)
     # The domain was resolved when the link was made: the admin goes to that tenant's ID.
     assert url.startswith(f"{settings.MICROSOFT_LOGIN_BASE_URL}/{tid}/v2.0/adminconsent?")
-    assert link.expected_tenant == tid and link.expected_domain == "northwind.onmicrosoft.com"
+    assert link.expected_tenant_id == tid and link.expected_domain == "northwind.onmicrosoft.com"
     location = answer_consent_page(http, url, account=f"{tid}|admin", action="accept")
     with django_capture_on_commit_callbacks() as enqueued:
         page = back_to_portal(client, location, public_base_url=settings.PUBLIC_BASE_URL)
@@ -369,5 +369,5 @@ def test_a_domain_typed_on_the_tenant_page_is_stored_as_its_tenant_id(
         f"/consent/links/new/{customer.pk}/", {"expected_tenant": "Northwind.onmicrosoft.com"}
     )
     link = ConsentLink.objects.get(tenant=customer)
-    assert link.expected_tenant == customer_tenant["tenant_id"]
+    assert link.expected_tenant_id == customer_tenant["tenant_id"]
     assert link.expected_domain == "northwind.onmicrosoft.com"

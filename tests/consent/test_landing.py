@@ -36,6 +36,39 @@ def test_with_incident_updates_the_page_asks_for_readwrite(client, link, consent
     assert "Incident.Read.All<" not in page
 
 
+@pytest.mark.parametrize(
+    ("source", "updates", "permission", "allows"),
+    [
+        ("defender", False, "Incident.Read.All", "Read all Microsoft 365 Defender incidents"),
+        ("defender", True, "Incident.ReadWrite.All", "Read and update all Microsoft 365 Defender"),
+        (
+            "graph",
+            False,
+            "SecurityIncident.Read.All",
+            "Read all security incidents (Microsoft Graph)",
+        ),
+        ("graph", True, "SecurityIncident.ReadWrite.All", "Read and update all security incidents"),
+    ],
+)
+def test_the_page_and_the_message_say_what_each_permission_allows(
+    client, alice, link, consent_settings, source, updates, permission, allows
+):
+    """The words are the templates'; every permission the portal can ask for has them."""
+    consent_settings.MICROSOFT_INCIDENT_UPDATES = updates
+    link.tenant.source = source
+    link.tenant.save()
+    page = client.get(f"/consent/{link.token}/").content.decode()
+    assert f'<span class="mono">{permission}</span>' in page
+    assert allows in page
+    use = "updates the incidents they work on" if updates else "We cannot change anything"
+    assert use in page
+    client.force_login(alice)
+    created = client.post(f"/consent/links/new/{link.tenant.pk}/", {"expected_tenant": ""})
+    message = client.get(created.url).content.decode()
+    wording = "read and update your organisation" if updates else "read your organisation"
+    assert f"{permission} ({wording}" in message
+
+
 def test_opening_the_page_is_counted(client, link, consent_settings):
     client.get(f"/consent/{link.token}/")
     client.get(f"/consent/{link.token}/")

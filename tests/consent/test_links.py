@@ -21,7 +21,7 @@ def test_staff_create_a_link_from_the_tenant_page(alice_client, customer, consen
     assert response.status_code == 302
     assert response["Location"] == f"/consent/links/{link.pk}/"
     assert link.created_by.username == "alice"
-    assert link.expected_tenant == "aaaabbbb-0000-cccc-1111-dddd2222eeee"
+    assert link.expected_tenant_id == "aaaabbbb-0000-cccc-1111-dddd2222eeee"
     assert link.expires_at > timezone.now() + timedelta(days=13)
     event = AuditEvent.objects.get(action="consent.link_created")
     assert event.actor.username == "alice" and event.tenant == customer
@@ -63,7 +63,7 @@ def test_a_lost_link_is_replaced_by_a_new_one_shown_once(alice_client, link, con
     new = ConsentLink.objects.exclude(pk=link.pk).get(tenant=link.tenant)
     token = re.search(r"https://portal\.example/consent/([\w-]{40,})/", page).group(1)
     assert new.token_hash == hash_token(token)
-    assert new.expected_tenant == link.expected_tenant
+    assert new.expected_tenant_id == link.expected_tenant_id
     link.refresh_from_db()
     assert link.status == "revoked"
     assert alice_client.get(f"/consent/{link.token}/").status_code == 410

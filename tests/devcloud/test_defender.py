@@ -10,6 +10,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from devcloud.client import DevCloudError
 from devcloud.timefmt import parse_ticks
 
 pytestmark = pytest.mark.integration
@@ -231,6 +232,48 @@ def test_patch_updates_fields_appends_the_comment_and_bumps_last_update_time(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert missing.status_code == 404
+
+
+def test_a_merged_incident_points_to_its_target_and_answers_404_to_a_patch(
+    devcloud, consented, http
+):
+    """Microsoft merges incidents: the merged one stays readable, `Redirected` with
+    `redirectIncidentId`; its alerts move to the target; writing to it is 404 (the client
+    follows the pointer)."""
+    devcloud.generate_incidents(consented.tenant_id, 6, seed=3)
+    devcloud.set_consent(consented.tenant_id, consented.client_id, roles=["Incident.ReadWrite.All"])
+    headers = {"Authorization": f"Bearer {consented.token(http)}"}
+    live = [i for i in devcloud.incidents(consented.tenant_id) if not i["redirectIncidentId"]]
+    source, target = live[0], live[1]
+    merged = devcloud.merge_incident(
+        consented.tenant_id, source["incidentId"], target["incidentId"]
+    )
+    assert merged["incident"]["status"] == "Redirected"
+    assert merged["incident"]["redirectIncidentId"] == target["incidentId"]
+    assert merged["incident"]["alerts"] == []
+    moved = {a["alertId"] for a in source["alerts"]}
+    assert moved <= {a["alertId"] for a in merged["into"]["alerts"]}
+    for side, was in ((merged["incident"], source), (merged["into"], target)):
+        assert parse_ticks(side["lastUpdateTime"]) > parse_ticks(was["lastUpdateTime"])
+
+    url = f"{consented.base_url}/api/incidents/{source['incidentId']}"
+    got = http.get(url, headers=headers)
+    assert got.status_code == 200
+    assert got.json()["redirectIncidentId"] == target["incidentId"]
+    patch = http.patch(url, json={"status": "Resolved"}, headers=headers)
+    assert patch.status_code == 404
+    assert patch.json()["error"]["code"] == "NotFound"
+    assert (
+        http.patch(
+            f"{consented.base_url}/api/incidents/{target['incidentId']}",
+            json={"status": "Resolved"},
+            headers=headers,
+        ).status_code
+        == 200
+    )
+    # Only into an incident that is not merged itself.
+    with pytest.raises(DevCloudError, match="not merged itself"):
+        devcloud.merge_incident(consented.tenant_id, target["incidentId"], source["incidentId"])
 
 
 def test_patch_refuses_a_determination_of_another_classification(devcloud, consented, http):

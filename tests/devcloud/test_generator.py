@@ -54,6 +54,20 @@ def test_evolve_changes_existing_incidents_and_adds_new_ones():
     assert set(newest) == set(result["changed"]) | set(result["added"])
 
 
+def test_changes_indexed_late_appear_behind_changes_already_listed():
+    store = fresh(3)
+    listed = store.evolve(TID, changed=3, new=0)
+    late = store.evolve(TID, changed=2, new=1, late_seconds=120)
+    truth = store.ground_truth(TID)
+    when = {i["incidentId"]: parse_ticks(i["lastUpdateTime"]) for i in truth}
+    late_ids = set(late["changed"]) | set(late["added"])
+    assert len(late_ids) == 3 and not late_ids & set(listed["changed"])
+    # Stamped two minutes back: behind the changes made before them, so a client whose
+    # watermark is past those must look back to see them.
+    assert {i["incidentId"] for i in truth[:3]} == set(listed["changed"])
+    assert max(when[i] for i in late_ids) < min(when[i] for i in listed["changed"])
+
+
 @pytest.mark.parametrize(
     ("text", "back"),
     [

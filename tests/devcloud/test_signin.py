@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import jwt
 import pytest
 
-from tests.devcloud.conftest import REDIRECT_URI
+from tests.devcloud.registration import REDIRECT_URI
 
 pytestmark = pytest.mark.integration
 

@@ -1,11 +1,14 @@
 """Shared helpers for the sync tests: a devcloud tenant with consent, and the comparison of
-the database with devcloud's ground truth, field by field."""
+the database with devcloud's ground truth, field by field; the summary's maintained counts
+against a fresh count."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
+from datetime import UTC
 
-from partner_portal.incidents.models import Alert, Incident
+from partner_portal.incidents.models import Alert, Incident, IncidentCount, IncidentDayCount
 from partner_portal.microsoft.defender import parse_time
 from tests.factories import ConsentedTenantFactory
 
@@ -69,3 +72,43 @@ def assert_db_matches(devcloud, tenant) -> None:
             assert ga.devices == wa.get("devices", [])
             assert ga.entities == wa.get("entities", [])
             assert ga.raw == wa
+
+
+def fresh_counts() -> tuple[Counter, Counter]:
+    """What the counts should be: the incidents counted afresh, in Python."""
+    by_status: Counter = Counter()
+    by_day: Counter = Counter()
+    for tenant, severity, status, created in Incident.objects.values_list(
+        "tenant_id", "severity", "status", "created_time"
+    ):
+        by_status[(tenant, severity, status)] += 1
+        by_day[(tenant, created.astimezone(UTC).date(), severity)] += 1
+    return by_status, by_day
+
+
+def kept_counts() -> tuple[Counter, Counter]:
+    """The maintained counts, zero rows left out (a count may fall back to zero)."""
+    by_status = Counter(
+        {
+            (t, sev, st): n
+            for t, sev, st, n in IncidentCount.objects.values_list(
+                "tenant_id", "severity", "status", "n"
+            )
+            if n
+        }
+    )
+    by_day = Counter(
+        {
+            (t, day, sev): n
+            for t, day, sev, n in IncidentDayCount.objects.values_list(
+                "tenant_id", "day", "severity", "n"
+            )
+            if n
+        }
+    )
+    return by_status, by_day
+
+
+def assert_counts_exact() -> None:
+    """The summary's maintained counts (incidents/counters.py) equal a fresh count."""
+    assert kept_counts() == fresh_counts()

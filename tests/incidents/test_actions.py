@@ -4,16 +4,18 @@ refusals are explained, and only staff with the permission may act."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from partner_portal.audit.models import AuditEvent
 from partner_portal.incidents import actions, sync
-from partner_portal.incidents.models import Incident
+from partner_portal.incidents.models import Incident, IncidentActionJob
 from partner_portal.microsoft.client import READWRITE_ROLE
-from tests.factories import GroupFactory, UserFactory
-from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+from tests.factories import ConsentedTenantFactory, GroupFactory, UserFactory
+from tests.incidents.helpers import assert_counts_exact, assert_db_matches, make_tenant, tid
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +100,7 @@ def test_each_action_round_trips_and_the_next_sync_keeps_it(devcloud, updates_on
     assert incident.last_update_time.isoformat()[:19] == want["lastUpdateTime"][:19]
     sync.sync_tenant(tenant=tenant)
     assert_db_matches(devcloud, tenant)
+    assert_counts_exact()
     incident.refresh_from_db()
     assert (incident.status, incident.classification, incident.determination) == (
         "Resolved",
@@ -145,6 +148,152 @@ def test_a_change_in_microsoft_after_loading_is_shown_and_needs_a_confirmation(
     assert confirmed.outcome == "done"
     assert truth(devcloud, incident)["status"] == "Resolved"
     assert truth(devcloud, incident)["assignedTo"] == "other@customer.example"
+
+
+def _list_boxes(client) -> dict[int, str]:
+    """The list page's checkboxes as loaded: {pk: the value the box submits}."""
+    html = client.get(reverse("incidents:list")).content.decode()
+    values = re.findall(r'name="incident" value="([^"]+)"', html)
+    return {int(v.partition("@")[0]): v for v in values}
+
+
+def test_a_bulk_action_compares_with_the_list_as_loaded_and_the_user_confirms(
+    client, devcloud, updates_on
+):
+    """Changed in Microsoft between the list's load and the submit, and already stored by a
+    sync before the submit: still a conflict, which the job page lets the user confirm."""
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team])
+    client.force_login(actor(team))
+    live = Incident.objects.filter(tenant=tenant, redirect_incident_id=None).exclude(
+        status="Resolved"
+    )
+    changed, untouched = live[0], live[1]
+    boxes = _list_boxes(client)
+    tenant.incident_client().update_incident(
+        changed.microsoft_id, assignedTo="other@customer.example"
+    )
+    sync.sync_tenant(tenant=tenant)  # the portal's row has the change before the submit
+    response = client.post(
+        reverse("incidents:bulk_act"),
+        {
+            "action": "status",
+            "status": "Resolved",
+            "incident": [boxes[changed.pk], boxes[untouched.pk]],
+        },
+    )
+    job = IncidentActionJob.objects.get()
+    assert response.url == reverse("incidents:action_job", kwargs={"job_id": job.pk})
+    assert actions.run_job(job=job) is None
+    outcome = {i.incident_id: i for i in job.items.all()}
+    assert outcome[untouched.pk].outcome == "done"
+    assert outcome[changed.pk].outcome == "conflict"
+    assert "since you loaded it" in outcome[changed.pk].message
+    # The sync stored the change before the submit: the job says what the incident is now.
+    assert "It now reads:" in outcome[changed.pk].message
+    assert "Assigned to: other@customer.example" in outcome[changed.pk].message
+    assert truth(devcloud, changed)["status"] != "Resolved"  # nothing written
+    assert truth(devcloud, untouched)["status"] == "Resolved"
+
+    page = client.get(reverse("incidents:action_job", kwargs={"job_id": job.pk})).content.decode()
+    form = page[page.index("data-confirm-conflicts") :]
+    shown = re.findall(r'name="incident" value="([^"]+)"', form)
+    assert [int(v.partition("@")[0]) for v in shown] == [changed.pk]
+    again = client.post(
+        reverse("incidents:confirm_job", kwargs={"job_id": job.pk}), {"incident": shown}
+    )
+    second = IncidentActionJob.objects.exclude(pk=job.pk).get()
+    assert again.url == reverse("incidents:action_job", kwargs={"job_id": second.pk})
+    assert actions.run_job(job=second) is None
+    assert list(second.items.values_list("incident_id", "outcome")) == [(changed.pk, "done")]
+    want = truth(devcloud, changed)
+    assert (want["status"], want["assignedTo"]) == ("Resolved", "other@customer.example")
+
+
+def _merge(devcloud, tenant, source, target):
+    devcloud.merge_incident(tid(tenant), source.microsoft_id, target.microsoft_id)
+
+
+def test_an_action_on_a_merged_incident_is_made_on_the_one_it_was_merged_into(
+    client, devcloud, updates_on
+):
+    team = GroupFactory()
+    tenant = writable_tenant(devcloud, updates_on, groups=[team])
+    user = actor(team)
+    client.force_login(user)
+    merged, target, other, other_target = Incident.objects.filter(
+        tenant=tenant, redirect_incident_id=None
+    )[:4]
+    _merge(devcloud, tenant, merged, target)  # in Microsoft, after the page was loaded
+    url = reverse("incidents:act", kwargs={"incident_id": merged.pk})
+    form = {"action": "status", "status": "Resolved"}
+    loaded = merged.last_update_time.isoformat()
+
+    response = client.post(url, {**form, "expected": loaded}, follow=True)
+    # The user lands on the incident that was changed, told why.
+    assert response.redirect_chain[-1][0] == reverse(
+        "incidents:detail", kwargs={"incident_id": target.pk}
+    )
+    html = response.content.decode()
+    assert (
+        f"Microsoft merged incident {merged.microsoft_id} into incident {target.microsoft_id}"
+        in html
+    )
+    assert truth(devcloud, target)["status"] == "Resolved"
+    assert truth(devcloud, merged)["status"] == "Redirected"
+    merged.refresh_from_db()
+    assert (merged.status, merged.redirect_incident_id) == ("Redirected", target.microsoft_id)
+    target.refresh_from_db()
+    assert target.status == "Resolved"
+    event = AuditEvent.objects.get(target=f"incident:{target.pk}")
+    assert event.data["merged_from"] == [merged.microsoft_id]
+    assert event.data["outcome"] == "done" and event.data["after"]["status"] == "Resolved"
+
+    # The htmx answer links to it; and when Microsoft answers 404 for an incident the portal
+    # already knows was merged, the stored pointer is followed.
+    _merge(devcloud, tenant, other, other_target)
+    sync.sync_tenant(tenant=tenant)
+    devcloud.add_fault(
+        endpoint="get_incident", tenant=tid(tenant), kind="status", status=404, count=1
+    )
+    answer = client.post(
+        reverse("incidents:act", kwargs={"incident_id": other.pk}),
+        {"action": "comment", "comment": "Seen"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert 'data-outcome="done"' in answer
+    link = reverse("incidents:detail", kwargs={"incident_id": other_target.pk})
+    assert f'href="{link}" data-merged-into' in answer
+    assert truth(devcloud, other_target)["comments"][-1]["comment"] == "Seen"
+
+
+def test_a_bulk_action_follows_merges_once_per_incident(devcloud, updates_on):
+    tenant = writable_tenant(devcloud, updates_on, count=8)
+    a, b, c, d, e = Incident.objects.filter(tenant=tenant, redirect_incident_id=None)[:5]
+    # Merged before the list was loaded: d is in the job, so it is changed once, as itself.
+    _merge(devcloud, tenant, c, d)
+    sync.sync_tenant(tenant=tenant)
+    for row in (c, d):
+        row.refresh_from_db()
+    job = actions.create_job(
+        user=actor(),
+        action="tags",
+        values={"add": ["case-7"], "remove": []},
+        incidents=[a, c, d, e],
+    )
+    # Merged after the list was loaded: b is not in the job, the change goes to b.
+    _merge(devcloud, tenant, a, b)
+    assert actions.run_job(job=job) is None
+    items = {i.incident_id: i for i in job.items.all()}
+    assert {pk: i.outcome for pk, i in items.items()} == dict.fromkeys(
+        (a.pk, c.pk, d.pk, e.pk), "done"
+    )
+    assert "the change was made there" in items[a.pk].message
+    assert "which this job updates as well" in items[c.pk].message
+    for incident in (b, d, e):
+        assert truth(devcloud, incident)["tags"].count("case-7") == 1
+    for incident in (a, c):
+        assert "case-7" not in truth(devcloud, incident)["tags"]
 
 
 def test_microsofts_refusals_are_explained_in_plain_words(devcloud, updates_on):
@@ -248,7 +397,17 @@ def test_staff_without_the_permission_see_no_controls_and_get_403(client, devclo
         reverse("incidents:bulk_act"),
         {"action": "status", "status": "Resolved", "incident": incident.pk},
     )
-    assert (act.status_code, bulk.status_code) == (403, 403)
+    # Someone else's job with a conflict: seeing it is allowed, confirming it is not.
+    job = actions.create_job(
+        user=actor(team), action="status", values={"status": "Resolved"}, incidents=[incident]
+    )
+    job.items.update(outcome="conflict")
+    confirm = client.post(
+        reverse("incidents:confirm_job", kwargs={"job_id": job.pk}),
+        {"incident": f"{incident.pk}@{incident.last_update_time.isoformat()}"},
+    )
+    assert (act.status_code, bulk.status_code, confirm.status_code) == (403, 403, 403)
+    assert IncidentActionJob.objects.count() == 1
     assert truth(devcloud, incident) == before
     assert not AuditEvent.objects.filter(target=f"incident:{incident.pk}").exists()
 
@@ -280,35 +439,31 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
 
     wait_until(finished, timeout=240, what="the bulk action to finish")
     merged = {i.pk for i in incidents if i.redirect_incident_id}
+    assert merged  # devcloud merges some incidents, as Microsoft does
     counts = job.counts()
-    assert counts == {
-        "pending": 0,
-        "done": 120 - len(merged),
-        "refused": len(merged),  # devcloud merges some incidents, as Microsoft does
-        "conflict": 0,
-        "failed": 0,
-    }, {(i.outcome, i.message) for i in job.items.all()}
-    refused = job.items.filter(outcome="refused")
-    assert set(refused.values_list("incident_id", flat=True)) == merged, [
-        (i.incident_id, i.incident.redirect_incident_id, i.message)
-        for i in job.items.all()
-        if (i.outcome == "refused") != (i.incident_id in merged)
-    ]
-    assert all("act on that one instead" in item.message for item in refused)
+    assert counts == {"pending": 0, "done": 120, "refused": 0, "conflict": 0, "failed": 0}, {
+        (i.outcome, i.message) for i in job.items.all()
+    }
+    # Merged into an incident of the same job: that item makes the change.
+    for item in job.items.filter(incident__in=merged):
+        assert "which this job updates as well" in item.message, item.message
     for tenant in tenants:
         log = devcloud.requests_log(tid(tenant))["entries"]
         assert [e for e in log if e["status"] == 429] == []
         done = set(
-            job.items.filter(outcome="done", incident__tenant=tenant).values_list(
-                "incident__microsoft_id", flat=True
-            )
+            job.items.filter(outcome="done", incident__tenant=tenant)
+            .exclude(incident__in=merged)
+            .values_list("incident__microsoft_id", flat=True)
         )
         truth_now = {i["incidentId"]: i for i in devcloud.incidents(tid(tenant))}
         assert {truth_now[d]["status"] for d in done} == {"Resolved"}
-        # The sync was not starved: it ran beside the job and succeeded.
+        assert {i["status"] for i in truth_now.values()} <= {"Resolved", "Redirected"}
+        # The sync was not starved: it ran beside the job (started before the job was
+        # over) and succeeded.
+        job.refresh_from_db()
         wait_until(
             lambda t=tenant: SyncRun.objects.filter(
-                tenant=t, full=True, outcome=SyncOutcome.SUCCESS
+                tenant=t, full=True, outcome=SyncOutcome.SUCCESS, started_at__lt=job.finished_at
             ).exists(),
             timeout=120,
             what="the sync beside the bulk action",
@@ -316,6 +471,10 @@ def test_a_bulk_action_on_120_incidents_in_3_tenants_never_earns_a_429_during_sy
     # The portal stored Microsoft's answers, and the syncs beside did not undo them.
     rows = Incident.objects.filter(tenant__in=tenants).exclude(pk__in=merged)
     assert set(rows.values_list("status", flat=True)) == {"Resolved"}
+    assert Incident.objects.filter(pk__in=merged).exclude(status="Redirected").count() == 0
+    # Actions and syncs stored the same incidents side by side: the summary's counts
+    # followed every change exactly.
+    assert_counts_exact()
 
 
 def test_a_429_queues_the_action_and_the_job_finishes_it(client, devcloud, updates_on):
@@ -393,3 +552,30 @@ def test_hostile_text_is_cleaned_before_it_is_sent():
     assert tags == {"add": ["x", "y"], "remove": []}
     pair = actions.clean_values("classify", {"pair": "FalsePositive:NotMalicious"})
     assert pair == {"classification": "FalsePositive", "determination": "Clean"}
+
+
+@pytest.mark.parametrize(
+    ("source", "granted", "missing"),
+    [
+        ("defender", ["Incident.ReadWrite.All"], ""),
+        ("defender", ["Incident.Read.All"], "Incident.ReadWrite.All"),
+        ("graph", ["SecurityIncident.ReadWrite.All"], ""),
+        (
+            "graph",
+            ["SecurityIncident.Read.All", "Incident.ReadWrite.All"],
+            "SecurityIncident.ReadWrite.All",
+        ),
+    ],
+)
+def test_the_write_permission_is_the_one_of_the_tenants_source(
+    db, settings, source, granted, missing
+):
+    settings.MICROSOFT_INCIDENT_UPDATES = True
+    tenant = ConsentedTenantFactory(source=source, granted_roles=granted)
+    reason = actions.updates_blocked_reason(tenant)
+    if missing:
+        assert f"lacks {missing}:" in reason
+    else:
+        assert reason == ""
+    settings.MICROSOFT_INCIDENT_UPDATES = False
+    assert "MICROSOFT_INCIDENT_UPDATES" in actions.updates_blocked_reason(tenant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -141,6 +142,77 @@ def test_a_clock_step_back_beyond_the_overlap_is_read_from_further_back(
     devcloud.evolve(tid(tenant), changed=2, new=1)
     run = sync.sync_tenant(tenant=tenant)
     assert (run.outcome, run.created_count, run.api_calls) == (SyncOutcome.SUCCESS, 1, 1)
+
+
+def stale_or_missing(devcloud, tenant) -> set[int]:
+    """Devcloud's incidents the database lacks or holds at an older version."""
+    truth = {
+        i["incidentId"]: parse_time(i["lastUpdateTime"]) for i in devcloud.incidents(tid(tenant))
+    }
+    stored = dict(
+        Incident.objects.filter(tenant=tenant).values_list("microsoft_id", "last_update_time")
+    )
+    return {n for n, when in truth.items() if stored.get(n) != when}
+
+
+def test_changes_indexed_late_are_taken_by_the_next_run_in_its_one_call(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=120)
+    sync.sync_tenant(tenant=tenant)
+    devcloud.evolve(tid(tenant), changed=5, new=1, seed=1)
+    sync.sync_tenant(tenant=tenant)
+    # Microsoft lists these only now, stamped a minute ago: behind the watermark.
+    devcloud.evolve(tid(tenant), changed=3, new=1, seed=2, late_seconds=60)
+    tenant.refresh_from_db()
+    truth = {i["incidentId"]: i for i in devcloud.incidents(tid(tenant))}
+    late = {
+        n
+        for n in stale_or_missing(devcloud, tenant)
+        if parse_time(truth[n]["lastUpdateTime"]) < tenant.incidents_watermark
+    }
+    assert len(late) >= 3
+    # A quiet tenant's page has room for the last minutes below the watermark.
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.api_calls) == (SyncOutcome.SUCCESS, 1)
+    assert_db_matches(devcloud, tenant)
+
+
+def test_a_busy_tenant_reads_the_pages_its_changes_need_and_no_more(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=400)
+    sync.sync_tenant(tenant=tenant)
+    calls = []
+    for cycle in range(4):
+        devcloud.evolve(tid(tenant), changed=85, new=0, seed=cycle)
+        run = sync.sync_tenant(tenant=tenant)
+        assert run.outcome == SyncOutcome.SUCCESS
+        calls.append(run.api_calls)
+        assert_db_matches(devcloud, tenant)
+    # One page of changes a run: one call each, once the first run has measured the pace
+    # (re-reading the last 5 minutes each time took 2, 3, 4… calls).
+    assert calls[1:] == [1, 1, 1]
+
+
+def test_what_a_busy_tenant_had_indexed_late_is_repaired_by_the_reconciliation(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=400)
+    sync.sync_tenant(tenant=tenant)
+    for cycle in range(2):
+        devcloud.evolve(tid(tenant), changed=85, new=0, seed=cycle)
+        sync.sync_tenant(tenant=tenant)
+    devcloud.evolve(tid(tenant), changed=3, new=1, seed=7, late_seconds=60)
+    devcloud.evolve(tid(tenant), changed=85, new=0, seed=8)
+    # No room below the watermark in a busy tenant's page: the late ones stay behind...
+    run = sync.sync_tenant(tenant=tenant)
+    assert (run.outcome, run.api_calls) == (SyncOutcome.SUCCESS, 1)
+    behind = stale_or_missing(devcloud, tenant)
+    assert behind
+    # ...until the reconciliation pass, which lists everything.
+    run = sync.sync_tenant(tenant=tenant, reconcile=True)
+    assert run.missing_repaired + run.stale_repaired == len(behind)
     assert_db_matches(devcloud, tenant)
 
 
@@ -173,6 +245,36 @@ def test_transient_faults_mid_run_resume_from_the_cursor(
     assert run.api_calls == calls
     if fault.get("status") == 429:
         assert run.throttled_waits == 3
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 503, "count": 1},
+        {"kind": "status", "status": 429, "retry_after": 1, "count": 2},
+    ],
+    ids=lambda f: str(f["status"]),
+)
+def test_reading_ahead_a_run_still_resumes_from_the_page_it_stored(
+    transactional_db, devcloud, devcloud_settings, monkeypatch, fault
+):
+    # Outside a test's transaction the next page is fetched while this one is stored.
+    readers = []
+    start = threading.Thread.start
+
+    def watched(thread):
+        readers.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", watched)
+    tenant = make_tenant(devcloud, devcloud_settings, count=420)
+    devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), after=2, **fault)
+    run = sync_like_the_task(tenant)
+    assert run.outcome == SyncOutcome.SUCCESS
+    assert "sync-read-ahead" in readers
+    assert_db_matches(devcloud, tenant)
+    calls = devcloud.requests_log(tid(tenant))["by_endpoint"]["list_incidents"]
+    assert run.api_calls == calls == 5 + fault["count"]
 
 
 def test_two_concurrent_syncs_of_one_tenant_one_runs_the_other_skips(

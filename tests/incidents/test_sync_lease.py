@@ -4,16 +4,19 @@ a late or duplicated task never rewrites."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
-from partner_portal.incidents import sync
+from partner_portal.incidents import lease_keeper, sync
 from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant, lease_seconds
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -193,6 +196,18 @@ def test_a_page_outlasting_its_lease_is_neither_declared_dead_nor_left_lapsed(tr
     try:
         assert in_page.wait(10)
         assert sync.close_dead_runs() == 0  # its row is locked: a page is being written
+        # The lease keeper does not wait for the page (it would hold up every other run's
+        # renewal), and keeps the lease: the page renews it as it commits.
+        renewed: list[bool] = []
+
+        def renew() -> None:
+            renewed.append(lease_keeper._renew(tenant.pk, token))
+            connections.close_all()
+
+        keeper = threading.Thread(target=renew)
+        keeper.start()
+        keeper.join(5)
+        assert renewed == [True]
     finally:
         done.set()
         writer.join()
@@ -274,3 +289,33 @@ def test_reconciliation_is_due_once_a_day_one_tenant_per_tick(db, settings):
     assert sync.reconcile_due([c.pk]) == []
     settings.SYNC_RECONCILE_HOURS = 0
     assert sync.reconcile_due([a.pk, b.pk]) == []
+
+
+def test_a_run_waiting_on_a_slow_answer_keeps_its_lease(
+    transactional_db, devcloud, devcloud_settings, settings
+):
+    settings.SYNC_LEASE_SECONDS = 2
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    devcloud.add_fault(endpoint="list_incidents", kind="latency", latency_ms=5000)
+    runs = []
+
+    def run() -> None:
+        try:
+            runs.append(sync.sync_tenant(tenant=Tenant.objects.get(pk=tenant.pk)))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    first = wait_until(
+        lambda: Tenant.objects.get(pk=tenant.pk).sync_lease_until, what="the lease to be taken"
+    )
+
+    def renewed_while_waiting() -> bool:
+        until = Tenant.objects.get(pk=tenant.pk).sync_lease_until
+        # Read after the lease: a page's renewal commits with its incidents.
+        return until is not None and until > first and not Incident.objects.exists()
+
+    wait_until(renewed_while_waiting, timeout=4, interval=0.05, what="a renewal before the answer")
+    thread.join(30)
+    assert runs[0].outcome == SyncOutcome.SUCCESS

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from partner_portal.incidents import sync, tasks
@@ -308,3 +310,56 @@ def test_the_run_holding_the_tenant_queues_the_follow_up_once(db, monkeypatch):
     assert queued == [{"tenant_pk": tenant.pk, "full": True}]
     tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get()
     assert len(queued) == 1  # once
+
+
+def test_a_worker_keeps_its_database_connection_across_tasks(
+    start_worker, devcloud, devcloud_settings
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL connection is the one that costs")
+    tenants = [make_tenant(devcloud, devcloud_settings, count=3) for _ in range(3)]
+    name = f"worker-{uuid.uuid4().hex[:12]}"  # libpq names the worker's connections
+    start_worker(concurrency=1, env={**FAST, "PGAPPNAME": name})
+
+    def backends() -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [name])
+            return {pid for (pid,) in cursor.fetchall()}
+
+    tasks.sync_tenant.delay(tenant_pk=tenants[0].pk)
+    wait_until(finished(tenants[0]), timeout=30, what="the first sync")
+    first = wait_until(backends, what="the first task's connection")
+    for tenant in tenants[1:]:
+        tasks.sync_tenant.delay(tenant_pk=tenant.pk)
+        wait_until(finished(tenant), timeout=30, what="the next sync")
+    # Celery's Django fixup would have closed it after the first task (a new one per task).
+    assert first <= backends()
+
+
+def test_quiet_tenants_share_a_task_each_with_its_own_lease_run_and_retry(
+    start_worker, devcloud, devcloud_settings, settings
+):
+    settings.SYNC_BATCH_SIZE = 3
+    quiet = [make_tenant(devcloud, devcloud_settings, count=5) for _ in range(3)]
+    busy = make_tenant(devcloud, devcloud_settings, count=150)  # two pages
+    for tenant in [*quiet, busy]:
+        sync.sync_tenant(tenant=tenant)
+    assert sync.quiet_tenants([t.pk for t in [*quiet, busy]]) == {t.pk for t in quiet}
+    for tenant in [*quiet, busy]:
+        devcloud.evolve(tid(tenant), changed=2, new=1)
+    # One quiet tenant's answer fails once: it retries alone, the others carry on.
+    devcloud.add_fault(
+        endpoint="list_incidents", tenant=tid(quiet[1]), kind="status", status=500, count=1
+    )
+    start_worker(concurrency=2, env=FAST)
+    tasks.fan_out([t.pk for t in [*quiet, busy]])
+    for tenant in [*quiet, busy]:
+        wait_until(finished(tenant, count=2), timeout=60, what="the second sync")
+        assert_db_matches(devcloud, tenant)
+    runs = {t.pk: SyncRun.objects.filter(tenant=t).latest("started_at") for t in quiet}
+    assert runs[quiet[0].pk].task_id == runs[quiet[2].pk].task_id  # one task for the batch
+    assert runs[quiet[1].pk].task_id != runs[quiet[0].pk].task_id  # its retry, a task of its own
+    assert SyncRun.objects.filter(tenant=busy).latest("started_at").task_id not in {
+        r.task_id for r in runs.values()
+    }
+    assert Tenant.objects.filter(sync_lease_token="").count() == Tenant.objects.count()

@@ -22,13 +22,24 @@ def fake_login(settings):
     settings.MICROSOFT_CLIENT_SECRET = "s3cret-value"
     settings.MICROSOFT_CA_BUNDLE = ""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    from django.core.cache import cache
+
+    cache.clear()  # this process's memory: tokens and discovery documents of earlier tests
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(
-            f"{BASE}/{TENANT}/v2.0/.well-known/openid-configuration",
-            json={
-                "authorization_endpoint": f"{BASE}/{TENANT}/oauth2/v2.0/authorize",
-                "token_endpoint": TOKEN_URL,
-                "issuer": f"{BASE}/{TENANT}/v2.0",
-            },
-        )
+        mock.get(discovery_url(TENANT), json=DISCOVERY)
         yield mock
+
+
+def discovery_url(tenant: str) -> str:
+    return f"{BASE}/{tenant}/v2.0/.well-known/openid-configuration"
+
+
+def discovery(tenant: str) -> dict[str, str]:
+    return {
+        "authorization_endpoint": f"{BASE}/{tenant}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{BASE}/{tenant}/oauth2/v2.0/token",
+        "issuer": f"{BASE}/{tenant}/v2.0",
+    }
+
+
+DISCOVERY = discovery(TENANT)

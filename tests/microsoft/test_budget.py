@@ -8,15 +8,22 @@ from partner_portal.microsoft import budget
 from partner_portal.microsoft.errors import Throttled
 
 
-@pytest.fixture(autouse=True)
-def _small_budget(settings):
+@pytest.fixture(autouse=True, params=["redis", "locmem"])
+def backend(request, settings):
+    """Every rule holds on Redis (one script) and on any other cache (add + incr)."""
     from django.core.cache import cache
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    if request.param == "redis":
+        location = request.getfixturevalue("redis_url")
+        settings.CACHES = {
+            "default": {"BACKEND": "partner_portal.redis_cache.RedisCache", "LOCATION": location}
+        }
+    else:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.DEFENDER_CALLS_PER_MINUTE = 5
     settings.DEFENDER_CALLS_PER_HOUR = 100
     cache.clear()
-    yield
+    yield request.param
     cache.clear()
 
 
@@ -75,3 +82,32 @@ def test_tenants_have_separate_budgets():
     take(start, tenant="b")
     with pytest.raises(Throttled):
         take(start, tenant="a")
+
+
+def test_the_reserve_is_left_to_others(backend):
+    start = 1_000_020.0
+    for _ in range(4):
+        budget.take(tenant_id="t1", app_id="app", now=start, reserve=1)
+    with pytest.raises(Throttled):
+        budget.take(tenant_id="t1", app_id="app", now=start, reserve=1)
+    take(start)  # the sync's own call still fits
+
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_on_redis_a_call_costs_one_round_trip(monkeypatch):
+    import redis
+
+    take(1_000_020.0)  # the first call may also load the script into Redis
+    answers = []
+    read = redis.connection.AbstractConnection.read_response
+
+    def counted(self, *args, **kwargs):
+        answers.append(self)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", counted)
+    for n in range(1, 5):
+        take(1_000_020.0 + n)
+    with pytest.raises(Throttled):
+        take(1_000_025.0)
+    assert len(answers) == 5  # 4 calls taken and one refused: one answer each

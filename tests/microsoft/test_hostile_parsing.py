@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from partner_portal.microsoft import defender, errors
 
@@ -175,3 +177,44 @@ def test_enum_values_are_normalised_once_and_the_original_kept_in_raw():
 def test_the_strict_parse_list_still_refuses_a_bad_item():
     with pytest.raises(errors.BadResponse, match="alertId"):
         defender.parse_list(body(incident(1, alerts=[{}])))
+
+
+# Any code point, and often those around what needs repair: NUL, lone surrogates at both
+# ends of both halves, a pair, an escape's own text.
+TEXT = st.lists(
+    st.characters(exclude_categories=())
+    | st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "😀", "\\u0000"]),
+    max_size=6,
+).map("".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | TEXT,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(value=JSON_VALUES, ascii_only=st.booleans())
+@example(value=["\udfff"], ascii_only=True)
+@example(value={"\udc00": 1}, ascii_only=False)
+@example(value={"k\x00": "😀"}, ascii_only=False)
+def test_text_that_passes_the_byte_check_needs_no_repair(value, ascii_only):
+    try:
+        content = json.dumps(value, ensure_ascii=ascii_only).encode()
+    except UnicodeEncodeError:  # a lone surrogate has no UTF-8: Microsoft sends it escaped
+        content = json.dumps(value, ensure_ascii=True).encode()
+    if not defender.text_needs_repair(content):
+        assert defender.repair_text(json.loads(content)) == (json.loads(content), False)
+
+
+def test_a_checked_page_parses_as_the_walk_would_and_a_nul_escape_is_caught():
+    page = {"value": [incident(1, incidentName="Plain ✓ 😀")]}
+    content = json.dumps(page).encode()  # the emoji as an escaped surrogate pair
+    clean = json.dumps(page, ensure_ascii=False).encode()
+    assert defender.text_needs_repair(content) and not defender.text_needs_repair(clean)
+    walked, _, _ = defender.parse_list_items(json.loads(clean))
+    checked = {"value": defender.CheckedItems(json.loads(clean)["value"])}
+    assert defender.parse_list_items(checked)[0] == walked
+    hostile = json.dumps({"value": [incident(2, incidentName="a\x00b")]}).encode()
+    assert defender.text_needs_repair(hostile)

@@ -7,10 +7,11 @@ import time
 import uuid
 
 import pytest
+import responses
 from django.core.cache import cache
 
-from partner_portal.microsoft import tokens
-from tests.microsoft.fake_entra import TENANT, TOKEN_URL
+from partner_portal.microsoft import errors, tokens
+from tests.microsoft.fake_entra import DISCOVERY, TENANT, TOKEN_URL, discovery, discovery_url
 
 ACCESS_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.eyJzZWNyZXQiOiJ5ZXMifQ."
 
@@ -89,15 +90,48 @@ def test_the_cache_is_keyed_per_tenant_and_client(settings):
     )
 
 
-def test_one_app_object_per_tenant_is_kept_per_process(login):
+def discoveries(mock) -> int:
+    return sum(1 for c in mock.calls if "openid-configuration" in c.request.url)
+
+
+def test_a_cached_token_is_served_without_an_msal_app(login):
     tokens.get_access_token(tenant_id=TENANT)
+    tokens.forget_all()  # another process, or this one's apps evicted
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert tokens._apps == {}
+    assert (discoveries(login), token_calls(login)) == (1, 1)
+
+
+def test_a_new_app_reads_the_tenants_discovery_document_from_the_shared_cache(login):
     tokens.get_access_token(tenant_id=TENANT)
-    discoveries = [c for c in login.calls if "openid-configuration" in c.request.url]
-    assert len(discoveries) == 1
-    tokens.forget_tenant(tenant_id=TENANT)
-    tokens.get_access_token(tenant_id=TENANT)
-    discoveries = [c for c in login.calls if "openid-configuration" in c.request.url]
-    assert len(discoveries) == 2
+    assert discoveries(login) == 1
+    tokens.forget_all()  # another process
+    tokens.forget_tenant(tenant_id=TENANT, drop_cached_tokens=True)  # a token is due
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert len(tokens._apps) == 1  # built to ask for the token…
+    assert (discoveries(login), token_calls(login)) == (1, 2)  # …without asking Entra again
+
+
+def test_a_failed_discovery_is_not_kept(login):
+    login.replace(responses.GET, discovery_url(TENANT), status=503)
+    with pytest.raises(errors.Transient):
+        tokens.get_access_token(tenant_id=TENANT)
+    login.replace(responses.GET, discovery_url(TENANT), json=DISCOVERY)
+    assert tokens.get_access_token(tenant_id=TENANT) == ACCESS_TOKEN
+    assert discoveries(login) == 2
+
+
+def test_the_apps_kept_per_process_are_bounded_least_recently_used_first(login, monkeypatch):
+    monkeypatch.setattr(tokens, "APPS_PER_PROCESS", 2)
+    cfg = tokens.config()
+    first, second, third = TENANT, str(uuid.uuid4()), str(uuid.uuid4())
+    for tenant in (second, third):
+        login.get(discovery_url(tenant), json=discovery(tenant))
+    for tenant in (first, second):
+        tokens._get_entry(cfg, "commercial", tenant)
+    tokens._get_entry(cfg, "commercial", first)  # used again: the newest now
+    tokens._get_entry(cfg, "commercial", third)
+    assert [key[1] for key in tokens._apps] == [first, third]
 
 
 def test_forgetting_a_tenant_keeps_its_shared_token_unless_asked_to_drop_it(login):

@@ -1,6 +1,6 @@
 """How the broker classifies what the token endpoint answers (tiny `responses` tests).
 
-The behaviour against a real Entra-shaped server is in test_tokens.py (devcloud).
+The behaviour against a real Entra-shaped server is in test_tokens_devcloud.py.
 """
 
 from __future__ import annotations

@@ -98,8 +98,9 @@ SCRIPT = textwrap.dedent(
     django.setup()
     from partner_portal.microsoft import tokens
     go = pathlib.Path(sys.argv[1])
-    # Build the MSAL app now (its discovery request), so both processes race for the token.
+    # Build the MSAL app now (its discovery), so that both processes race for the token.
     tokens._get_entry(tokens.config(), "commercial", sys.argv[2])
+    pathlib.Path(sys.argv[3]).touch()
     while not go.exists():
         time.sleep(0.005)
     token = tokens.get_access_token(tenant_id=sys.argv[2])
@@ -108,7 +109,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_processes_sharing_the_cache_make_exactly_one_token_request(
+def test_two_processes_sharing_the_cache_make_one_discovery_and_one_token_request(
     devcloud, tid, settings, redis_url, tmp_path
 ):
     env = {
@@ -123,30 +124,36 @@ def test_two_processes_sharing_the_cache_make_exactly_one_token_request(
         "VAR_DIR": str(tmp_path / "var"),
     }
     go = tmp_path / "go"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SCRIPT, str(go), tid],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    # Both processes have built their MSAL app (one discovery each) before they race.
-    wait_until(
-        lambda: (
-            devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) >= 2
-            or any(p.poll() is not None for p in procs)
-        ),
-        timeout=60,
-        what="both processes to start",
-    )
-    # A slow token endpoint: without the lock both processes would miss and both ask.
-    devcloud.add_fault(endpoint="token", kind="latency", latency_ms=700)
-    go.touch()
-    outputs = [p.communicate(timeout=60) for p in procs]
+    procs = []
+    try:
+        for n in range(2):
+            # One after the other: the second builds its app from the discovery document the
+            # first one shared (a worker process that starts while others run).
+            ready = tmp_path / f"ready-{n}"
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", SCRIPT, str(go), tid, str(ready)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            wait_until(
+                lambda ready=ready: ready.exists() or any(p.poll() is not None for p in procs),
+                timeout=60,
+                what=f"process {n} to build its MSAL app",
+            )
+        assert devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) == 1
+        # A slow token endpoint: without the lock both processes would miss and both ask.
+        devcloud.add_fault(endpoint="token", kind="latency", latency_ms=700)
+        go.touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:  # a process left waiting for "go" must not outlive the test
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     assert all(p.returncode == 0 for p in procs), outputs
     digests = {out.strip() for out, _ in outputs}
     assert len(digests) == 1  # the same token
@@ -187,9 +194,8 @@ def test_a_renewal_elsewhere_makes_this_process_build_a_fresh_msal_app(devcloud,
     # so that none replays a "no consent" answer its MSAL cached (§5.5).
     tokens.renew_everywhere(tenant_id=tid)
     assert JWT_SHAPED.fullmatch(tokens.get_access_token(tenant_id=tid).encode())
-    log = devcloud.requests_log(tenant=tid)["by_endpoint"]
-    assert log.get("discovery", 0) == 1  # a brand-new app (its constructor's discovery)
-    assert log["token"] == 1
+    # A brand-new app asked Entra (no replayed 400), from the shared discovery document.
+    assert devcloud.requests_log(tenant=tid)["by_endpoint"] == {"token": 1}
     devcloud.clear_requests()
-    tokens.get_access_token(tenant_id=tid)  # then that app is kept (and the token cached)
-    assert devcloud.requests_log(tenant=tid)["by_endpoint"].get("discovery", 0) == 0
+    tokens.get_access_token(tenant_id=tid)  # then the token is served from the cache
+    assert devcloud.requests_log(tenant=tid)["by_endpoint"] == {}

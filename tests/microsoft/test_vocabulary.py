@@ -81,3 +81,13 @@ def test_normalise_never_raises_and_is_idempotent(value):
         once = vocabulary.normalise(kind, value)
         assert vocabulary.normalise(kind, once) == once
         vocabulary.label(kind, value)
+
+
+def test_the_models_choices_and_ranks_are_the_vocabularys():
+    """Severity and status are listed once (the vocabulary); the models' choices, the
+    filters' and the rank follow it."""
+    from partner_portal.incidents.models import Severity, Status
+
+    assert Severity.choices == vocabulary.choices(Kind.SEVERITY)
+    assert Status.choices == vocabulary.choices(Kind.STATUS)
+    assert [vocabulary.severity_rank(s) for s in Severity.values] == [4, 3, 2, 1, 0]

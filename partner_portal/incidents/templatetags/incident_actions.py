@@ -4,10 +4,13 @@ the action's htmx answer) builds the same context here."""
 
 from __future__ import annotations
 
+import functools
+from html import escape
 from typing import Any
 
 from django import template
 from django.http import HttpRequest
+from django.utils.safestring import SafeString, mark_safe
 
 from partner_portal.incidents import actions
 from partner_portal.incidents.models import Incident
@@ -78,13 +81,31 @@ def incident_actions(context: template.Context, incident: Incident) -> dict[str,
     return ctx
 
 
+@functools.cache
+def bulk_options() -> tuple[SafeString, SafeString]:
+    """The bulk bar's status and classification options: the same on every list page, so
+    written once per process instead of by a template loop on every page."""
+    statuses = "".join(f'<option value="{v}">{escape(t)}</option>' for v, t in status_choices())
+    pairs = "".join(
+        f'<optgroup label="{escape(group["label"])}">'
+        + "".join(
+            f'<option value="{escape(value)}">{escape(group["label"])}: {escape(text)}</option>'
+            for value, text in group["pairs"]
+        )
+        + "</optgroup>"
+        for group in classification_groups()
+    )
+    return mark_safe(statuses), mark_safe(pairs)  # noqa: S308 (every value is escaped)
+
+
 @register.inclusion_tag("incidents/_bulk_bar.html", takes_context=True)
 def bulk_bar(context: template.Context) -> dict[str, Any]:
     request = context["request"]
+    status_options, pair_options = bulk_options()
     return {
         "can_act": request.user.has_perm(actions.PERMISSION),
-        "statuses": status_choices(),
-        "classification_groups": classification_groups(),
+        "status_options": status_options,
+        "pair_options": pair_options,
         "csrf_token": context.get("csrf_token"),
         "me": getattr(request.user, "email", "") or request.user.get_username(),
     }

@@ -31,6 +31,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from partner_portal.demo import devcloud_control
 from partner_portal.demo.supervisor import Supervisor
+from partner_portal.microsoft.client import required_roles
 
 DEMO_USERNAME = "demo"
 DEMO_MSP_TENANT = "0d5e7f3a-5c1b-4e2d-9f8a-7b6c5d4e3f44"  # devcloud's MSP tenant (staff sign-in)
@@ -241,13 +242,10 @@ class Command(BaseCommand):
 
         secret = secrets.token_urlsafe(32)
         # Both sources' permission: one demo customer reads incidents through Graph.
+        # (The children's setting, which the demo defaults to on, not this process's.)
         updates = os.environ.get("MICROSOFT_INCIDENT_UPDATES", "true").strip().lower()
-        permission = (
-            "Incident.ReadWrite.All"
-            if updates in ("1", "true", "yes", "on")
-            else "Incident.Read.All"
-        )
-        permissions = [permission, "Security" + permission]
+        on = updates in ("1", "true", "yes", "on")
+        permissions = required_roles("defender", updates=on) + required_roles("graph", updates=on)
         client_id = _demo_client_id()
         try:
             devcloud_control.register_app(

@@ -1,6 +1,7 @@
-"""The triage list in Chromium at 1280×800 and on a 375×812 phone: rows above the fold, the
-card layout, the sort kept by the form, saved and built-in views, times in the user's own
-time zone, keyboard-only triage, and no serious accessibility violations (axe-core)."""
+"""The pages at 1280×800 and on a 375×812 phone, in Chromium: the incident list (rows above the
+fold, the card layout, the sort kept by the form, saved and built-in views, times in the
+user's own time zone, paging), keyboard-only triage, the tenant pages, the branded 404 and the
+favicon, and no serious accessibility violations (axe-core)."""
 
 from __future__ import annotations
 

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from partner_portal.incidents import tasks
 from partner_portal.incidents.models import SyncOutcome, SyncRun
 from partner_portal.incidents.templatetags.sync_tags import next_scheduled_run
-
-
-@pytest.fixture
-def enqueued(monkeypatch):
-    calls = []
-    monkeypatch.setattr(tasks.sync_tenant, "delay_on_commit", lambda **kw: calls.append(kw))
-    return calls
 
 
 def test_sync_now_enqueues_the_task_and_returns_to_the_tenant_page(

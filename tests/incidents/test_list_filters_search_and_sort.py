@@ -1,10 +1,16 @@
+"""The incident list: only the user's tenants, newest update first, every column; each filter,
+the date ranges, search and every sort select exactly the right rows."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from tests.factories import UserFactory
 from tests.incidents import dashboard_data
 from tests.incidents.dashboard_data import make_incident
 
@@ -185,3 +191,67 @@ def test_every_sort_orders_rows_exactly(alice_client, tenant_a, sort, expected):
 def test_an_unknown_sort_falls_back_to_the_newest_update(alice_client, contoso_and_fabrikam):
     response = get(alice_client, sort="name; drop table")
     assert rows(response)[0] == "Ransomware on FIN-01"
+
+
+# --- search for staff who see some tenants (a trigram index per tenant on PostgreSQL) ------
+
+SEARCH_NAMES = [
+    "Suspicious PowerShell command line",
+    "powershell.exe -enc on DESKTOP-AF12",
+    "Power shell",  # not "powershell"
+    "Müller's mailbox rule",
+    "julia.novak42 signed in",
+    "ab",
+    "Ransomware on FIN-01",
+]
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        "powershell",
+        "PowerShell",
+        "owershel",
+        "desktop-af",
+        "müller",
+        "ller's",
+        "julia.novak4",
+        "ab",
+        "n-0",
+        "#42",
+        "shell com",
+        "e -e",
+    ],
+)
+def test_a_staff_search_finds_exactly_the_matches_in_their_tenants(
+    alice_client, tenant_a, tenant_b, term
+):
+    for n, name in enumerate(SEARCH_NAMES):
+        make_incident(tenant_a, name=name, microsoft_id=4200 + n)
+        make_incident(tenant_b, name=name, microsoft_id=5200 + n)
+    response = alice_client.get("/", {"q": term})
+    found = {i.name for i in response.context["page"].incidents}
+    wanted = term.strip().lower()
+    expected = {name for name in SEARCH_NAMES if wanted in name.lower()}
+    if wanted.lstrip("#").isdigit():
+        expected |= {
+            SEARCH_NAMES[n] for n in range(len(SEARCH_NAMES)) if 4200 + n == int(wanted.lstrip("#"))
+        }
+    assert found == expected
+    assert {i.tenant_id for i in response.context["page"].incidents} <= {tenant_a.pk}
+    assert response.context["count"] == len(expected)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the per-tenant trigram index")
+def test_a_staff_search_goes_through_the_per_tenant_index_and_everyones_does_not(
+    alice_client, client, tenant_a
+):
+    make_incident(tenant_a, name="Suspicious PowerShell")
+    with CaptureQueriesContext(connection) as staff:
+        alice_client.get("/", {"q": "powershell"})
+    assert any("incident_search_keys" in q["sql"] for q in staff.captured_queries)
+    client.force_login(UserFactory(username="root", is_superuser=True))
+    with CaptureQueriesContext(connection) as root:
+        response = client.get("/", {"q": "powershell"})
+    assert [i.name for i in response.context["page"].incidents] == ["Suspicious PowerShell"]
+    assert not any("incident_search_keys" in q["sql"] for q in root.captured_queries)

@@ -1,0 +1,188 @@
+"""A page of rows upserted in one statement, the rows passed as one JSON document.
+
+Why not `bulk_create(update_conflicts=True)`: on PostgreSQL, Django 5.2 sends each column as
+an array (`UNNEST`), and psycopg's client-side binding quotes every element of those arrays
+with a regular expression per character to escape — with the raw JSON of incidents and
+alerts, that was ~40% of storing a page. One JSON text per page (`json.dumps`, in C) is
+quoted once; the database takes the rows apart (`jsonb_to_recordset` on PostgreSQL,
+`json_each` on SQLite), so the SQL is the same on both but for where the rows come from.
+
+`only_changed` adds a WHERE to the conflict branch: a row whose columns all equal the
+stored ones is left as it is (no new row version, no index or TOAST writes).
+
+The SQL is built from model metadata only (table and column names): every value travels
+in the one parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
+
+if TYPE_CHECKING:
+    Field = models.Field[Any, Any]
+
+
+def upsert(
+    model: type[models.Model],
+    objs: Sequence[models.Model],
+    *,
+    unique: Sequence[str],
+    update: Sequence[str],
+    only_changed: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """INSERT `objs` … ON CONFLICT (`unique`) DO UPDATE SET `update` (DO NOTHING without
+    `update`); the `returning` columns of the rows inserted or updated (a row left as it was
+    is not returned). Field names, as `bulk_create` takes them."""
+    if not objs:
+        return []
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    table, columns = _name(model), ", ".join(_column(f) for f in fields)
+    changed = [_column(_field(model, name)) for name in update]
+    # Names from the model only; the values are the parameter. SQLite's parser needs the
+    # WHERE before an upsert's ON CONFLICT.
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({_source(fields)}) AS page "  # noqa: S608
+        f"WHERE true "
+        f"ON CONFLICT ({', '.join(_column(_field(model, name)) for name in unique)}) "
+    )
+    if not changed:
+        sql += "DO NOTHING"
+    else:
+        sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
+    if only_changed and changed:
+        sql += " WHERE " + " OR ".join(
+            f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in changed
+        )
+    if returning:
+        sql += " RETURNING " + ", ".join(_column(_field(model, name)) for name in returning)
+    with _cursor() as cursor:
+        cursor.execute(sql, [_document(fields, objs)])
+        return list(cursor.fetchall()) if returning else []
+
+
+def delete_others(
+    model: type[models.Model],
+    *,
+    parent: str,
+    parents: Sequence[Any],
+    key: str,
+    keep: Sequence[tuple[Any, Any]],
+) -> int:
+    """Delete the rows of `parents` (values of the `parent` field) whose (`parent`, `key`)
+    pair is not in `keep`. Returns how many were deleted."""
+    if not parents:
+        return 0
+    fields = [_field(model, parent), _field(model, key)]
+    table, (p, k) = _name(model), (_column(f) for f in fields)
+    if connection.vendor == "postgresql":  # one statement text whatever the count
+        among, params = f"{p} = ANY(%s)", [list(parents)]
+    else:
+        among, params = f"{p} IN ({', '.join(['%s'] * len(parents))})", list(parents)
+    sql = (
+        f"DELETE FROM {table} WHERE {among} AND NOT EXISTS ("  # noqa: S608
+        f"SELECT 1 FROM ({_source(fields)}) AS page "
+        f"WHERE page.{p} = {table}.{p} AND page.{k} = {table}.{k})"
+    )
+    pairs = [{fields[0].column: a, fields[1].column: b} for a, b in keep]
+    with _cursor() as cursor:
+        cursor.execute(sql, [*params, json.dumps(pairs, ensure_ascii=False)])
+        return cursor.rowcount
+
+
+def _cursor() -> CursorWrapper:
+    """Django's cursor; on PostgreSQL binding parameters on the server (Django binds them
+    on the client by default): the page's JSON travels as it is instead of being escaped
+    into the statement's text and parsed as a literal, and the statements, the same text
+    every page, are prepared after a few pages."""
+    cursor = connection.cursor()
+    if connection.vendor == "postgresql" and not getattr(
+        connection.features, "uses_server_side_binding", False
+    ):
+        # Only defined with psycopg 3 (requirements.txt); imported here, not on SQLite.
+        from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
+            ServerBindingCursor,
+        )
+
+        cursor.cursor.close()
+        cursor.cursor = ServerBindingCursor(connection.connection)
+    return cursor
+
+
+def tune() -> None:
+    """Settings for the rest of this transaction's page statements, on PostgreSQL: no JIT
+    (a page's estimates, off with a growing table's stale statistics, crossed
+    jit_above_cost: 20 ms compiling a statement that ran in 0.5), and lz4 for the JSON that
+    TOAST compresses (about a fifth of the server's time storing a page went to pglz)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('jit', 'off', true), "
+            "set_config('default_toast_compression', %s, true)",
+            [_compression()],
+        )
+
+
+@functools.cache
+def _compression() -> str:
+    """lz4 when the server was built with it (PostgreSQL 14+), else its default."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        row = cursor.fetchone()
+    return "lz4" if row and row[0] else "pglz"
+
+
+def _source(fields: Sequence[Field]) -> str:
+    """A SELECT of the rows in the JSON document parameter, one column per field."""
+    if connection.vendor == "postgresql":
+        # Types without a length: a cast to varchar(n) would cut; the column itself refuses.
+        types = [f"{_column(f)} {str(f.db_type(connection)).split('(')[0]}" for f in fields]
+        return f"SELECT * FROM jsonb_to_recordset(%s::jsonb) AS page({', '.join(types)})"  # noqa: S608
+    # SQLite: ->> gives an SQL value, -> the JSON text of a JSON column.
+    picks = [
+        f"value {'->' if isinstance(f, models.JSONField) else '->>'} '$.{f.column}' AS {_column(f)}"
+        for f in fields
+    ]
+    return f"SELECT {', '.join(picks)} FROM json_each(%s)"  # noqa: S608
+
+
+def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
+    """The rows as one JSON array of objects keyed by column; JSON fields nested as they are.
+    Values as `bulk_create` takes them: after each field's `pre_save` (`auto_now_add`…)."""
+    times = {f.attname for f in fields if isinstance(f, models.DateTimeField)}
+    adapt = connection.ops.adapt_datetimefield_value
+    sqlite = connection.vendor == "sqlite"
+    rows = []
+    for obj in objs:
+        row = {}
+        for f in fields:
+            value = f.pre_save(obj, add=True)
+            if value is not None and f.attname in times:
+                # SQLite keeps Django's own text form (naive UTC): comparisons and order hold.
+                value = str(adapt(value)) if sqlite else value.isoformat()
+            row[f.column] = value
+        rows.append(row)
+    return json.dumps(rows, ensure_ascii=False)
+
+
+def _field(model: type[models.Model], name: str) -> Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field)  # noqa: S101 (a programming error, not input)
+    return field
+
+
+def _column(field: Field) -> str:
+    return connection.ops.quote_name(field.column)
+
+
+def _name(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)

@@ -1,0 +1,136 @@
+"""Storing a page: one upsert per table, alerts compared and rewritten only when they changed,
+the same rows on PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from partner_portal.incidents.models import Alert, Incident
+from partner_portal.incidents.store import store_page
+from partner_portal.microsoft.defender import parse_incident
+from tests.factories import ConsentedTenantFactory
+
+
+def incident(n: int, *alerts: dict, minute: int = 0, **fields) -> object:
+    return parse_incident(
+        {
+            "incidentId": n,
+            "incidentName": f"Incident {n}",
+            "lastUpdateTime": f"2026-01-02T03:{minute:02}:05.1234567Z",
+            "alerts": list(alerts),
+            **fields,
+        }
+    )
+
+
+def alert(alert_id: str, **fields) -> dict:
+    return {"alertId": alert_id, "title": f"Alert {alert_id}", **fields}
+
+
+def versions() -> dict[str, tuple[int, str]]:
+    """Each alert's key and, on PostgreSQL, its row version (xmin: a new one per UPDATE)."""
+    if connection.vendor != "postgresql":
+        return {a.microsoft_id: (a.pk, "") for a in Alert.objects.all()}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT microsoft_id, id, xmin::text FROM incidents_alert")
+        return {alert_id: (pk, xmin) for alert_id, pk, xmin in cursor.fetchall()}
+
+
+def test_alerts_are_rewritten_only_when_they_changed(db):
+    tenant = ConsentedTenantFactory()
+    first = [
+        incident(1, alert("a"), alert("b"), alert("c", entities=[{"accountName": "eve"}])),
+        incident(2, alert("d")),
+    ]
+    store_page(tenant=tenant, incidents=first, synced_at=timezone.now())
+    before = versions()
+
+    again = [
+        incident(1, alert("a"), alert("b", title="Renamed"), alert("e"), minute=1),
+        incident(2, alert("d"), minute=1),
+    ]
+    assert store_page(tenant=tenant, incidents=again, synced_at=timezone.now()) == (0, 2)
+    after = versions()
+    assert set(after) == {"a", "b", "d", "e"}  # c is gone, e is new
+    assert after["a"] == before["a"] and after["d"] == before["d"]  # untouched
+    assert after["b"][0] == before["b"][0]  # updated in place, not deleted and reinserted
+    if connection.vendor == "postgresql":
+        assert after["b"][1] != before["b"][1]
+    assert Alert.objects.get(microsoft_id="b").title == "Renamed"
+    assert Incident.objects.get(microsoft_id=1).alert_count == 3
+    assert not Alert.objects.filter(microsoft_id="c").exists()
+
+    # An incident that lost all its alerts keeps none.
+    store_page(tenant=tenant, incidents=[incident(2, minute=2)], synced_at=timezone.now())
+    assert not Alert.objects.filter(incident__microsoft_id=2).exists()
+    assert set(Alert.objects.values_list("microsoft_id", flat=True)) == {"a", "b", "e"}
+
+
+def test_every_column_reads_back_as_parsed(db):
+    tenant = ConsentedTenantFactory()
+    item = incident(
+        7,
+        alert(
+            "x",
+            severity="high",
+            firstActivity="2026-01-01T00:00:00Z",
+            lastActivity="2026-01-01T00:00:01.5Z",
+            mitreTechniques=["T1059"],
+            devices=[{"deviceDnsName": "fs01", "n": 2**62, "f": 0.1, "ok": True}],
+        ),
+        severity="Medium",
+        status="Active",
+        assignedTo="ann@example.com",
+        tags=["a", "ß", "😀"],
+        comments=[{"comment": 'quote " and \\ and \n'}],
+        redirectIncidentId=9,
+        createdTime="2025-12-31T23:59:59Z",
+        incidentUri="https://security.microsoft.com/incidents/7",
+    )
+    synced_at = timezone.now()
+    store_page(tenant=tenant, incidents=[item], synced_at=synced_at)
+    row = Incident.objects.get(tenant=tenant, microsoft_id=7)
+    assert (row.name, row.severity, row.severity_rank, row.status) == (
+        "Incident 7",
+        "Medium",
+        3,
+        "Active",
+    )
+    assert (row.assigned_to, row.tags, row.comments) == (item.assigned_to, item.tags, item.comments)
+    assert (row.redirect_incident_id, row.portal_url) == (9, item.incident_uri)
+    assert row.created_time == datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert row.last_update_time == item.last_update_time
+    assert (row.raw, row.synced_at, row.text_repaired) == (item.raw, synced_at, False)
+    stored = row.alerts.get()
+    (parsed,) = item.alerts
+    for name in ("microsoft_id", "title", "severity", "mitre_techniques", "devices", "raw"):
+        assert getattr(stored, name) == getattr(
+            parsed, "alert_id" if name == "microsoft_id" else name
+        )
+    assert (stored.first_activity, stored.last_activity) == (
+        parsed.first_activity,
+        parsed.last_activity,
+    )
+    # Ordered and filtered as Django writes them (SQLite keeps datetimes as text).
+    assert Incident.objects.filter(last_update_time__gte=item.last_update_time).count() == 1
+    assert Incident.objects.filter(last_update_time__gt=item.last_update_time).count() == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's TOAST")
+def test_big_json_is_compressed_with_lz4_when_the_server_has_it(db):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        (has_lz4,) = cursor.fetchone()
+    tenant = ConsentedTenantFactory()
+    entities = [{"accountName": f"user{n}", "n": n} for n in range(400)]  # ~10 KB of JSON
+    item = incident(1, alert("a", entities=entities))
+    store_page(tenant=tenant, incidents=[item], synced_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_column_compression(raw) FROM incidents_alert")
+        assert cursor.fetchone() == ("lz4" if has_lz4 else "pglz",)
