@@ -16,7 +16,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from partner_portal.tenants.models import Tenant, lease_seconds
@@ -83,13 +82,16 @@ def _keep() -> None:
 
 def _renew(tenant_pk: int, token: str) -> bool:
     """False once the lease is lost: the run's next page fence stops it."""
-    until = timezone.now() + timedelta(seconds=lease_seconds())
     try:
         rows = Tenant.objects.filter(pk=tenant_pk, sync_lease_token=token)
-        # Never shorter: this UPDATE may have waited for a page's transaction, which renewed
-        # the lease as it committed.
-        longer = rows.filter(Q(sync_lease_until__isnull=True) | Q(sync_lease_until__lt=until))
-        return longer.update(sync_lease_until=until) == 1 or rows.exists()
+        with transaction.atomic():
+            # A row locked by the run's page being written (longer than a lease, under load):
+            # the page renews the lease as it commits. Waiting for it would hold up every
+            # other run's renewal, and then write a lease older than the page's.
+            if not rows.select_for_update(skip_locked=True).values_list("pk", flat=True):
+                return rows.exists()  # locked, still ours; or lost
+            until = timezone.now() + timedelta(seconds=lease_seconds())
+            return rows.update(sync_lease_until=until) == 1
     except DatabaseError:
         logger.warning("Could not renew the sync lease of tenant %s", tenant_pk)
         return True

@@ -11,7 +11,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from partner_portal.incidents import sync
+from partner_portal.incidents import lease_keeper, sync
 from partner_portal.incidents.models import Incident, SyncOutcome, SyncRun
 from partner_portal.microsoft import errors
 from partner_portal.tenants.models import Tenant, lease_seconds
@@ -196,6 +196,18 @@ def test_a_page_outlasting_its_lease_is_neither_declared_dead_nor_left_lapsed(tr
     try:
         assert in_page.wait(10)
         assert sync.close_dead_runs() == 0  # its row is locked: a page is being written
+        # The lease keeper does not wait for the page (it would hold up every other run's
+        # renewal), and keeps the lease: the page renews it as it commits.
+        renewed: list[bool] = []
+
+        def renew() -> None:
+            renewed.append(lease_keeper._renew(tenant.pk, token))
+            connections.close_all()
+
+        keeper = threading.Thread(target=renew)
+        keeper.start()
+        keeper.join(5)
+        assert renewed == [True]
     finally:
         done.set()
         writer.join()
