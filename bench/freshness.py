@@ -176,7 +176,7 @@ def utilisation(bench: Fleet, ticks: list[tuple], interval: float) -> list[float
     from partner_portal.incidents.sync import UNFINISHED
 
     shares = []
-    for at, queued in ticks:
+    for n, (at, queued) in enumerate(ticks):
         finished = (
             SyncRun.objects.filter(tenant_id__in=bench.tenant_pks, started_at__gte=at)
             .exclude(outcome__in=UNFINISHED)
@@ -184,6 +184,10 @@ def utilisation(bench: Fleet, ticks: list[tuple], interval: float) -> list[float
             .values_list("finished_at", flat=True)
         )
         ends = list(finished[:queued])
+        deadline = time.monotonic() + interval
+        while n == len(ticks) - 1 and len(ends) < queued and time.monotonic() < deadline:
+            time.sleep(0.2)  # the last tick's runs, still under way when the changes were in
+            ends = list(finished[:queued])
         if queued and len(ends) == queued:
             shares.append((ends[-1] - at) / timedelta(seconds=interval))
         elif queued:
