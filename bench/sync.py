@@ -28,10 +28,10 @@ Ends with the issue's goal column beside the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fleet import children, cpu_seconds, rss_kib, start_worker, stop_worker  # noqa: E402
 from devcloud import launcher  # noqa: E402
 
 BENCH_PREFIX = "bench-sync "
@@ -61,7 +62,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, default=0, help="slots per worker (default: tenants ÷ workers)"
     )
-    parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
     parser.add_argument("--big", type=int, default=100_000, help="incidents of the big tenant")
     parser.add_argument("--reread-tenants", type=int, default=20)
     parser.add_argument("--cycles", type=int, default=6, help="incremental cycles after the first")
@@ -191,9 +191,12 @@ class Bench:
         if failed.exists():
             sys.exit(f"a sync failed: {failed.first().error_class}: {failed.first().error_message}")
 
+    def devcloud_cpu(self) -> float:
+        return cpu_seconds(self.server.process.pid)
+
     def workers(self, concurrency: int, count: int | None = None) -> list[dict]:
         return [
-            start_worker(self.env, self.args.pool, concurrency, n)
+            start_worker(self.env, concurrency, f"bench-sync{n}")
             for n in range(count or self.args.workers)
         ]
 
@@ -228,7 +231,7 @@ class Bench:
         slots = min(concurrency * args.workers, args.tenants)
         bound = pages * args.latency_ms / 1000 / slots
         print(
-            f"workers={args.workers} pool={args.pool} concurrency={concurrency} per worker, "
+            f"workers={args.workers} (threads) concurrency={concurrency} per worker, "
             f"db={connection.vendor}, {os.cpu_count()} cores"
         )
         print(f"incidents synced      {total} in {wall:.2f}s = {total / wall:,.0f} incidents/s")
@@ -301,12 +304,16 @@ class Bench:
         tenant = self.tenant("big", n, seed=99)
         (worker,) = self.workers(concurrency=1, count=1)
         rss: list[int] = []  # the worker's resident set, twice a second
+        database: dict[int, tuple[float, float]] = {}  # backend pid: (first, last) CPU seen
         try:
+            worker_cpu, devcloud_cpu = cpu_seconds(worker["proc"].pid), self.devcloud_cpu()
             started = time.monotonic()
             tasks.sync_tenant.delay(tenant_pk=tenant.pk)
             deadline = started + self.args.timeout
             while True:
                 rss.append(rss_kib(worker["proc"].pid))
+                for pid, seconds in database_cpu().items():
+                    database[pid] = (database.get(pid, (seconds, 0))[0], seconds)
                 run = SyncRun.objects.filter(tenant=tenant).first()
                 if run is not None and run.outcome == "success":
                     break
@@ -316,12 +323,22 @@ class Bench:
                     sys.exit("timed out waiting for the big sync")
                 time.sleep(0.5)
             wall = time.monotonic() - started
+            worker_cpu = cpu_seconds(worker["proc"].pid) - worker_cpu
+            devcloud_cpu = self.devcloud_cpu() - devcloud_cpu
             peak = peak_rss_kib(worker["proc"].pid)
         finally:
             stop_worker(worker)
         rate = run.created_count / wall
+        pages = run.created_count / 100
         marks = [rss[int(share * (len(rss) - 1))] / 1024 for share in (0.1, 0.5, 0.9)]
         print(f"incidents synced      {run.created_count:,} in {wall:.1f}s = {rate:,.0f}/s")
+        # What the load of other work on the machine does not change: CPU per page.
+        print(
+            f"CPU per 100           worker {worker_cpu / pages * 1000:.0f} ms, PostgreSQL "
+            f"{sum(b - a for a, b in database.values()) / pages * 1000:.0f} ms, devcloud "
+            f"{devcloud_cpu / pages * 1000:.0f} ms (load average {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores)"
+        )
         print(
             f"worker RSS            {marks[0]:.0f} / {marks[1]:.0f} / {marks[2]:.0f} MiB at 10% / "
             f"50% / 90% of the run; peak {peak / 1024:.0f} MiB"
@@ -476,59 +493,30 @@ def delete_tenants(tenants) -> None:
     tenants.delete()
 
 
-def start_worker(env: dict, pool: str, concurrency: int, n: int) -> dict:
-    log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
-    cmd = [sys.executable, "-m", "celery", "-A", "partner_portal", "worker", "--pool", pool]
-    cmd += ["--concurrency", str(concurrency), "--loglevel", "WARNING"]
-    cmd += ["--without-heartbeat", "--without-mingle", "--without-gossip", "-n", f"bench{n}@%h"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+def database_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to this database (none on
+    SQLite), but this process's own."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
         )
-    from partner_portal.celery import app
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=0.5)
-        if any(f"bench{n}@" in name for reply in replies for name in reply):
-            break
-        if proc.poll() is not None:
-            sys.exit(log.read_text())
-    print(f"worker {n}: ready (pid {proc.pid}, pool {pool}, concurrency {concurrency})", flush=True)
-    return {"proc": proc, "log": log}
-
-
-def stop_worker(worker: dict) -> None:
-    worker["proc"].terminate()
-    try:
-        worker["proc"].wait(20)
-    except subprocess.TimeoutExpired:
-        worker["proc"].kill()
-
-
-def _status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1])
-    return 0
-
-
-def rss_kib(pid: int) -> int:
-    """VmRSS (resident set now) of the worker and its pool children, the largest."""
-    return max((_status_kib(p, "VmRSS:") for p in _family(pid)), default=0)
+        return {pid: cpu_seconds(pid) for (pid,) in cursor.fetchall()}
 
 
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of the worker and its pool children, the largest."""
-    return max((_status_kib(p, "VmHWM:") for p in _family(pid)), default=0)
-
-
-def _family(pid: int) -> list[int]:
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    return [p for p in pids if Path(f"/proc/{p}/status").exists()]
+    peak = 0
+    for p in [pid, *children(pid)]:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    return peak
 
 
 def raw_store_page(connection, tenant_pk: int, page: list) -> None:

@@ -157,19 +157,29 @@ def _source(fields: Sequence[Field]) -> str:
 
 def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
     """The rows as one JSON array of objects keyed by column; JSON fields nested as they are.
-    Values as `bulk_create` takes them: after each field's `pre_save` (`auto_now_add`…)."""
-    times = {f.attname for f in fields if isinstance(f, models.DateTimeField)}
-    adapt = connection.ops.adapt_datetimefield_value
+    Values as `bulk_create` takes them: after `pre_save` where a field has one that matters
+    (`auto_now_add`…), times in the database's text form."""
     sqlite = connection.vendor == "sqlite"
+    adapt = connection.ops.adapt_datetimefield_value
+    columns = [
+        (
+            f.column,
+            f.attname,
+            isinstance(f, models.DateTimeField),
+            f if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else None,
+        )
+        for f in fields
+    ]
     rows = []
     for obj in objs:
+        values = obj.__dict__
         row = {}
-        for f in fields:
-            value = f.pre_save(obj, add=True)
-            if value is not None and f.attname in times:
+        for column, attname, is_time, pre_save in columns:
+            value = pre_save.pre_save(obj, add=True) if pre_save else values[attname]
+            if is_time and value is not None:
                 # SQLite keeps Django's own text form (naive UTC): comparisons and order hold.
                 value = str(adapt(value)) if sqlite else value.isoformat()
-            row[f.column] = value
+            row[column] = value
         rows.append(row)
     return json.dumps(rows, ensure_ascii=False)
 

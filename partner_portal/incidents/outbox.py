@@ -37,8 +37,10 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> dict[int, dict[
     storing Microsoft's answer while the sync stores a page) waits, then reads the state
     this page wrote, so neither the outbox nor the counts start from a stale state.
     """
-    rows = Incident.objects.select_for_update().filter(
-        tenant=tenant, microsoft_id__in=list(microsoft_ids)
+    rows = (
+        Incident.objects.select_for_update()
+        .filter(tenant=tenant, microsoft_id__in=list(microsoft_ids))
+        .order_by("microsoft_id")  # locked in the upsert's order (store._upsert)
     )
     return {row["microsoft_id"]: row for row in rows.values("microsoft_id", *SNAPSHOT_FIELDS)}
 

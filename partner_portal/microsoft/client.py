@@ -169,13 +169,19 @@ class _ApiClient:
         self.base_url = (base_url or host).rstrip("/")
         resource = tokens.resource_of(cloud, self.source)
         self.token: TokenSource = token or BrokerToken(tenant_id, cloud, resource)
-        # The thread's pooled session: no TCP and TLS handshake per run (http.shared_session).
-        self.session = session or shared_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
+        self._session = session
+        self._timeout, self._ca_bundle = cfg.timeout, cfg.ca_bundle
         self.api_calls = 0
         self.microsoft_time: datetime | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.tenant_id} {self.base_url}>"
+
+    @property
+    def session(self) -> requests.Session:
+        """The calling thread's pooled session (`http.shared_session`: no TCP and TLS
+        handshake per run), looked up per call: a listing may be read ahead in a thread."""
+        return self._session or shared_session(timeout=self._timeout, ca_bundle=self._ca_bundle)
 
     def required_roles(self) -> list[str]:
         return required_roles(self.source)

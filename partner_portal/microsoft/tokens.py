@@ -181,9 +181,14 @@ class _RecordingClient:
     keyed by its URL (login host and tenant), and served to every process's new apps.
     """
 
-    def __init__(self, session: TimeoutSession) -> None:
-        self.session = session
+    def __init__(self, *, timeout: float, ca_bundle: str) -> None:
+        self.timeout, self.ca_bundle = timeout, ca_bundle
         self.local = threading.local()
+
+    @property
+    def session(self) -> TimeoutSession:
+        # The calling thread's (an app serves whichever thread needs its tenant's token).
+        return shared_session(timeout=self.timeout, ca_bundle=self.ca_bundle)
 
     def reset(self) -> None:
         self.local.status = None
@@ -320,7 +325,7 @@ def _get_entry(cfg: Config, cloud: str, tenant_id: str) -> _Entry:
             del _apps[key]
     # Build outside the lock: the constructor may do network I/O (tenant discovery).
     base = login_base_url(cloud, cfg)
-    http = _RecordingClient(shared_session(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle))
+    http = _RecordingClient(timeout=cfg.timeout, ca_bundle=cfg.ca_bundle)
     cache = msal.SerializableTokenCache()
     http.reset()
     try:

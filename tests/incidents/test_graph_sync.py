@@ -118,7 +118,9 @@ def test_sync_via_graph_equals_devclouds_graph_answers_across_pages_of_50(
     assert Alert.objects.filter(incident__tenant=tenant).exclude(entities=[]).exists()
 
 
-def test_the_list_asks_for_alerts_top_50_and_the_watermark_filter(db, devcloud, devcloud_settings):
+def test_the_list_asks_for_alerts_top_50_and_the_watermark_filter(
+    db, devcloud, devcloud_settings, monkeypatch
+):
     tenant = make_tenant(devcloud, devcloud_settings, count=3)
     sync.sync_tenant(tenant=tenant)
     client = tenant.incident_client()
@@ -129,7 +131,8 @@ def test_the_list_asks_for_alerts_top_50_and_the_watermark_filter(db, devcloud, 
         urls.append(url)
         return send(method, url, **kwargs)
 
-    client.session.request = spy  # type: ignore[method-assign]
+    # The thread's shared session: put back afterwards.
+    monkeypatch.setattr(client.session, "request", spy)
     tenant.refresh_from_db()
     list(client.incident_pages(since=tenant.incidents_watermark))
     query = parse_qs(urlsplit(urls[0]).query)
