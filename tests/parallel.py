@@ -15,6 +15,7 @@ and Chromium (session and module fixtures); ports are chosen free, never fixed.
 from __future__ import annotations
 
 import os
+import random
 
 import pytest
 
@@ -28,6 +29,15 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
         return 0
     return min(WORKERS_FOR_THE_WHOLE_SUITE, os.cpu_count() or 1)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Every worker must collect the same test ids, and some ids show a set's order (e.g.
+    `frozenset({'object_id', 'content_type_id'})`), which depends on the process's hash
+    seed: the workers, started after this, get one seed, a new one each run."""
+    if getattr(config.option, "tx", None) and not os.environ.get("PYTHONHASHSEED"):
+        os.environ["PYTHONHASHSEED"] = str(random.randint(1, 2**32 - 1))  # noqa: S311
 
 
 # What makes a test file long: real workers, Chromium, a whole demo. Used to hand the long
