@@ -161,8 +161,8 @@ def reconnected_after(worker, when: float) -> float:
     for line in worker.lines:
         if "Connected to redis://" in line:
             logged = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # noqa: DTZ007 (the worker's local time, as ours)
-            if logged >= when:
-                return logged - when
+            if logged >= when - 0.001:  # the log's time is cut to the millisecond
+                return max(logged - when, 0.0)
     return math.inf
 
 
