@@ -278,9 +278,9 @@ def _alert_row(incident_pk: int, a: defender.AlertData) -> Row:
         entities=a.entities,
         raw=a.raw,
     )
-    # Of what is stored, in a stable text (keys sorted: Microsoft's key order may change).
-    content = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16)
+    # Of what is stored. Keys in the order received, not sorted (a quarter cheaper): an answer
+    # that reorders an alert's keys has it rewritten once, which is only what a change costs.
+    digest = hashlib.blake2b(json.dumps(row, default=str).encode(), digest_size=16)
     return {**row, "incident_id": incident_pk, "content_hash": digest.hexdigest()}
 
 
