@@ -220,7 +220,9 @@ class Alert(models.Model):
     raw = models.JSONField(default=dict)
     # A digest of the columns above as the sync last wrote them ("" when written otherwise):
     # an unchanged alert is recognised without reading or rewriting it (store._store_alerts).
-    content_hash = models.CharField(max_length=32, editable=False, default="", blank=True)
+    content_hash = models.CharField(
+        max_length=32, editable=False, default="", db_default="", blank=True
+    )
 
     class Meta:
         ordering = ["first_activity", "id"]
