@@ -318,7 +318,11 @@ class Bench:
             started = time.monotonic()
             tasks.sync_tenant.delay(tenant_pk=tenant.pk)
             deadline = started + self.args.timeout
+            analyzed = started
             while True:
+                if time.monotonic() - analyzed > 10:  # as autoanalyze would, as the table grows
+                    maintain(vacuum=False)
+                    analyzed = time.monotonic()
                 rss.append(rss_kib(worker["proc"].pid))
                 for pid, seconds in database_cpu().items():
                     database[pid] = (database.get(pid, (seconds, 0))[0], seconds)
