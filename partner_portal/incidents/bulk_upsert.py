@@ -126,11 +126,14 @@ def _document(fields: Sequence[Field], objs: Sequence[models.Model | Mapping[str
     ]
     rows = []
     for obj in objs:
-        instance = isinstance(obj, models.Model)
-        values = obj.__dict__ if instance else obj
+        instance = obj if isinstance(obj, models.Model) else None
+        values: Mapping[str, Any] = obj.__dict__ if instance is not None else obj  # type: ignore[assignment]
         row = {}
         for column, attname, is_time, pre_save in columns:
-            value = pre_save.pre_save(obj, add=True) if pre_save and instance else values[attname]
+            if pre_save is not None and instance is not None:
+                value = pre_save.pre_save(instance, add=True)
+            else:
+                value = values[attname]
             if is_time and value is not None:
                 # SQLite keeps Django's own text form (naive UTC): comparisons and order hold.
                 value = str(adapt(value)) if sqlite else value.isoformat()
