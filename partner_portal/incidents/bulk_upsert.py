@@ -7,9 +7,6 @@ alerts, that was ~40% of storing a page. One JSON text per page (`json.dumps`, i
 quoted once; the database takes the rows apart (`jsonb_to_recordset` on PostgreSQL,
 `json_each` on SQLite), so the SQL is the same on both but for where the rows come from.
 
-`only_changed` adds a WHERE to the conflict branch: a row whose columns all equal the
-stored ones is left as it is (no new row version, no index or TOAST writes).
-
 The SQL is built from model metadata only (table and column names): every value travels
 in the one parameter.
 """
@@ -18,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
@@ -30,18 +27,36 @@ if TYPE_CHECKING:
 
 def upsert(
     model: type[models.Model],
-    objs: Sequence[models.Model],
+    objs: Sequence[models.Model | Mapping[str, Any]],
     *,
     unique: Sequence[str],
     update: Sequence[str],
-    only_changed: bool = False,
     returning: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
     """INSERT `objs` … ON CONFLICT (`unique`) DO UPDATE SET `update` (DO NOTHING without
     `update`); the `returning` columns of the rows inserted or updated (a row left as it was
-    is not returned). Field names, as `bulk_create` takes them."""
+    is not returned). Field names, as `bulk_create` takes them. `objs`: model instances, or
+    mappings of every field's attname to its value (cheaper to make)."""
     if not objs:
         return []
+    fields, sql = _statement(
+        model, tuple(unique), tuple(update), tuple(returning), connection.vendor
+    )
+    with _cursor() as cursor:
+        cursor.execute(sql, [_document(fields, objs)])
+        return list(cursor.fetchall()) if returning else []
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(
+    model: type[models.Model],
+    unique: tuple[str, ...],
+    update: tuple[str, ...],
+    returning: tuple[str, ...],
+    vendor: str = "",
+) -> tuple[list[Field], str]:
+    """The fields and SQL text of an upsert: the same for every page, so made once (it cost
+    more than a page's JSON). `vendor` keys the cache (the SQL differs by database)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     table, columns = _name(model), ", ".join(_column(f) for f in fields)
     changed = [_column(_field(model, name)) for name in update]
@@ -56,44 +71,9 @@ def upsert(
         sql += "DO NOTHING"
     else:
         sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
-    if only_changed and changed:
-        sql += " WHERE " + " OR ".join(
-            f"{table}.{c} IS DISTINCT FROM excluded.{c}" for c in changed
-        )
     if returning:
         sql += " RETURNING " + ", ".join(_column(_field(model, name)) for name in returning)
-    with _cursor() as cursor:
-        cursor.execute(sql, [_document(fields, objs)])
-        return list(cursor.fetchall()) if returning else []
-
-
-def delete_others(
-    model: type[models.Model],
-    *,
-    parent: str,
-    parents: Sequence[Any],
-    key: str,
-    keep: Sequence[tuple[Any, Any]],
-) -> int:
-    """Delete the rows of `parents` (values of the `parent` field) whose (`parent`, `key`)
-    pair is not in `keep`. Returns how many were deleted."""
-    if not parents:
-        return 0
-    fields = [_field(model, parent), _field(model, key)]
-    table, (p, k) = _name(model), (_column(f) for f in fields)
-    if connection.vendor == "postgresql":  # one statement text whatever the count
-        among, params = f"{p} = ANY(%s)", [list(parents)]
-    else:
-        among, params = f"{p} IN ({', '.join(['%s'] * len(parents))})", list(parents)
-    sql = (
-        f"DELETE FROM {table} WHERE {among} AND NOT EXISTS ("  # noqa: S608
-        f"SELECT 1 FROM ({_source(fields)}) AS page "
-        f"WHERE page.{p} = {table}.{p} AND page.{k} = {table}.{k})"
-    )
-    pairs = [{fields[0].column: a, fields[1].column: b} for a, b in keep]
-    with _cursor() as cursor:
-        cursor.execute(sql, [*params, json.dumps(pairs, ensure_ascii=False)])
-        return cursor.rowcount
+    return fields, sql
 
 
 def _cursor() -> CursorWrapper:
@@ -115,32 +95,6 @@ def _cursor() -> CursorWrapper:
     return cursor
 
 
-def tune() -> None:
-    """Settings for the rest of this transaction's page statements, on PostgreSQL: no JIT
-    (a page's estimates, off with a growing table's stale statistics, crossed
-    jit_above_cost: 20 ms compiling a statement that ran in 0.5), and lz4 for the JSON that
-    TOAST compresses (about a fifth of the server's time storing a page went to pglz)."""
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('jit', 'off', true), "
-            "set_config('default_toast_compression', %s, true)",
-            [_compression()],
-        )
-
-
-@functools.cache
-def _compression() -> str:
-    """lz4 when the server was built with it (PostgreSQL 14+), else its default."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
-        )
-        row = cursor.fetchone()
-    return "lz4" if row and row[0] else "pglz"
-
-
 def _source(fields: Sequence[Field]) -> str:
     """A SELECT of the rows in the JSON document parameter, one column per field."""
     if connection.vendor == "postgresql":
@@ -155,10 +109,10 @@ def _source(fields: Sequence[Field]) -> str:
     return f"SELECT {', '.join(picks)} FROM json_each(%s)"  # noqa: S608
 
 
-def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
+def _document(fields: Sequence[Field], objs: Sequence[models.Model | Mapping[str, Any]]) -> str:
     """The rows as one JSON array of objects keyed by column; JSON fields nested as they are.
     Values as `bulk_create` takes them: after `pre_save` where a field has one that matters
-    (`auto_now_add`…), times in the database's text form."""
+    (`auto_now_add`…, model instances only), times in the database's text form."""
     sqlite = connection.vendor == "sqlite"
     adapt = connection.ops.adapt_datetimefield_value
     columns = [
@@ -172,10 +126,14 @@ def _document(fields: Sequence[Field], objs: Sequence[models.Model]) -> str:
     ]
     rows = []
     for obj in objs:
-        values = obj.__dict__
+        instance = obj if isinstance(obj, models.Model) else None
+        values: Mapping[str, Any] = obj.__dict__ if instance is not None else obj  # type: ignore[assignment]
         row = {}
         for column, attname, is_time, pre_save in columns:
-            value = pre_save.pre_save(obj, add=True) if pre_save else values[attname]
+            if pre_save is not None and instance is not None:
+                value = pre_save.pre_save(instance, add=True)
+            else:
+                value = values[attname]
             if is_time and value is not None:
                 # SQLite keeps Django's own text form (naive UTC): comparisons and order hold.
                 value = str(adapt(value)) if sqlite else value.isoformat()

@@ -47,15 +47,18 @@ def _move(
     state: Any,
     delta: int,
 ) -> None:
-    # A stored row's snapshot (a dict) or an Incident as written.
-    values = state if isinstance(state, dict) else {f: getattr(state, f) for f in FIELDS}
+    # A stored row's snapshot or a row as written (dicts), or an Incident.
+    values = state if isinstance(state, dict) else vars(state)
     severity, status = values["severity"] or "", values["status"] or ""
     by_status[(tenant_pk, severity, status)] += delta
     by_day[(tenant_pk, _day(values["created_time"]), severity)] += delta
 
 
 def record(
-    *, tenant: Tenant, before: dict[int, dict[str, Any]], incidents: Iterable[Incident]
+    *,
+    tenant: Tenant,
+    before: dict[int, dict[str, Any]],
+    incidents: Iterable[Incident | dict[str, Any]],
 ) -> None:
     """Move the counts of `incidents` (the rows as written, by Microsoft ID) from their
     stored state `before` (absent: a new incident) to their new one. The caller holds the
@@ -63,7 +66,8 @@ def record(
     by_status: Counter[StatusKey] = Counter()
     by_day: Counter[DayKey] = Counter()
     for incident in incidents:
-        old = before.get(incident.microsoft_id)
+        row = incident if isinstance(incident, dict) else vars(incident)
+        old = before.get(row["microsoft_id"])
         if old is not None:
             _move(by_status, by_day, tenant.pk, old, -1)
         _move(by_status, by_day, tenant.pk, incident, +1)

@@ -161,6 +161,9 @@ class IncidentFilter(django_filters.FilterSet):
             filter_.model, filter_.parent = queryset.model, self
             self.filters[name] = filter_
 
+    # Whether the search went through the per-tenant trigram keys (`_in_visible_tenants`).
+    keyed_search = False
+
     def get_form_class(self):
         # One form class per request: its fields (the tenant choices are this user's) are
         # the same for the list's filters and every view's.
@@ -230,6 +233,7 @@ class IncidentFilter(django_filters.FilterSet):
         narrowed = self._in_visible_tenants(value)
         if narrowed is not None:
             matches &= Q(narrowed)
+            self.keyed_search = True
         # An incident number (as Defender shows it, perhaps with its "#") finds that incident.
         number = value.removeprefix("#")
         if number.isascii() and number.isdigit() and len(number) <= 18:

@@ -60,7 +60,10 @@ class Incident(models.Model):
     dashboard's search.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="incidents")
+    # Not indexed alone: the unique (tenant, microsoft_id) index serves its lookups.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="incidents", db_index=False
+    )
     microsoft_id = models.BigIntegerField("incident ID")
     name = models.TextField()
     severity = models.TextField(blank=True)
@@ -195,7 +198,10 @@ class IncidentDayCount(models.Model):
 class Alert(models.Model):
     """One alert of an incident. A sync replaces all alerts of an incident together."""
 
-    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="alerts")
+    # Not indexed alone: the unique (incident, microsoft_id_hash) index serves its lookups.
+    incident = models.ForeignKey(
+        Incident, on_delete=models.CASCADE, related_name="alerts", db_index=False
+    )
     # Whole, however long: unique by its hash (an index on the text itself has a size limit).
     microsoft_id = models.TextField("alert ID")
     microsoft_id_hash = models.CharField(max_length=64, editable=False, default="")
@@ -212,6 +218,11 @@ class Alert(models.Model):
     devices = models.JSONField(default=list, blank=True)
     entities = models.JSONField(default=list, blank=True)
     raw = models.JSONField(default=dict)
+    # A digest of the columns above as the sync last wrote them ("" when written otherwise):
+    # an unchanged alert is recognised without reading or rewriting it (store._store_alerts).
+    content_hash = models.CharField(
+        max_length=32, editable=False, default="", db_default="", blank=True
+    )
 
     class Meta:
         ordering = ["first_activity", "id"]

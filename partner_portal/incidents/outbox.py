@@ -10,7 +10,7 @@ knows about rules or channels.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from partner_portal.incidents import bulk_upsert, counters
@@ -29,8 +29,11 @@ FIELDS = ("name", "severity", "status", "assigned_to", "tags", "last_update_time
 # The summary's maintained counts move from this state too.
 SNAPSHOT_FIELDS = (*FIELDS, *(f for f in counters.FIELDS if f not in FIELDS))
 
+# Stored incidents' state before a page, by Microsoft ID.
+Snapshot = dict[int, dict[str, Any]]
 
-def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+
+def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     """The stored state of these incidents, before the page overwrites it.
 
     Locked until the page commits: a concurrent writer of the same incident (an action
@@ -45,20 +48,21 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> dict[int, dict[
     return {row["microsoft_id"]: row for row in rows.values("microsoft_id", *SNAPSHOT_FIELDS)}
 
 
-def kinds_of_change(before: dict[str, Any] | None, after: Incident) -> list[str]:
-    """What a rule can ask about: new, severity raised, status changed, reassigned, reopened."""
+def kinds_of_change(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """What a rule can ask about: new, severity raised, status changed, reassigned, reopened.
+    `after`: the row as written (store.Row)."""
     if before is None:
         return [ChangeKind.NEW]
     kinds: list[str] = []
-    if vocabulary.severity_rank(after.severity) > vocabulary.severity_rank(before["severity"]):
+    if vocabulary.severity_rank(after["severity"]) > vocabulary.severity_rank(before["severity"]):
         kinds.append(ChangeKind.SEVERITY_RAISED)
     old_status = vocabulary.normalise(Kind.STATUS, before["status"])
-    new_status = vocabulary.normalise(Kind.STATUS, after.status)
+    new_status = vocabulary.normalise(Kind.STATUS, after["status"])
     if old_status != new_status:
         kinds.append(ChangeKind.STATUS_CHANGED)
         if vocabulary.is_open(old_status) is False and vocabulary.is_open(new_status):
             kinds.append(ChangeKind.REOPENED)
-    if (before["assigned_to"] or "").lower() != (after.assigned_to or "").lower():
+    if (before["assigned_to"] or "").lower() != (after["assigned_to"] or "").lower():
         kinds.append(ChangeKind.REASSIGNED)
     return kinds
 
@@ -70,8 +74,8 @@ def _text(value: Any, limit: int = 500) -> str:
     return value[:limit].replace("\x00", "").encode("utf-8", "replace").decode()
 
 
-def _values(incident: Incident | dict[str, Any]) -> dict[str, Any]:
-    get = incident.get if isinstance(incident, dict) else lambda f: getattr(incident, f)
+def _values(incident: Incident | Mapping[str, Any]) -> dict[str, Any]:
+    get = incident.get if isinstance(incident, Mapping) else lambda f: getattr(incident, f)
     return {
         "name": _text(get("name")),
         "severity": _text(get("severity")),
@@ -84,29 +88,35 @@ def _values(incident: Incident | dict[str, Any]) -> dict[str, Any]:
 def record(
     *,
     tenant: Tenant,
-    before: dict[int, dict[str, Any]],
-    incidents: Iterable[Incident],
+    before: Snapshot,
+    incidents: Iterable[Mapping[str, Any]],
     pks: dict[int, int],
+    imported: bool | None = None,
 ) -> int:
-    """Write one outbox row per incident whose new version changed something a rule can ask
-    about. `pks` maps Microsoft IDs to the stored rows' keys. Returns the rows written."""
-    # The first sync of a tenant brings its history: recorded (a rule may count it), but
-    # marked so that alerting folds it into one digest instead of a message per incident.
-    # (Not the watermark: a tenant with no incidents at its first sync keeps none.)
-    imported = not SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS).exists()
+    """Write one outbox row per incident (a row as written, store.Row) whose new version
+    changed something a rule can ask about. `pks` maps Microsoft IDs to the stored rows'
+    keys. `imported`: see below (None: looked up). Returns the rows written."""
     changes = []
     for incident in incidents:
-        old = before.get(incident.microsoft_id)
-        if old is not None and old["last_update_time"] >= incident.last_update_time:
+        old = before.get(incident["microsoft_id"])
+        if old is not None and old["last_update_time"] >= incident["last_update_time"]:
             continue  # the same (or an older) version again
         kinds = kinds_of_change(old, incident)
         if not kinds:
             continue  # a comment, a new alert of the same severity…
+        if imported is None:
+            # The first sync of a tenant brings its history: recorded (a rule may count it),
+            # but marked so that alerting folds it into one digest instead of a message per
+            # incident. (Not the watermark: a tenant with no incidents at its first sync
+            # keeps none.)
+            imported = not SyncRun.objects.filter(
+                tenant=tenant, outcome=SyncOutcome.SUCCESS
+            ).exists()
         changes.append(
             IncidentChange(
                 tenant=tenant,
-                incident_id=pks[incident.microsoft_id],
-                version=incident.last_update_time,
+                incident_id=pks[incident["microsoft_id"]],
+                version=incident["last_update_time"],
                 kinds=kinds,
                 before=_values(old) if old else {},
                 after=_values(incident),

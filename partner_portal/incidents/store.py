@@ -9,8 +9,10 @@ which keeps one poison incident from blocking the rest of its page.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +23,9 @@ from django.db.models import F
 
 from partner_portal.incidents import bulk_upsert, counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
+from partner_portal.incidents.outbox import Snapshot
 from partner_portal.microsoft import defender, vocabulary
-from partner_portal.tenants.models import Tenant
+from partner_portal.tenants.models import Tenant, lease_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,9 @@ def store_items(
     incidents: list[defender.IncidentData],
     synced_at: datetime,
     problems: Sequence[defender.ItemProblem] = (),
+    before: Snapshot | None = None,
+    clear_problems: bool = True,
+    imported: bool | None = None,
 ) -> Stored:
     """Store a page item by item, without paying for it when nothing is wrong:
 
@@ -122,7 +128,12 @@ def store_items(
     2. if the database refuses it, each incident in its own savepoint, so that one poison
        incident cannot block the others;
     3. each incident it still refuses, and each item of `problems` (could not be parsed),
-       is recorded as a `SyncProblem`; an incident stored clears its problem.
+       is recorded as a `SyncProblem`; an incident stored clears its problem (unless the
+       caller knows there is none: `clear_problems`).
+
+    `before`: the stored state of these incidents, read and locked by the caller in its
+    transaction (`outbox.snapshot`), else read here. `imported`: whether these are the
+    tenant's first sync's history (`outbox.record`), else looked up.
     """
     # The same incident twice in a page (paging shifted under us): keep the newest.
     newest: dict[int, defender.IncidentData] = {}
@@ -133,21 +144,21 @@ def store_items(
     refused: list[defender.ItemProblem] = []
     try:
         with transaction.atomic():
-            created, updated = _upsert(tenant, list(newest.values()), synced_at)
+            created, updated = _upsert(tenant, list(newest.values()), synced_at, before, imported)
     except Exception:  # whatever one item does to the database, find which one below
         logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
         created = updated = 0
         for item in newest.values():
             try:
                 with transaction.atomic():
-                    c, u = _upsert(tenant, [item], synced_at)
+                    c, u = _upsert(tenant, [item], synced_at, before, imported)
             except Exception as exc:
                 refused.append(_refused(item, exc))
                 continue
             created, updated = created + c, updated + u
     failed = {p.incident_id for p in refused}
     stored_keys = {problem_key(str(i)) for i in newest if str(i) not in failed}
-    if stored_keys:
+    if stored_keys and (clear_problems or refused or problems):
         SyncProblem.objects.filter(tenant=tenant, key__in=stored_keys).delete()
     for problem in [*problems, *refused]:
         record_problem(tenant=tenant, problem=problem, now=synced_at)
@@ -155,17 +166,21 @@ def store_items(
 
 
 def _upsert(
-    tenant: Tenant, items: list[defender.IncidentData], synced_at: datetime
+    tenant: Tenant,
+    items: list[defender.IncidentData],
+    synced_at: datetime,
+    before: Snapshot | None = None,
+    imported: bool | None = None,
 ) -> tuple[int, int]:
     """Upsert incidents and their alerts (callers hold a transaction): one statement for the
-    incidents, one for the alerts that changed, one for the alerts that are gone."""
+    incidents, and their alerts compared with the stored ones (`_store_alerts`)."""
     if not items:
         return 0, 0
     items = sorted(items, key=lambda item: item.incident_id)  # one lock order for every writer
     ids = [item.incident_id for item in items]
     rows = [_incident_row(tenant, item, synced_at) for item in items]
-    bulk_upsert.tune()
-    before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
+    if before is None:
+        before = outbox.snapshot(tenant=tenant, microsoft_ids=ids)  # alerting: see outbox.py
     pks: dict[int, int] = dict(
         bulk_upsert.upsert(
             Incident,
@@ -175,35 +190,54 @@ def _upsert(
             returning=["microsoft_id", "id"],
         )
     )
-    outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks)
+    outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks, imported=imported)
     counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
-    alerts: dict[tuple[int, str], Alert] = {}
-    for item in items:
-        for a in item.alerts:
-            alert = _alert_row(pks[item.incident_id], a)
-            alerts[(alert.incident_id, alert.microsoft_id_hash)] = alert
-    bulk_upsert.delete_others(
-        Alert,
-        parent="incident",
-        parents=list(pks.values()),
-        key="microsoft_id_hash",
-        keep=list(alerts),
-    )
-    # An unchanged alert (most of them, on every re-read) is compared, not rewritten.
-    bulk_upsert.upsert(
-        Alert,
-        list(alerts.values()),
-        unique=["incident", "microsoft_id_hash"],
-        update=ALERT_FIELDS,
-        only_changed=True,
-    )
+    _store_alerts({pks[item.incident_id]: item.alerts for item in items})
     created = len(set(ids) - set(before))
     return created, len(ids) - created
 
 
-def _incident_row(tenant: Tenant, item: defender.IncidentData, synced_at: datetime) -> Incident:
-    return Incident(
-        tenant=tenant,
+def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
+    """Make the stored alerts of these incidents (by primary key) what was received: one
+    query reads the stored alerts' keys and content digests; only the alerts that are new or
+    changed are written (one statement) and only those gone are deleted. An unchanged alert
+    (most of them, on every re-read) costs neither the database nor the JSON document.
+    The caller holds these incidents' rows locked (outbox.snapshot, or inserted them)."""
+    alerts: dict[tuple[int, str], Row] = {}
+    for incident_pk, received in alerts_of.items():
+        for a in received:
+            alert = _alert_row(incident_pk, a)
+            alerts[(incident_pk, alert["microsoft_id_hash"])] = alert
+    stored = {
+        (incident_pk, key): (pk, digest)
+        for pk, incident_pk, key, digest in Alert.objects.filter(
+            incident_id__in=list(alerts_of)
+        ).values_list("pk", "incident_id", "microsoft_id_hash", "content_hash")
+    }
+    gone = [pk for key, (pk, _) in stored.items() if key not in alerts]
+    if gone:
+        Alert.objects.filter(pk__in=gone).delete()
+    changed = [
+        row
+        for key, row in alerts.items()
+        if key not in stored or stored[key][1] != row["content_hash"]
+    ]
+    bulk_upsert.upsert(
+        Alert,
+        changed,
+        unique=["incident", "microsoft_id_hash"],
+        update=[*ALERT_FIELDS, "content_hash"],
+    )
+
+
+# A row to write, by field attname: plain dicts, not model instances (a Model's __init__
+# cost more than the page's SQL, and bulk_upsert only reads the values).
+Row = dict[str, Any]
+
+
+def _incident_row(tenant: Tenant, item: defender.IncidentData, synced_at: datetime) -> Row:
+    return dict(
+        tenant_id=tenant.pk,
         microsoft_id=item.incident_id,
         name=item.name,
         severity=item.severity,
@@ -226,9 +260,8 @@ def _incident_row(tenant: Tenant, item: defender.IncidentData, synced_at: dateti
     )
 
 
-def _alert_row(incident_pk: int, a: defender.AlertData) -> Alert:
-    return Alert(
-        incident_id=incident_pk,
+def _alert_row(incident_pk: int, a: defender.AlertData) -> Row:
+    row = dict(
         microsoft_id=a.alert_id,
         microsoft_id_hash=id_hash(a.alert_id),
         title=a.title,
@@ -245,6 +278,10 @@ def _alert_row(incident_pk: int, a: defender.AlertData) -> Alert:
         entities=a.entities,
         raw=a.raw,
     )
+    # Of what is stored. Keys in the order received, not sorted (a quarter cheaper): an answer
+    # that reorders an alert's keys has it rewritten once, which is only what a change costs.
+    digest = hashlib.blake2b(json.dumps(row, default=str).encode(), digest_size=16)
+    return {**row, "incident_id": incident_pk, "content_hash": digest.hexdigest()}
 
 
 def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:
@@ -299,6 +336,8 @@ def store_fenced_page(
     synced_at: datetime,
     problems: Sequence[defender.ItemProblem] = (),
     repairs: dict[str, int] | None = None,
+    clear_problems: bool = True,
+    imported: bool | None = None,
 ) -> Stored:
     """One page, written only while this run holds its lease, never over a newer copy.
 
@@ -307,28 +346,40 @@ def store_fenced_page(
     its lease writes nothing (LeaseLost), and a run taking over waits for the page. With
     every writer of a tenant serialised that way, dropping the incidents whose stored copy
     has a later `lastUpdateTime` is a correct conditional upsert on PostgreSQL and SQLite.
+
+    `clear_problems` and `imported`: see `store_items` (the run knows both).
     """
     with transaction.atomic():
         if not tenant.renew_sync_lease(token=token):
             raise LeaseLost
-        ids = {item.incident_id for item in incidents}
+        renewed = time.monotonic()
         # Locked: an incident action storing Microsoft's newer answer meanwhile is not
         # overwritten by this older copy (it waits, then this page skips that incident).
-        stored = dict(
-            Incident.objects.select_for_update()
-            .filter(tenant=tenant, microsoft_id__in=ids)
-            .values_list("microsoft_id", "last_update_time")
+        # The same read is the outbox's and the counts' state before the page.
+        before = outbox.snapshot(
+            tenant=tenant, microsoft_ids={item.incident_id for item in incidents}
         )
+        stored = {pk: row["last_update_time"] for pk, row in before.items()}
         newer = [
             item
             for item in incidents
             if stored.get(item.incident_id) is None
             or item.last_update_time >= stored[item.incident_id]
         ]
-        result = store_items(tenant=tenant, incidents=newer, synced_at=synced_at, problems=problems)
-        # Once more as the page commits: a page that took longer than a lease would commit
-        # a lease that has already lapsed, and the scheduler would take a live run over.
-        tenant.renew_sync_lease(token=token)
+        result = store_items(
+            tenant=tenant,
+            incidents=newer,
+            synced_at=synced_at,
+            problems=problems,
+            before=before,
+            clear_problems=clear_problems,
+            imported=imported,
+        )
+        if time.monotonic() - renewed > lease_seconds() / 2:
+            # Once more as a slow page commits: one that took longer than a lease would
+            # commit a lease that has already lapsed, and the scheduler would take a live
+            # run over. (A fast page commits at least half a lease.)
+            tenant.renew_sync_lease(token=token)
     if repairs is not None:  # a reconciliation counts what it repaired
         for item in newer:
             known = stored.get(item.incident_id)

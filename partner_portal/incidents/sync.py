@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Set
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -74,7 +75,17 @@ WATERMARK_SKEW = timedelta(hours=1)
 CLOCK_STEP_TOLERANCE = timedelta(minutes=1)
 
 
-def _window_start(tenant: Tenant, full: bool) -> datetime | None:
+@dataclass(frozen=True)
+class History:
+    """What earlier runs left that this run needs, read with the tenant (`_read_again`)."""
+
+    had_problems: bool = True  # sync problems to retry
+    last_success_at: datetime | None = None  # when the latest successful run started
+    # Where the latest successful incremental run started its window (its watermark_before).
+    previous_watermark: datetime | None = None
+
+
+def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | None:
     """Where the listing starts (`lastUpdateTime ge` it; None: everything).
 
     Just after the watermark, and below it only as far as the pages this run needs anyway
@@ -93,7 +104,7 @@ def _window_start(tenant: Tenant, full: bool) -> datetime | None:
         earliest = watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
     except OverflowError:  # a watermark in year 1: everything is after it
         return None
-    room = _page_room(tenant)
+    room = _page_room(tenant, history.previous_watermark)
     if room <= 0:
         # Strictly after the watermark: what shares its instant was received with it (many
         # changes of one bulk edit can), unless indexed late. (Microsoft's 7th digit is
@@ -106,18 +117,12 @@ def _window_start(tenant: Tenant, full: bool) -> datetime | None:
     return next(iter(last_fitting), earliest)
 
 
-def _page_room(tenant: Tenant) -> int:
+def _page_room(tenant: Tenant, previous: datetime | None) -> int:
     """How many incidents below the watermark this run's pages can take without one more
-    call: the pages the changes since the previous incremental run's start would fill (as
-    many are expected now), less those changes and a margin for a busier minute."""
+    call: the pages the changes since the previous incremental run's start (`previous`)
+    would fill (as many are expected now), less those changes and a margin for a busier
+    minute."""
     size = GRAPH_PAGE_SIZE if tenant.source == "graph" else PAGE_SIZE
-    previous = (
-        SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS, full=False)
-        .exclude(watermark_before=None)
-        .order_by("-started_at")
-        .values_list("watermark_before", flat=True)
-        .first()
-    )
     coming = 0
     if previous is not None:
         since = Incident.objects.filter(tenant=tenant, last_update_time__gt=previous)
@@ -180,7 +185,7 @@ def sync_tenant(
         _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
-        had_problems = _read_again(tenant)
+        history = _read_again(tenant)
         with lease_keeper.held(tenant.pk, token):
             return _run(
                 tenant=tenant,
@@ -188,7 +193,7 @@ def sync_tenant(
                 resume=resume,
                 token=token,
                 progress=progress,
-                had_problems=had_problems,
+                history=history,
             )
     except RetryLater:
         held_for_retry = True  # `_retry_later` kept the lease over the countdown
@@ -275,20 +280,33 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
     return closed
 
 
-def _read_again(tenant: Tenant) -> bool:
+def _read_again(tenant: Tenant) -> History:
     """Read the tenant again now that the run holds it (the caller's copy may predate
-    another run's watermark), and whether it has sync problems to retry: one query."""
+    another run's watermark), with what its earlier runs left (`History`): one query, where
+    a one-page run once spent four."""
     problems = SyncProblem.objects.filter(tenant=OuterRef("pk"))
+    successes = SyncRun.objects.filter(tenant=OuterRef("pk"), outcome=SyncOutcome.SUCCESS).order_by(
+        "-started_at"
+    )
+    incremental = successes.filter(full=False).exclude(watermark_before=None)
     fields = [f.attname for f in Tenant._meta.concrete_fields]
     row = (
         Tenant.objects.filter(pk=tenant.pk)
-        .annotate(had_problems=Exists(problems))
-        .values(*fields, "had_problems")
+        .annotate(
+            had_problems=Exists(problems),
+            last_success_at=Subquery(successes.values("started_at")[:1]),
+            previous_watermark=Subquery(incremental.values("watermark_before")[:1]),
+        )
+        .values(*fields, "had_problems", "last_success_at", "previous_watermark")
         .get()
     )
     for name in fields:
         setattr(tenant, name, row[name])
-    return bool(row["had_problems"])
+    return History(
+        had_problems=bool(row["had_problems"]),
+        last_success_at=row["last_success_at"],
+        previous_watermark=row["previous_watermark"],
+    )
 
 
 def _run_for(
@@ -322,9 +340,13 @@ def _run(
     resume: dict[str, Any],
     token: str,
     progress: Progress | None,
-    had_problems: bool = True,
+    history: History | None = None,
 ) -> SyncRun:
-    since = _parse(resume["since"]) if "since" in resume else _window_start(tenant, run.full)
+    history = history or History()
+    if "since" in resume:
+        since = _parse(resume["since"])
+    else:
+        since = _window_start(tenant, run.full, history)
     newest = _parse(resume.get("newest"))
     cursor: dict[str, Any] = {
         "run_id": run.pk,
@@ -345,7 +367,7 @@ def _run(
     calls_before = run.api_calls
     try:
         listed: set[str] = set()
-        for page in _pages(tenant=tenant, client=client, cursor=cursor):
+        for page in _pages(tenant=tenant, client=client, cursor=cursor, history=history):
             synced_at = timezone.now()
             repairs = {"missing": 0, "stale": 0} if run.reconcile else None
             stored = store_fenced_page(
@@ -355,6 +377,9 @@ def _run(
                 problems=page.problems,
                 synced_at=synced_at,
                 repairs=repairs,
+                # Nothing to clear on a tenant without problems (nearly all of them).
+                clear_problems=history.had_problems or run.problems > 0,
+                imported=history.last_success_at is None,
             )
             if repairs is not None:
                 run.missing_repaired += repairs["missing"]
@@ -384,7 +409,8 @@ def _run(
                 run.save(update_fields=PROGRESS_FIELDS)
             if progress:
                 progress(run)
-        if had_problems:  # before this run: the listing keeps its own (they are in `listed`)
+        # Problems from before this run (the listing keeps its own: they are in `listed`).
+        if history.had_problems:
             retry_problems(tenant=tenant, client=client, run=run, skip=listed)
         run.api_calls = calls_before + client.api_calls
     except LeaseLost:
@@ -407,7 +433,7 @@ def _run(
 
 
 def _pages(
-    *, tenant: Tenant, client: IncidentClient, cursor: dict[str, Any]
+    *, tenant: Tenant, client: IncidentClient, cursor: dict[str, Any], history: History
 ) -> Iterator[defender.Page]:
     """The run's listing from its cursor (which the caller moves on page by page). After the
     first page, Microsoft's clock is known: when it is behind the window
@@ -425,7 +451,12 @@ def _pages(
         if first is None:
             return
         yield first
-        earlier = _clock_stepped_back(tenant=tenant, since=since, now=client.microsoft_time)
+        earlier = _clock_stepped_back(
+            tenant=tenant,
+            since=since,
+            now=client.microsoft_time,
+            previous=history.last_success_at,
+        )
         if earlier is None:
             # The rest read one page ahead, once the cursor no longer moves here (the caller
             # moves it in its own thread).
@@ -435,25 +466,18 @@ def _pages(
 
 
 def _clock_stepped_back(
-    *, tenant: Tenant, since: datetime | None, now: datetime | None
+    *, tenant: Tenant, since: datetime | None, now: datetime | None, previous: datetime | None
 ) -> datetime | None:
     """An earlier window start when Microsoft's clock (`now`, its last Date header) stepped
-    back since the tenant's last successful run began, further than `since` allows for.
+    back since the tenant's last successful run began (`previous`), further than `since`
+    allows for.
 
     Microsoft's clock runs on from wherever it stepped to, so every change since that run
     began is stamped at or after `now − elapsed` (elapsed on our clock). A window starting
     later knowingly skips changes: the watermark is ahead of Microsoft's clock (it stepped
     back beyond the overlap, or an answer carried a lastUpdateTime from its future).
     """
-    if since is None or now is None:
-        return None
-    previous = (
-        SyncRun.objects.filter(tenant=tenant, outcome=SyncOutcome.SUCCESS)
-        .order_by("-started_at")
-        .values_list("started_at", flat=True)
-        .first()
-    )
-    if previous is None:
+    if since is None or now is None or previous is None:
         return None
     earliest = now - (timezone.now() - previous)
     if earliest + CLOCK_STEP_TOLERANCE >= since:

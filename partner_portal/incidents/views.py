@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Prefetch
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -30,7 +31,7 @@ from partner_portal.incidents.forms import PreferenceForm, SavedViewForm
 from partner_portal.incidents.models import Preference, SavedView
 from partner_portal.incidents.time_zones import SESSION_KEY
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
-from partner_portal.tenants.models import tenant_choices
+from partner_portal.tenants.models import Tenant, tenant_choices
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -159,8 +160,16 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     incidents = filterset.qs
     sort = filterset.chosen_sort
     last = request.GET.get("last") == "1"
+    if filterset.keyed_search:
+        # PostgreSQL estimates one row for the per-tenant keys' match, and joined every
+        # tenant with every match (3.3 million rows filtered, 260 ms, for 3,300 matches of a
+        # common word): the page's tenants are read in a query of their own instead.
+        tenants = Prefetch("tenant", queryset=Tenant.objects.only("display_name"))
+        rows = incidents.only("tenant", *LIST_FIELDS[1:]).prefetch_related(tenants)
+    else:
+        rows = incidents.select_related("tenant").only(*LIST_FIELDS)
     page = dashboard.keyset_page(
-        incidents.select_related("tenant").only(*LIST_FIELDS),
+        rows,
         sort=sort,
         after=request.GET.get("after"),
         before=request.GET.get("before"),

@@ -112,7 +112,7 @@ def test_a_failed_page_writes_no_change(tenant, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(store_module.bulk_upsert, "delete_others", broken)  # the alerts' step
+    monkeypatch.setattr(store_module, "_store_alerts", broken)  # the alerts' step
     store(tenant, item())  # the incident becomes a sync problem (per-item isolation)
     assert not IncidentChange.objects.exists()
     assert SyncProblem.objects.get(tenant=tenant).error == "RuntimeError: disk full"
