@@ -237,6 +237,8 @@ class Alert(models.Model):
 
     def save(self, *args, **kwargs) -> None:
         self.microsoft_id_hash = id_hash(self.microsoft_id)
+        # Written otherwise than by the sync (the admin): the next sync rewrites it.
+        self.content_hash = ""
         super().save(*args, **kwargs)
 
 

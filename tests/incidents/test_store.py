@@ -70,6 +70,17 @@ def test_alerts_are_rewritten_only_when_they_changed(db):
     assert set(Alert.objects.values_list("microsoft_id", flat=True)) == {"a", "b", "e"}
 
 
+def test_an_alert_edited_outside_the_sync_is_rewritten_by_the_next_page(db):
+    tenant = ConsentedTenantFactory()
+    page = [incident(1, alert("a"))]
+    store_page(tenant=tenant, incidents=page, synced_at=timezone.now())
+    edited = Alert.objects.get(microsoft_id="a")
+    edited.title = "Edited in the admin"
+    edited.save()
+    store_page(tenant=tenant, incidents=page, synced_at=timezone.now())  # the same answer
+    assert Alert.objects.get(microsoft_id="a").title == "Alert a"
+
+
 def test_every_column_reads_back_as_parsed(db):
     tenant = ConsentedTenantFactory()
     item = incident(
