@@ -5,6 +5,7 @@ as the ORM converts them."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,3 +35,22 @@ def from_db(fields: Sequence[Field], row: Sequence[Any]) -> list[Any]:
             value = convert(value, col, connection)
         values.append(value)
     return values
+
+
+def update(model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> int:
+    """`model.objects.filter(**where).update(**values)` for plain equality conditions, with
+    the statement's text built once: the rows updated."""
+    meta = model._meta
+    sql = _update_sql(model, tuple(values), tuple(where))
+    params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
+    params += [meta.get_field(name).get_db_prep_value(v, connection) for name, v in where.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+@functools.cache
+def _update_sql(model: type[Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{column(model, name)} = %s" for name in names)
+    conditions = " AND ".join(f"{column(model, name)} = %s" for name in where)
+    return f"UPDATE {table(model)} SET {sets} WHERE {conditions}"  # noqa: S608 (names only)

@@ -636,7 +636,7 @@ def _finish(
     run.error_class = type(exc).__name__[:64] if exc else ""
     run.error_message = _message(exc) if exc else ""
     fields = {name: getattr(run, name) for name in FINISH_FIELDS}
-    if not SyncRun.objects.filter(pk=run.pk, outcome=SyncOutcome.RUNNING).update(**fields):
+    if not raw_sql.update(SyncRun, {"id": run.pk, "outcome": SyncOutcome.RUNNING}, fields):
         run.refresh_from_db()
         if newest is not None or token:
             tenant.end_sync_run(token=token, newest=newest)
