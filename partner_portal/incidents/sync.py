@@ -41,7 +41,8 @@ from django.db import connection, transaction
 from django.db.models import Case, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.utils import timezone
 
-from partner_portal.incidents import lease_keeper, raw_sql
+from partner_portal import raw_sql
+from partner_portal.incidents import lease_keeper
 from partner_portal.incidents.models import (
     Incident,
     SyncOutcome,

@@ -1,7 +1,7 @@
 """Raw SQL for the few statements every sync run makes, where building the query through
-the ORM cost more than running it (`_read_again`'s subqueries were a tenth of a one-page
-run's CPU). The text is built once from the models' metadata; values come back converted
-as the ORM converts them."""
+the ORM cost more than running it (incidents/sync.py's `_read_again`, with two subqueries
+and an EXISTS, was a tenth of a one-page run's CPU). The text is built once from the models'
+metadata; values come back converted as the ORM converts them."""
 
 from __future__ import annotations
 
@@ -37,12 +37,21 @@ def from_db(fields: Sequence[Field], row: Sequence[Any]) -> list[Any]:
     return values
 
 
-def update(model: type[Model], where: dict[str, Any], values: dict[str, Any]) -> int:
+def update(
+    model: type[Model],
+    where: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    at_least: dict[str, Any] | None = None,
+) -> int:
     """`model.objects.filter(**where).update(**values)` for plain equality conditions, with
-    the statement's text built once: the rows updated."""
-    meta = model._meta
-    sql = _update_sql(model, tuple(values), tuple(where))
+    the statement's text built once: the rows updated. `at_least`: columns raised to these
+    values, never lowered (a NULL is lowest)."""
+    meta, at_least = model._meta, at_least or {}
+    sql = _update_sql(model, tuple(values), tuple(at_least), tuple(where))
     params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
+    for name, v in at_least.items():
+        params += [meta.get_field(name).get_db_prep_save(v, connection)] * 2
     params += [meta.get_field(name).get_db_prep_value(v, connection) for name, v in where.items()]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -50,7 +59,12 @@ def update(model: type[Model], where: dict[str, Any], values: dict[str, Any]) ->
 
 
 @functools.cache
-def _update_sql(model: type[Model], names: tuple[str, ...], where: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{column(model, name)} = %s" for name in names)
+def _update_sql(
+    model: type[Model], names: tuple[str, ...], raised: tuple[str, ...], where: tuple[str, ...]
+) -> str:
+    sets = [f"{column(model, name)} = %s" for name in names]
+    for name in raised:
+        col = column(model, name)
+        sets.append(f"{col} = CASE WHEN {col} IS NULL OR {col} < %s THEN %s ELSE {col} END")
     conditions = " AND ".join(f"{column(model, name)} = %s" for name in where)
-    return f"UPDATE {table(model)} SET {sets} WHERE {conditions}"  # noqa: S608 (names only)
+    return f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {conditions}"  # noqa: S608
