@@ -112,11 +112,13 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
         # changes of one bulk edit can), unless indexed late. (Microsoft's 7th digit is
         # dropped on parsing, so the watermark is at most 1 µs behind the instant.)
         return watermark + timedelta(microseconds=1)
-    before = Incident.objects.filter(
-        tenant=tenant, last_update_time__lt=watermark, last_update_time__gte=earliest
-    ).order_by("-last_update_time")
-    last_fitting = before.values_list("last_update_time", flat=True)[room - 1 : room]
-    return next(iter(last_fitting), earliest)
+    # The room-th incident stored before the watermark, if it is within the overlap.
+    updated = Incident._meta.get_field("last_update_time")
+    prepared = [updated.get_db_prep_value(v, connection) for v in (watermark, earliest)]
+    with connection.cursor() as cursor:
+        cursor.execute(_incidents_sql("before"), [tenant.pk, *prepared, room - 1])
+        row = cursor.fetchone()
+    return raw_sql.from_db([updated], row)[0] if row else earliest
 
 
 def _page_room(tenant: Tenant, previous: datetime | None) -> int:
@@ -127,10 +129,28 @@ def _page_room(tenant: Tenant, previous: datetime | None) -> int:
     size = GRAPH_PAGE_SIZE if tenant.source == "graph" else PAGE_SIZE
     coming = 0
     if previous is not None:
-        since = Incident.objects.filter(tenant=tenant, last_update_time__gt=previous)
-        coming = since[: size * 10].count()
+        updated = Incident._meta.get_field("last_update_time")
+        with connection.cursor() as cursor:
+            since = updated.get_db_prep_value(previous, connection)
+            cursor.execute(_incidents_sql("since"), [tenant.pk, since, size * 10])
+            (coming,) = cursor.fetchone()
     pages = max(1, -(-coming // size))
     return pages * size - coming - size // 5
+
+
+@functools.cache
+def _incidents_sql(which: str) -> str:
+    """`_window_start`'s and `_page_room`'s queries, in raw SQL built once (through the ORM
+    their building cost more than running them, on every run)."""
+    incidents, updated = raw_sql.table(Incident), raw_sql.column(Incident, "last_update_time")
+    tenant = raw_sql.column(Incident, "tenant")
+    if which == "since":  # how many incidents changed after a time, counting up to a limit
+        changed = f"SELECT 1 FROM {incidents} WHERE {tenant} = %s AND {updated} > %s LIMIT %s"  # noqa: S608
+        return f"SELECT COUNT(*) FROM ({changed}) AS changed"  # noqa: S608 (names only)
+    return (  # the newest stored in [earliest, watermark), skipping some
+        f"SELECT {updated} FROM {incidents} WHERE {tenant} = %s AND {updated} < %s "  # noqa: S608
+        f"AND {updated} >= %s ORDER BY {updated} DESC LIMIT 1 OFFSET %s"
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
