@@ -27,14 +27,16 @@ def from_db(fields: Sequence[Field], row: Sequence[Any]) -> list[Any]:
     datetimes read, …)."""
     values = []
     for field, value in zip(fields, row, strict=True):
-        col = field.cached_col
-        for convert in [
-            *connection.ops.get_db_converters(col),
-            *field.get_db_converters(connection),
-        ]:
-            value = convert(value, col, connection)
+        for convert in _converters(field):
+            value = convert(value, field.cached_col, connection)
         values.append(value)
     return values
+
+
+@functools.cache
+def _converters(field: Field) -> list[Any]:
+    col = field.cached_col
+    return [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]
 
 
 def update(
