@@ -45,16 +45,19 @@ def update(
     values: dict[str, Any],
     *,
     at_least: dict[str, Any] | None = None,
+    lapsed: dict[str, Any] | None = None,
 ) -> int:
     """`model.objects.filter(**where).update(**values)` for plain equality conditions, with
     the statement's text built once: the rows updated. `at_least`: columns raised to these
-    values, never lowered (a NULL is lowest)."""
-    meta, at_least = model._meta, at_least or {}
-    sql = _update_sql(model, tuple(values), tuple(at_least), tuple(where))
+    values, never lowered (a NULL is lowest). `lapsed`: conditions too, that these columns
+    are NULL or before these values."""
+    meta, at_least, lapsed = model._meta, at_least or {}, lapsed or {}
+    sql = _update_sql(model, tuple(values), tuple(at_least), tuple(where), tuple(lapsed))
     params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
     for name, v in at_least.items():
         params += [meta.get_field(name).get_db_prep_save(v, connection)] * 2
-    params += [meta.get_field(name).get_db_prep_value(v, connection) for name, v in where.items()]
+    for name, v in [*where.items(), *lapsed.items()]:
+        params.append(meta.get_field(name).get_db_prep_value(v, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -62,11 +65,18 @@ def update(
 
 @functools.cache
 def _update_sql(
-    model: type[Model], names: tuple[str, ...], raised: tuple[str, ...], where: tuple[str, ...]
+    model: type[Model],
+    names: tuple[str, ...],
+    raised: tuple[str, ...],
+    where: tuple[str, ...],
+    lapsed: tuple[str, ...],
 ) -> str:
     sets = [f"{column(model, name)} = %s" for name in names]
     for name in raised:
         col = column(model, name)
         sets.append(f"{col} = CASE WHEN {col} IS NULL OR {col} < %s THEN %s ELSE {col} END")
-    conditions = " AND ".join(f"{column(model, name)} = %s" for name in where)
+    conditions = " AND ".join(
+        [f"{column(model, name)} = %s" for name in where]
+        + [f"({column(model, n)} IS NULL OR {column(model, n)} < %s)" for n in lapsed]
+    )
     return f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {conditions}"  # noqa: S608

@@ -312,6 +312,17 @@ class Tenant(models.Model):
             setattr(self, name, value)
         return True
 
+    def _set(
+        self, where: dict[str, Any], lapsed: dict[str, Any] | None = None, **fields: Any
+    ) -> bool:
+        """`_update` for what every sync run does (take, renew and release its lease), in raw
+        SQL built once: `where` equalities, `lapsed` columns NULL or before the values."""
+        if raw_sql.update(Tenant, {"id": self.pk, **where}, fields, lapsed=lapsed) != 1:
+            return False
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return True
+
     def take_sync_lease(self, *, now: datetime, held: str = "") -> str | None:
         """A new lease token when this run got the tenant, None when another run holds it.
 
@@ -329,10 +340,13 @@ class Tenant(models.Model):
         token = uuid.uuid4().hex
         until = now + timedelta(seconds=lease_seconds())
         self.took_over_lease = False
-        free = _lease_free(now)
-        released = free & Q(sync_lease_token="")  # a release clears the token with the time
-        if self._update(released, sync_lease_until=until, sync_lease_token=token):
+        # A release clears the token with the time.
+        lapsed = {"sync_lease_until": now}
+        if self._set(
+            {"sync_lease_token": ""}, lapsed, sync_lease_until=until, sync_lease_token=token
+        ):
             return token
+        free = _lease_free(now)
         if held:
             free |= Q(sync_lease_token=held)
         taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
@@ -346,7 +360,7 @@ class Tenant(models.Model):
         if not token:
             return False
         until = timezone.now() + timedelta(seconds=lease_seconds())
-        return self._update(Q(sync_lease_token=token), sync_lease_until=until)
+        return self._set({"sync_lease_token": token}, sync_lease_until=until)
 
     def hold_lease_for_retry(self, *, token: str, seconds: float) -> bool:
         """Keep an interrupted run's lease over its retry countdown plus one lease (so that
@@ -360,7 +374,7 @@ class Tenant(models.Model):
     def release_sync_lease(self, *, token: str) -> None:
         # Only our own lease: if ours expired and another run took the tenant, leave theirs.
         if token:
-            self._update(Q(sync_lease_token=token), sync_lease_until=None, sync_lease_token="")
+            self._set({"sync_lease_token": token}, sync_lease_until=None, sync_lease_token="")
 
     def request_follow_up_sync(self, *, full: bool) -> None:
         """ "Sync now" while a sync runs: one more run after it (a full one wins)."""
