@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from partner_portal import raw_sql
 from partner_portal.incidents import bulk_upsert, counters
@@ -126,6 +127,7 @@ def record(
     changed something a rule can ask about. `pks` maps Microsoft IDs to the stored rows'
     keys. `imported`: see below (None: looked up). Returns the rows written."""
     changes = []
+    now = timezone.now()
     for incident in incidents:
         old = before.get(incident["microsoft_id"])
         if old is not None and old["last_update_time"] >= incident["last_update_time"]:
@@ -142,15 +144,17 @@ def record(
                 tenant=tenant, outcome=SyncOutcome.SUCCESS
             ).exists()
         changes.append(
-            IncidentChange(
-                tenant=tenant,
-                incident_id=pks[incident["microsoft_id"]],
-                version=incident["last_update_time"],
-                kinds=kinds,
-                before=_values(old) if old else {},
-                after=_values(incident),
-                imported=imported,
-            )
+            {  # every field by attname (bulk_upsert's rows: cheaper than model instances)
+                "tenant_id": tenant.pk,
+                "incident_id": pks[incident["microsoft_id"]],
+                "version": incident["last_update_time"],
+                "kinds": kinds,
+                "before": _values(old) if old else {},
+                "after": _values(incident),
+                "imported": imported,
+                "created_at": now,
+                "dispatched_at": None,
+            }
         )
     # Not bulk_create: its JSON columns would be quoted element by element (bulk_upsert.py).
     bulk_upsert.upsert(IncidentChange, changes, unique=["incident", "version"], update=[])
