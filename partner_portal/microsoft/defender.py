@@ -175,6 +175,9 @@ class CheckedItems(list[Any]):
     and holds nothing to repair: they parse without the walk."""
 
 
+_FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$")
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 with up to 7 fractional digits (.NET ticks) → an aware UTC datetime.
 
@@ -183,20 +186,35 @@ def parse_time(value: Any) -> datetime | None:
     """
     if not isinstance(value, str) or not value:
         return None
+    try:
+        # Python 3.11+ reads Microsoft's usual form as it is ("Z", 7 digits rounded down);
+        # the edits of `_lenient`, for the rest, cost more than the parsing.
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        lenient = _lenient(value)
+        if lenient is None:
+            return None
+        parsed = lenient
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Year 1 with a positive offset (or 9999 with a negative one) is outside what UTC can
+        # hold. Unknown, like any other unreadable time.
+        return None
+
+
+def _lenient(value: str) -> datetime | None:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    match = re.match(r"^(.*T\d{2}:\d{2}:\d{2})(\.\d+)?(.*)$", text)
+    match = _FRACTION.match(text)
     if match and match.group(2) and len(match.group(2)) > 7:
         text = match.group(1) + match.group(2)[:7] + match.group(3)
     try:
-        parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        # Year 1 with a positive offset (or 9999 with a negative one) is outside what UTC can
-        # hold: OverflowError. Unknown, like any other unreadable time.
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
+        return datetime.fromisoformat(text)
+    except ValueError:
         return None
 
 
