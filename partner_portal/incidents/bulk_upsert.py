@@ -79,8 +79,7 @@ def _statement(
 def _cursor() -> CursorWrapper:
     """Django's cursor; on PostgreSQL binding parameters on the server (Django binds them
     on the client by default): the page's JSON travels as it is instead of being escaped
-    into the statement's text and parsed as a literal, and the statements, the same text
-    every page, are prepared after a few pages."""
+    into the statement's text and parsed as a literal."""
     cursor = connection.cursor()
     if connection.vendor == "postgresql" and not getattr(
         connection.features, "uses_server_side_binding", False
