@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.db.models.query import EmptyQuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -68,6 +69,18 @@ class DayFilter(django_filters.DateFilter):
         super().__init__(*args, **kwargs)
 
 
+class TenantFilter(django_filters.ModelMultipleChoiceFilter):
+    """The tenant filter. With no tenant chosen the form field's value is `queryset.none()`,
+    and django-filter's `if not value` evaluated that queryset on every list request: the
+    tenant query compiled only to find it empty (~10% of a list page's CPU with the views'
+    filter sets). A `none()` queryset is known to be empty without compiling it."""
+
+    def filter(self, qs: QuerySet, value) -> QuerySet:
+        if isinstance(value, EmptyQuerySet):
+            return qs
+        return super().filter(qs, value)
+
+
 def _tenant_choices(request) -> QuerySet:
     # Only the user's own tenants are valid choices: another tenant's ID is a form error.
     return visible_tenants(request.user) if request else visible_tenants(None)
@@ -80,7 +93,7 @@ def _start_of_day(day) -> datetime:
 class IncidentFilter(django_filters.FilterSet):
     # distinct=False: each incident has one tenant and one severity, so these filters can't
     # duplicate rows, and SELECT DISTINCT would defeat the sort's index.
-    tenant = django_filters.ModelMultipleChoiceFilter(
+    tenant = TenantFilter(
         queryset=_tenant_choices,
         distinct=False,
         widget=forms.SelectMultiple(attrs={"size": 4}),
