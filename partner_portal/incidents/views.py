@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -28,7 +28,7 @@ from django_htmx.middleware import HtmxDetails
 from partner_portal.incidents import dashboard, saved_views
 from partner_portal.incidents.filters import DEFAULT_SORT, SORTS, IncidentFilter
 from partner_portal.incidents.forms import PreferenceForm, SavedViewForm
-from partner_portal.incidents.models import Preference, SavedView
+from partner_portal.incidents.models import Incident, Preference, SavedView
 from partner_portal.incidents.time_zones import SESSION_KEY
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
 from partner_portal.tenants.models import Tenant, tenant_choices
@@ -75,9 +75,20 @@ def _filled(params: QueryDict) -> QueryDict:
 def _filter(request: HttpRequest, params: QueryDict | None = None) -> IncidentFilter:
     return IncidentFilter(
         _filled(request.GET if params is None else params),
-        queryset=dashboard.visible_incidents(request.user),
+        queryset=_visible_incidents(request),
         request=request,
     )
+
+
+def _visible_incidents(request: HttpRequest) -> QuerySet[Incident]:
+    """The incidents the user may see, built once per request: the list's filter set and
+    each view's start from it (building the access rule's subquery again cost ~0.3 ms each).
+    A filter set filters a copy (`.all()`), never this queryset itself."""
+    visible = getattr(request, "_visible_incidents", None)
+    if visible is None:
+        visible = dashboard.visible_incidents(request.user)
+        request._visible_incidents = visible  # type: ignore[attr-defined]
+    return visible
 
 
 def _normal_pairs(params: QueryDict) -> list[tuple[str, str]]:
