@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from datetime import date, datetime, time, timedelta
 
@@ -82,8 +83,13 @@ class TenantFilter(django_filters.ModelMultipleChoiceFilter):
 
 
 def _tenant_choices(request) -> QuerySet:
-    # Only the user's own tenants are valid choices: another tenant's ID is a form error.
-    return visible_tenants(request.user) if request else visible_tenants(None)
+    """The user's tenants, built once per request: the list's form and each view's ask."""
+    if request is None:
+        return visible_tenants(None)
+    tenants = getattr(request, "_visible_tenants", None)
+    if tenants is None:
+        tenants = request._visible_tenants = visible_tenants(request.user)
+    return tenants
 
 
 def _start_of_day(day) -> datetime:
@@ -178,14 +184,17 @@ class IncidentFilter(django_filters.FilterSet):
     keyed_search = False
 
     def get_form_class(self):
-        # One form class per request: its fields (the tenant choices are this user's) are
-        # the same for the list's filters and every view's.
-        form_class = getattr(self.request, "_incident_filter_form", None)
-        if form_class is None:
-            form_class = super().get_form_class()
-            if self.request is not None:
-                self.request._incident_filter_form = form_class
-        return form_class
+        # One form class per process: django-filter builds a class and its 13 fields for
+        # each filter set, and they are the same for everyone but the tenant field's
+        # choices, which `form` sets on each form for its user.
+        return _form_class()
+
+    @property
+    def form(self):
+        if not hasattr(self, "_form"):
+            # Only the user's own tenants are valid choices: another tenant's ID is a form error.
+            super().form.fields["tenant"].queryset = _tenant_choices(self.request)
+        return self._form
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         # Fail closed: django-filter skips an invalid field and filters by the others, so
@@ -275,6 +284,12 @@ class IncidentFilter(django_filters.FilterSet):
         sql = " OR ".join([keys] * len(tenants))
         params = [[f"{pk}:{trigram}" for trigram in trigrams] for pk in tenants]
         return RawSQL(f"({sql})", params, output_field=BooleanField())  # noqa: S611
+
+
+@functools.cache
+def _form_class() -> type[forms.Form]:
+    """IncidentFilter's form class, its tenant field without choices (an empty queryset)."""
+    return super(IncidentFilter, IncidentFilter()).get_form_class()
 
 
 def search_trigrams(value: str) -> set[str]:
