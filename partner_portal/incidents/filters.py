@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 from datetime import date, datetime, time, timedelta
@@ -164,6 +163,7 @@ class IncidentFilter(django_filters.FilterSet):
         # filter (their choices, widgets and querysets) cost ~1 ms each time. A shallow
         # copy with its own `extra` is enough: a filter keeps nothing else per request
         # (the form field it builds goes into `extra` and `_field`, made after this).
+        # Its attributes are copied as a dict: copy.copy() took twice as long.
         if queryset is None:
             queryset = self._meta.model._default_manager.all()
         self.is_bound = data is not None
@@ -173,8 +173,8 @@ class IncidentFilter(django_filters.FilterSet):
         self.form_prefix = prefix
         self.filters = {}
         for name, base in self.base_filters.items():
-            filter_ = copy.copy(base)
-            filter_.extra = dict(base.extra)
+            filter_ = object.__new__(type(base))
+            filter_.__dict__.update(base.__dict__, extra=dict(base.extra))
             if base.method is not None:
                 filter_.method = base.method  # binds a new FilterMethod to this copy
             filter_.model, filter_.parent = queryset.model, self
