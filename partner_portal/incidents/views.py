@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 from typing import Any
@@ -17,7 +18,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
@@ -99,7 +100,15 @@ def _list_all() -> str:
 
 
 def _url(name: str, query: str) -> str:
-    return f"{reverse(name)}?{query}" if query else reverse(name)
+    path = _path(name, get_script_prefix(), get_urlconf())
+    return f"{path}?{query}" if query else path
+
+
+@functools.lru_cache(maxsize=16)
+def _path(name: str, prefix: str, urlconf: str | None) -> str:
+    """reverse(name) under the script prefix and URLconf in the key: the list page asks for
+    a dozen URLs, and reverse() cost ~0.1 ms each time."""
+    return reverse(name, urlconf=urlconf)
 
 
 def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:

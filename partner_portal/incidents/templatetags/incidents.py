@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from html import escape
@@ -9,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django import template
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.html import avoid_wrapping, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -104,9 +105,16 @@ def _age(value: datetime, zone: tzinfo, now: datetime) -> SafeString:
 
 def _url_around(name: str, kwarg: str) -> tuple[str, str]:
     """The URL of `name` split around its one integer argument: joined with an id, it is
-    what reverse() would say, without resolving it again for every row."""
+    what reverse() would say, without resolving it again for every row (nor for every
+    table: it is kept per script prefix and URLconf)."""
+    return _split_url(name, kwarg, get_script_prefix(), get_urlconf())
+
+
+@functools.lru_cache(maxsize=16)
+def _split_url(name: str, kwarg: str, prefix: str, urlconf: str | None) -> tuple[str, str]:
     marker = 987654321
-    return tuple(reverse(name, kwargs={kwarg: marker}).split(str(marker)))  # type: ignore[return-value]
+    url = reverse(name, kwargs={kwarg: marker}, urlconf=urlconf)
+    return tuple(url.split(str(marker)))  # type: ignore[return-value]
 
 
 @register.simple_tag
