@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import Permission
+from django.db import connection
 
 
 def password_allowed(user: Any) -> bool:
@@ -26,15 +28,37 @@ class PortalModelBackend(ModelBackend):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
             return set()
         if not hasattr(user_obj, "_perm_cache"):  # the cache ModelBackend keeps per request
-            fields = ("content_type__app_label", "codename")
+            names: Iterable[tuple[str, str]]
             if user_obj.is_superuser:
+                fields = ("content_type__app_label", "codename")
                 names = Permission.objects.values_list(*fields).order_by()
             else:
-                mine = Permission.objects.filter(user=user_obj).values_list(*fields).order_by()
-                groups = Permission.objects.filter(group__user=user_obj).values_list(*fields)
-                names = mine.union(groups.order_by())
+                names = _permission_names(user_obj.pk)
             user_obj._perm_cache = {f"{app}.{codename}" for app, codename in names}
         return user_obj._perm_cache
+
+
+# A user's own permissions and their groups', as (app label, codename), from the tables of
+# django.contrib.auth's models. SQL rather than the ORM's UNION of two querysets: building
+# that took ~0.9 ms, eight times the query's own cost, on every list request.
+PERMISSIONS_SQL = """
+    SELECT django_content_type.app_label, auth_permission.codename
+    FROM auth_permission
+    JOIN django_content_type ON django_content_type.id = auth_permission.content_type_id
+    WHERE auth_permission.id IN (
+        SELECT permission_id FROM auth_user_user_permissions WHERE user_id = %s
+        UNION
+        SELECT auth_group_permissions.permission_id FROM auth_group_permissions
+        JOIN auth_user_groups ON auth_user_groups.group_id = auth_group_permissions.group_id
+        WHERE auth_user_groups.user_id = %s
+    )
+"""
+
+
+def _permission_names(user_pk: Any) -> list[tuple[str, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute(PERMISSIONS_SQL, [user_pk, user_pk])
+        return cursor.fetchall()
 
 
 class PasswordBackend(PortalModelBackend):

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote_plus
 
 from django.conf import settings
@@ -36,6 +36,7 @@ from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.graph import describe_evidence
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import sees_every_tenant, visible_tenant_pks
+from partner_portal.tenants.models import Tenant
 
 PAGE_SIZE = 50
 # Counting every match of a broad filter at 1M rows costs more than the page itself; past
@@ -72,7 +73,7 @@ def parse_sort(sort: str) -> tuple[tuple[str, ...], bool]:
     return SORT_KEYS[name], descending
 
 
-def encode_cursor(incident: Incident, fields: tuple[str, ...]) -> str:
+def encode_cursor(incident: Incident | ListRow, fields: tuple[str, ...]) -> str:
     parts = []
     for field in fields:
         value = getattr(incident, field)
@@ -121,9 +122,47 @@ def _row_compare(queryset: QuerySet, fields: tuple[str, ...], op: str, values: l
     return RawSQL(sql, params, output_field=BooleanField())  # noqa: S611 (no user text)
 
 
+class TenantName(NamedTuple):
+    pk: int
+    display_name: str
+
+
+class ListRow(NamedTuple):
+    """An incident as the list shows it: the page query's columns as values rather than an
+    Incident and its Tenant (building those two instances per row cost ~15% of a list
+    request's CPU). It reads like an incident, its tenant's name too."""
+
+    id: int
+    tenant_id: int
+    tenant_name: str
+    microsoft_id: int
+    name: str
+    severity: str
+    severity_rank: int
+    status: str
+    classification: str
+    determination: str
+    assigned_to: str
+    alert_count: int
+    created_time: datetime
+    last_update_time: datetime
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    @property
+    def tenant(self) -> TenantName:
+        return TenantName(self.tenant_id, self.tenant_name)
+
+
+# The page query's columns, in ListRow's order (raw JSON and search text are big).
+LIST_COLUMNS = ("id", "tenant_id", "tenant__display_name", *ListRow._fields[3:])
+
+
 @dataclass
 class Page:
-    incidents: list[Incident]
+    incidents: list[ListRow]
     next_cursor: str | None
     previous_cursor: str | None
 
@@ -144,6 +183,7 @@ def keyset_page(
     before: str | None = None,
     last: bool = False,
     size: int = PAGE_SIZE,
+    tenants_apart: bool = False,
 ) -> Page:
     """One page in `sort` order: the first, the one after/before a cursor, or the last.
 
@@ -152,6 +192,7 @@ def keyset_page(
     1. Pages forward (first, after) read in sort order; backward (before, last) read in
        the reverse order and are flipped.
     2. The next/previous cursors are the page's last/first rows.
+    `tenants_apart`: the tenants' names in a query of their own (see `_list_rows`).
     """
     fields, descending = parse_sort(sort)
     cursor = decode_cursor(after, fields)
@@ -168,7 +209,7 @@ def keyset_page(
         queryset = queryset.filter(
             _row_compare(queryset, fields, "<" if reading_descending else ">", cursor)
         )
-    rows = list(queryset[: size + 1])
+    rows = _list_rows(queryset[: size + 1], tenants_apart=tenants_apart)
     more = len(rows) > size
     rows = rows[:size]
     if not forward:
@@ -176,7 +217,7 @@ def keyset_page(
     if not rows:
         # A stale cursor (its rows were deleted, or "before" the first row): start over.
         if cursor is not None:
-            return keyset_page(unpaged, sort=sort, size=size)
+            return keyset_page(unpaged, sort=sort, size=size, tenants_apart=tenants_apart)
         return Page([], None, None)
     if forward:
         has_previous, has_next = cursor is not None, more
@@ -187,6 +228,18 @@ def keyset_page(
         next_cursor=encode_cursor(rows[-1], fields) if has_next else None,
         previous_cursor=encode_cursor(rows[0], fields) if has_previous else None,
     )
+
+
+def _list_rows(queryset: QuerySet[Incident], *, tenants_apart: bool) -> list[ListRow]:
+    if not tenants_apart:
+        return [ListRow._make(row) for row in queryset.values_list(*LIST_COLUMNS)]
+    # The tenants' names from a query of their own, for the page's tenants: with the
+    # per-tenant search keys PostgreSQL estimates one match and joined every tenant with
+    # every match (3.3 million rows filtered, 260 ms, for 3,300 matches of a common word).
+    found = list(queryset.values_list(*LIST_COLUMNS[:2], *LIST_COLUMNS[3:]))
+    tenants = Tenant.objects.filter(pk__in={row[1] for row in found}).order_by()
+    names = dict(tenants.values_list("pk", "display_name"))
+    return [ListRow(row[0], row[1], names[row[1]], *row[2:]) for row in found]
 
 
 def capped_count(queryset: QuerySet, cap: int | None = None) -> tuple[int, bool]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 from typing import Any
@@ -7,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Prefetch
+from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -17,7 +18,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.safestring import mark_safe
@@ -28,10 +29,10 @@ from django_htmx.middleware import HtmxDetails
 from partner_portal.incidents import dashboard, saved_views
 from partner_portal.incidents.filters import DEFAULT_SORT, SORTS, IncidentFilter
 from partner_portal.incidents.forms import PreferenceForm, SavedViewForm
-from partner_portal.incidents.models import Preference, SavedView
+from partner_portal.incidents.models import Incident, Preference, SavedView
 from partner_portal.incidents.time_zones import SESSION_KEY
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
-from partner_portal.tenants.models import Tenant, tenant_choices
+from partner_portal.tenants.models import tenant_choices
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -47,21 +48,6 @@ SUMMARY_TENANT_ROWS = 50
 MORE_SELECTS = ("classification", "determination", "updated")
 MORE_DATES = ("updated_from", "updated_to", "created_from", "created_to")
 MORE_FILTERS = (*MORE_SELECTS, "assigned_to", *MORE_DATES)
-# The list's columns: the page query reads nothing else (raw JSON and search text are big).
-LIST_FIELDS = (
-    "tenant__display_name",
-    "microsoft_id",
-    "name",
-    "severity",
-    "severity_rank",
-    "status",
-    "classification",
-    "determination",
-    "assigned_to",
-    "alert_count",
-    "created_time",
-    "last_update_time",
-)
 
 
 def _filled(params: QueryDict) -> QueryDict:
@@ -75,9 +61,20 @@ def _filled(params: QueryDict) -> QueryDict:
 def _filter(request: HttpRequest, params: QueryDict | None = None) -> IncidentFilter:
     return IncidentFilter(
         _filled(request.GET if params is None else params),
-        queryset=dashboard.visible_incidents(request.user),
+        queryset=_visible_incidents(request),
         request=request,
     )
+
+
+def _visible_incidents(request: HttpRequest) -> QuerySet[Incident]:
+    """The incidents the user may see, built once per request: the list's filter set and
+    each view's start from it (building the access rule's subquery again cost ~0.3 ms each).
+    A filter set filters a copy (`.all()`), never this queryset itself."""
+    visible = getattr(request, "_visible_incidents", None)
+    if visible is None:
+        visible = dashboard.visible_incidents(request.user)
+        request._visible_incidents = visible  # type: ignore[attr-defined]
+    return visible
 
 
 def _normal_pairs(params: QueryDict) -> list[tuple[str, str]]:
@@ -103,7 +100,15 @@ def _list_all() -> str:
 
 
 def _url(name: str, query: str) -> str:
-    return f"{reverse(name)}?{query}" if query else reverse(name)
+    path = _path(name, get_script_prefix(), get_urlconf())
+    return f"{path}?{query}" if query else path
+
+
+@functools.lru_cache(maxsize=16)
+def _path(name: str, prefix: str, urlconf: str | None) -> str:
+    """reverse(name) under the script prefix and URLconf in the key: the list page asks for
+    a dozen URLs, and reverse() cost ~0.1 ms each time."""
+    return reverse(name, urlconf=urlconf)
 
 
 def _sort_links(params: QueryDict, current: str) -> dict[str, dict[str, str]]:
@@ -160,20 +165,13 @@ def incident_list(request: HtmxHttpRequest) -> HttpResponse:
     incidents = filterset.qs
     sort = filterset.chosen_sort
     last = request.GET.get("last") == "1"
-    if filterset.keyed_search:
-        # PostgreSQL estimates one row for the per-tenant keys' match, and joined every
-        # tenant with every match (3.3 million rows filtered, 260 ms, for 3,300 matches of a
-        # common word): the page's tenants are read in a query of their own instead.
-        tenants = Prefetch("tenant", queryset=Tenant.objects.only("display_name"))
-        rows = incidents.only("tenant", *LIST_FIELDS[1:]).prefetch_related(tenants)
-    else:
-        rows = incidents.select_related("tenant").only(*LIST_FIELDS)
     page = dashboard.keyset_page(
-        rows,
+        incidents,
         sort=sort,
         after=request.GET.get("after"),
         before=request.GET.get("before"),
         last=last,
+        tenants_apart=filterset.keyed_search,
     )
     # A history restore (back button after the cache is gone) needs the whole page.
     partial = bool(request.htmx and not request.htmx.history_restore_request)

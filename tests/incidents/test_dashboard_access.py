@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import timedelta
 
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,3 +39,27 @@ def test_a_user_without_tenants_gets_empty_summary_export_and_count(
     since = (timezone.now() - timedelta(days=400)).isoformat()
     count = client.get(reverse("incidents:new_count"), {"since": since})
     assert count.content.strip() == b""
+
+
+def test_each_users_tenant_filter_takes_only_their_tenants_whoever_filtered_before(
+    alice, bob, contoso_and_fabrikam, tenant_a, tenant_b
+):
+    # The filter form's class (and all but its tenant field) is built once per process;
+    # each form gets its own user's tenants.
+    clients = {}
+    for user in (alice, bob):
+        clients[user] = Client()
+        clients[user].force_login(user)
+    url = reverse("incidents:list")
+    for _ in range(2):
+        for user, own, other, count in (
+            (alice, tenant_a, tenant_b, 4),
+            (bob, tenant_b, tenant_a, 2),
+        ):
+            mine = clients[user].get(url, {"tenant": own.pk})
+            assert not mine.context["filter"].form.errors
+            assert mine.context["count"] == count
+            theirs = clients[user].get(url, {"tenant": other.pk})
+            assert "tenant" in theirs.context["filter"].form.errors
+            assert theirs.context["count"] == 0
+            assert list(theirs.context["page"].incidents) == []
