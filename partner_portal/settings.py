@@ -341,6 +341,8 @@ SESSION_COOKIE_HTTPONLY = True
 # Sessions end after this long without a request (sliding: every request renews it).
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_HOURS", 12, minimum=1) * 3600
 SESSION_SAVE_EVERY_REQUEST = True
+# Database sessions, read and renewed in plain SQL: every request does both.
+SESSION_ENGINE = "partner_portal.accounts.sessions"
 X_FRAME_OPTIONS = "DENY"
 # A strict Content-Security-Policy (django-csp): no inline scripts or styles anywhere, no
 # other origins. The consent landing page adds the Microsoft (or devcloud) origin its form
