@@ -17,8 +17,14 @@ def table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def field(model: type[Model], name: str) -> Field:
+    found = model._meta.get_field(name)
+    assert isinstance(found, Field)  # noqa: S101 (a programming error, not input)
+    return found
+
+
 def column(model: type[Model], name: str, alias: str = "") -> str:
-    quoted = connection.ops.quote_name(model._meta.get_field(name).column)
+    quoted = connection.ops.quote_name(field(model, name).column)
     return f"{alias}.{quoted}" if alias else quoted
 
 
@@ -36,7 +42,7 @@ def from_db(fields: Sequence[Field], row: Sequence[Any]) -> list[Any]:
 @functools.cache
 def _converters(field: Field) -> list[Any]:
     col = field.cached_col
-    return [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]
+    return [*connection.ops.get_db_converters(col), *field.get_db_converters(connection)]  # type: ignore[attr-defined]
 
 
 def update(
@@ -51,13 +57,13 @@ def update(
     the statement's text built once: the rows updated. `at_least`: columns raised to these
     values, never lowered (a NULL is lowest). `lapsed`: conditions too, that these columns
     are NULL or before these values."""
-    meta, at_least, lapsed = model._meta, at_least or {}, lapsed or {}
+    at_least, lapsed = at_least or {}, lapsed or {}
     sql = _update_sql(model, tuple(values), tuple(at_least), tuple(where), tuple(lapsed))
-    params = [meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items()]
+    params = [field(model, name).get_db_prep_save(v, connection) for name, v in values.items()]
     for name, v in at_least.items():
-        params += [meta.get_field(name).get_db_prep_save(v, connection)] * 2
+        params += [field(model, name).get_db_prep_save(v, connection)] * 2
     for name, v in [*where.items(), *lapsed.items()]:
-        params.append(meta.get_field(name).get_db_prep_value(v, connection))
+        params.append(field(model, name).get_db_prep_value(v, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount

@@ -57,7 +57,7 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     with connection.cursor() as cursor:
         cursor.execute(sql, [tenant.pk, *ids])
         rows = cursor.fetchall()
-    fields = [Incident._meta.get_field(name) for name in ("microsoft_id", *SNAPSHOT_FIELDS)]
+    fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", *SNAPSHOT_FIELDS)]
     names = [field.name for field in fields]
     converted = (dict(zip(names, raw_sql.from_db(fields, row), strict=True)) for row in rows)
     return {row["microsoft_id"]: row for row in converted}
