@@ -374,6 +374,9 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
     from django.test import Client
     from django.urls import reverse
 
+    from partner_portal.gc_freeze import freeze_startup_objects
+
+    freeze_startup_objects()  # as a started web process does (partner_portal/wsgi.py)
     root = User.objects.get(username="bench-root")
     staff = User.objects.get(username="bench-staff")
     with connection.cursor() as cursor:

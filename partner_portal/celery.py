@@ -7,6 +7,8 @@ from typing import Any
 from celery import Celery, signals
 from celery.worker import consumer
 
+from partner_portal import gc_freeze
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "partner_portal.settings")
 
 app = Celery("partner_portal")
@@ -84,6 +86,12 @@ def _between_statements(conn: Any) -> bool:
 
         return bool(info.transaction_status == TransactionStatus.IDLE)
     return not getattr(conn.connection, "in_transaction", False)  # sqlite3
+
+
+@signals.worker_ready.connect  # the threads pool: this process runs the tasks
+@signals.worker_process_init.connect  # the prefork pool: each child
+def freeze_startup_objects(**kwargs: Any) -> None:
+    gc_freeze.freeze_startup_objects()
 
 
 @signals.task_prerun.connect
