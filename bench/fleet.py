@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import schema  # noqa: E402
 from devcloud import launcher  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -197,10 +198,9 @@ def fleet(
         import django
 
         django.setup()
-        from django.core.management import call_command
         from django.db import connection
 
-        call_command("migrate", verbosity=0)
+        schema.migrate()
         print(f"database: {connection.vendor}; {tenants} tenants × {incidents} incidents")
         remove_tenants(prefix)
         maintain()

@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import schema  # noqa: E402
 from bench.fleet import (  # noqa: E402
     children,
     cpu_seconds,
@@ -140,11 +141,10 @@ class Bench:
         import django
 
         django.setup()
-        from django.core.management import call_command
         from django.db import connection
 
         print(f"database: {connection.vendor}; migrating", flush=True)
-        call_command("migrate", verbosity=0)
+        schema.migrate()
         cleanup()
         maintain()
         self.dc.add_fault(
