@@ -3,7 +3,7 @@
 Why not `bulk_create(update_conflicts=True)`: on PostgreSQL, Django 5.2 sends each column as
 an array (`UNNEST`), and psycopg's client-side binding quotes every element of those arrays
 with a regular expression per character to escape — with the raw JSON of incidents and
-alerts, that was ~40% of storing a page. One JSON text per page (`json.dumps`, in C) is
+alerts, that was ~40% of storing a page. One JSON text per page (`json_text.dumps`) is
 quoted once; the database takes the rows apart (`jsonb_to_recordset` on PostgreSQL,
 `json_each` on SQLite), so the SQL is the same on both but for where the rows come from.
 
@@ -14,12 +14,13 @@ in the one parameter.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
+
+from partner_portal import json_text
 
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
@@ -138,7 +139,7 @@ def _document(fields: Sequence[Field], objs: Sequence[models.Model | Mapping[str
                 value = str(adapt(value)) if sqlite else value.isoformat()
             row[column] = value
         rows.append(row)
-    return json.dumps(rows, ensure_ascii=False)
+    return json_text.dumps(rows).decode("utf-8", "surrogatepass")
 
 
 def _field(model: type[models.Model], name: str) -> Field:

@@ -21,6 +21,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from partner_portal import json_text
 from partner_portal.incidents import bulk_upsert, counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
 from partner_portal.incidents.outbox import Snapshot
@@ -284,14 +285,14 @@ def _alert_row(incident_pk: int, a: defender.AlertData) -> Row:
 # Every stored field of an alert is read from its `raw` (defender.parse_alert), so a digest of
 # `raw` stands for the row, at half the JSON of digesting the row. Bump the version when
 # parse_alert or _alert_row change what they store: each alert is then rewritten once.
-ALERT_DIGEST_VERSION = b"raw-1:"
+ALERT_DIGEST_VERSION = b"raw-2:"
 
 
 def alert_digest(a: defender.AlertData) -> str:
     # Keys in the order received, not sorted (a quarter cheaper): an answer that reorders an
     # alert's keys has it rewritten once, which is only what a change costs.
-    text = json.dumps(a.raw, default=str, check_circular=False)
-    return hashlib.blake2b(ALERT_DIGEST_VERSION + text.encode(), digest_size=16).hexdigest()
+    text = json_text.dumps(a.raw, default=str)
+    return hashlib.blake2b(ALERT_DIGEST_VERSION + text, digest_size=16).hexdigest()
 
 
 def _refused(item: defender.IncidentData, exc: Exception) -> defender.ItemProblem:

@@ -174,14 +174,24 @@ def test_an_unparseable_item_is_a_problem_counted_again_and_cleared_when_it_stor
 def test_an_item_the_database_refuses_becomes_a_problem_and_the_page_is_stored(db):
     tenant = ConsentedTenantFactory()
     items = [incident(n) for n in range(1, 6)]
-    items[2]["futureScore"] = math.nan  # json.loads reads NaN; PostgreSQL's jsonb refuses it
     # Longer than a B-tree index entry may be, even compressed.
     items[3]["severity"] = "".join(hashlib.sha256(bytes([i])).hexdigest() for i in range(100))
     stored = store(tenant, *items)
-    assert (stored.created, stored.updated, stored.problems) == (3, 0, 2)
-    assert set(Incident.objects.values_list("microsoft_id", flat=True)) == {1, 2, 5}
-    assert set(SyncProblem.objects.values_list("microsoft_id", flat=True)) == {"3", "4"}
-    assert "NaN" in SyncProblem.objects.get(microsoft_id="3").raw_text
+    assert (stored.created, stored.updated, stored.problems) == (4, 0, 1)
+    assert set(Incident.objects.values_list("microsoft_id", flat=True)) == {1, 2, 3, 5}
+    assert set(SyncProblem.objects.values_list("microsoft_id", flat=True)) == {"4"}
+    assert items[3]["severity"][:64] in SyncProblem.objects.get(microsoft_id="4").raw_text
+
+
+def test_nan_and_infinity_are_stored_as_null(db):
+    # Not JSON, but json.loads reads them; PostgreSQL's jsonb would refuse them, and
+    # json_text writes them as null (as orjson does) rather than lose the incident.
+    tenant = ConsentedTenantFactory()
+    item = incident(1, futureScore=math.nan, alerts=[{"alertId": "a", "score": -math.inf}])
+    assert store(tenant, item).problems == 0
+    stored = Incident.objects.get(microsoft_id=1)
+    assert stored.raw["futureScore"] is None
+    assert stored.alerts.get().raw["score"] is None
 
 
 def test_store_page_keeps_its_signature(db):
