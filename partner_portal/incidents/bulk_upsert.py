@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 
-from partner_portal import json_text
+from partner_portal import json_text, raw_sql
 
 if TYPE_CHECKING:
     Field = models.Field[Any, Any]
@@ -59,21 +59,21 @@ def _statement(
     """The fields and SQL text of an upsert: the same for every page, so made once (it cost
     more than a page's JSON). `vendor` keys the cache (the SQL differs by database)."""
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    table, columns = _name(model), ", ".join(_column(f) for f in fields)
-    changed = [_column(_field(model, name)) for name in update]
+    table, columns = raw_sql.table(model), ", ".join(_column(f) for f in fields)
+    changed = [raw_sql.column(model, name) for name in update]
     # Names from the model only; the values are the parameter. SQLite's parser needs the
     # WHERE before an upsert's ON CONFLICT.
     sql = (
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({_source(fields)}) AS page "  # noqa: S608
         f"WHERE true "
-        f"ON CONFLICT ({', '.join(_column(_field(model, name)) for name in unique)}) "
+        f"ON CONFLICT ({', '.join(raw_sql.column(model, name) for name in unique)}) "
     )
     if not changed:
         sql += "DO NOTHING"
     else:
         sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
     if returning:
-        sql += " RETURNING " + ", ".join(_column(_field(model, name)) for name in returning)
+        sql += " RETURNING " + ", ".join(raw_sql.column(model, name) for name in returning)
     return fields, sql
 
 
@@ -142,15 +142,5 @@ def _document(fields: Sequence[Field], objs: Sequence[models.Model | Mapping[str
     return json_text.dumps(rows).decode("utf-8", "surrogatepass")
 
 
-def _field(model: type[models.Model], name: str) -> Field:
-    field = model._meta.get_field(name)
-    assert isinstance(field, models.Field)  # noqa: S101 (a programming error, not input)
-    return field
-
-
 def _column(field: Field) -> str:
     return connection.ops.quote_name(field.column)
-
-
-def _name(model: type[models.Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
