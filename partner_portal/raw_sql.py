@@ -36,6 +36,15 @@ def cursor() -> CursorWrapper:
     return wrapper
 
 
+def one_of(values: Sequence[Any], array_type: str) -> tuple[str, list[Any]]:
+    """The right side of "column is one of these values" and its parameters: on PostgreSQL
+    `= ANY(%s::array_type[])` with the values as one array, so that the statement's text
+    is the same for any number of them (prepared once: `cursor`); elsewhere `IN (%s, …)`."""
+    if connection.vendor == "postgresql":
+        return f"= ANY(%s::{array_type}[])", [list(values)]
+    return f"IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
 def table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 

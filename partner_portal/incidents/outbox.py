@@ -52,15 +52,10 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     if not ids:
         return {}
     # Raw SQL built once: through the ORM, building this query cost more than running it,
-    # on every page. PostgreSQL takes the ids as one array, so the text is the same on
-    # every page and prepared once (raw_sql.cursor); SQLite, as an IN list.
-    if connection.vendor == "postgresql":
-        sql, params = _snapshot_sql().replace("%(ids)s", "= ANY(%s::bigint[])"), [tenant.pk, ids]
-    else:
-        sql = _snapshot_sql().replace("%(ids)s", f"IN ({', '.join(['%s'] * len(ids))})")
-        params = [tenant.pk, *ids]
+    # on every page.
+    matches, id_params = raw_sql.one_of(ids, "bigint")
     with raw_sql.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_snapshot_sql().replace("%(ids)s", matches), [tenant.pk, *id_params])
         rows = cursor.fetchall()
     fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", *SNAPSHOT_FIELDS)]
     names = [field.name for field in fields]
