@@ -188,6 +188,13 @@ else:
     # ran in 0.5. None of the portal's statements runs long enough to win it back.
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options["options"] = f"{options.get('options', '')} -c jit=off".strip()
+    # Prepare a statement run more than DATABASE_PREPARE_THRESHOLD times on a connection
+    # (psycopg's default, 5; Django turns preparing off): only statements sent through
+    # raw_sql.cursor(), which binds on the server (the sync's, run by every tenant's run),
+    # never the ORM's. Half of their server CPU was parsing and planning them again. 0
+    # turns it off: needed behind PgBouncer in transaction mode before PgBouncer 1.21 (or
+    # without its max_prepared_statements).
+    options["prepare_threshold"] = env_int("DATABASE_PREPARE_THRESHOLD", 5) or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, broker and Celery -----------------------------------------------------------

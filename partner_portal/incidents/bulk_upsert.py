@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models
-from django.db.backends.utils import CursorWrapper
 
 from partner_portal import json_text, raw_sql
 
@@ -43,7 +42,7 @@ def upsert(
     fields, sql = _statement(
         model, tuple(unique), tuple(update), tuple(returning), connection.vendor
     )
-    with _cursor() as cursor:
+    with raw_sql.cursor() as cursor:
         cursor.execute(sql, [_document(fields, objs)])
         return list(cursor.fetchall()) if returning else []
 
@@ -75,24 +74,6 @@ def _statement(
     if returning:
         sql += " RETURNING " + ", ".join(raw_sql.column(model, name) for name in returning)
     return fields, sql
-
-
-def _cursor() -> CursorWrapper:
-    """Django's cursor; on PostgreSQL binding parameters on the server (Django binds them
-    on the client by default): the page's JSON travels as it is instead of being escaped
-    into the statement's text and parsed as a literal."""
-    cursor = connection.cursor()
-    if connection.vendor == "postgresql" and not getattr(
-        connection.features, "uses_server_side_binding", False
-    ):
-        # Only defined with psycopg 3 (requirements.txt); imported here, not on SQLite.
-        from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
-            ServerBindingCursor,
-        )
-
-        cursor.cursor.close()
-        cursor.cursor = ServerBindingCursor(connection.connection)
-    return cursor
 
 
 def _source(fields: Sequence[Field]) -> str:

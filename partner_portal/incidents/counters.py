@@ -22,10 +22,11 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.functions import TruncDate
 
+from partner_portal import raw_sql
 from partner_portal.incidents.models import Incident, IncidentCount, IncidentDayCount
 from partner_portal.tenants.models import Tenant
 
@@ -86,17 +87,32 @@ def _add(model: type[IncidentCount | IncidentDayCount], key: tuple[str, ...], de
     rows = sorted((k, n) for k, n in deltas.items() if n)
     if not rows:
         return
+    if connection.vendor == "postgresql":
+        # One array per column: the same text for any number of rows, prepared once
+        # (raw_sql.cursor); unnest keeps the arrays' (sorted) order.
+        params: list[Any] = [
+            list(column) for column in zip(*[(*k, n) for k, n in rows], strict=True)
+        ]
+    else:
+        params = [value for k, n in rows for value in (*k, n)]
+    with raw_sql.cursor() as cursor:
+        cursor.execute(_add_sql(model, key, len(rows), connection.vendor), params)
+
+
+def _add_sql(model: type[models.Model], key: tuple[str, ...], rows: int, vendor: str) -> str:
     quote = connection.ops.quote_name
     table = quote(model._meta.db_table)
-    columns = ", ".join(quote(c) for c in (*key, "n"))
-    values = ", ".join(["(" + ", ".join(["%s"] * (len(key) + 1)) + ")"] * len(rows))
+    columns = [*key, "n"]
+    if vendor == "postgresql":
+        types = [raw_sql.field(model, c).db_type(connection) for c in columns]
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608 (types from the model)
+    else:
+        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * rows)
     # Names from the model, values as parameters.
     conflict = ", ".join(quote(c) for c in key)
-    sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({conflict}) "  # noqa: S608
-    sql += f"DO UPDATE SET n = {table}.n + EXCLUDED.n"
-    params = [value for k, n in rows for value in (*k, n)]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    sql = f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) {source} "  # noqa: S608
+    return sql + f"ON CONFLICT ({conflict}) DO UPDATE SET n = {table}.n + EXCLUDED.n"
 
 
 def delete_incidents(incidents: QuerySet[Incident]) -> int:

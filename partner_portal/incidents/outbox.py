@@ -51,11 +51,11 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     ]
     if not ids:
         return {}
-    # Raw SQL (its text but the IN list built once): through the ORM, building this query
-    # cost more than running it, on every page.
-    sql = _snapshot_sql().replace("%(ids)s", ", ".join(["%s"] * len(ids)))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant.pk, *ids])
+    # Raw SQL built once: through the ORM, building this query cost more than running it,
+    # on every page.
+    matches, id_params = raw_sql.one_of(ids, "bigint")
+    with raw_sql.cursor() as cursor:
+        cursor.execute(_snapshot_sql().replace("%(ids)s", matches), [tenant.pk, *id_params])
         rows = cursor.fetchall()
     fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", *SNAPSHOT_FIELDS)]
     names = [field.name for field in fields]
@@ -72,7 +72,7 @@ def _snapshot_sql() -> str:
     )
     sql = (
         f"SELECT {columns} FROM {raw_sql.table(Incident)} "  # noqa: S608 (names only)
-        f"WHERE {tenant} = %s AND {microsoft_id} IN (%(ids)s) "
+        f"WHERE {tenant} = %s AND {microsoft_id} %(ids)s "
         f"ORDER BY {microsoft_id}"  # locked in the upsert's order (store._upsert)
     )
     return sql + (" FOR UPDATE" if connection.features.has_select_for_update else "")

@@ -9,11 +9,12 @@ which keeps one poison incident from blocking the rest of its page.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from partner_portal import json_text
+from partner_portal import json_text, raw_sql
 from partner_portal.incidents import bulk_upsert, counters, outbox
 from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
 from partner_portal.incidents.outbox import Snapshot
@@ -198,6 +199,23 @@ def _upsert(
     return created, len(ids) - created
 
 
+def _stored(incident_pks: Iterable[int]) -> list[tuple[int, int, str, str]]:
+    """The stored alerts of these incidents: (pk, incident pk, id hash, content digest). Raw
+    SQL built once, prepared on PostgreSQL (raw_sql.cursor): every page reads them."""
+    matches, params = raw_sql.one_of(list(incident_pks), "bigint")
+    with raw_sql.cursor() as cursor:
+        cursor.execute(_stored_sql().replace("%(ids)s", matches), params)
+        return list(cursor.fetchall())
+
+
+@functools.cache
+def _stored_sql() -> str:
+    names = ("id", "incident", "microsoft_id_hash", "content_hash")
+    columns = ", ".join(raw_sql.column(Alert, name) for name in names)
+    incident = raw_sql.column(Alert, "incident")
+    return f"SELECT {columns} FROM {raw_sql.table(Alert)} WHERE {incident} %(ids)s"  # noqa: S608
+
+
 def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
     """Make the stored alerts of these incidents (by primary key) what was received: one
     query reads the stored alerts' keys and content digests; only the alerts that are new or
@@ -210,10 +228,7 @@ def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
             alert = _alert_row(incident_pk, a)
             alerts[(incident_pk, alert["microsoft_id_hash"])] = alert
     stored = {
-        (incident_pk, key): (pk, digest)
-        for pk, incident_pk, key, digest in Alert.objects.filter(
-            incident_id__in=list(alerts_of)
-        ).values_list("pk", "incident_id", "microsoft_id_hash", "content_hash")
+        (incident_pk, key): (pk, digest) for pk, incident_pk, key, digest in _stored(alerts_of)
     }
     gone = [pk for key, (pk, _) in stored.items() if key not in alerts]
     if gone:

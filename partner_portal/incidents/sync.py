@@ -115,7 +115,7 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
     # The room-th incident stored before the watermark, if it is within the overlap.
     updated = Incident._meta.get_field("last_update_time")
     prepared = [updated.get_db_prep_value(v, connection) for v in (watermark, earliest)]
-    with connection.cursor() as cursor:
+    with raw_sql.cursor() as cursor:
         cursor.execute(_incidents_sql("before"), [tenant.pk, *prepared, room - 1])
         row = cursor.fetchone()
     return raw_sql.from_db([updated], row)[0] if row else earliest
@@ -130,7 +130,7 @@ def _page_room(tenant: Tenant, previous: datetime | None) -> int:
     coming = 0
     if previous is not None:
         updated = Incident._meta.get_field("last_update_time")
-        with connection.cursor() as cursor:
+        with raw_sql.cursor() as cursor:
             since = updated.get_db_prep_value(previous, connection)
             cursor.execute(_incidents_sql("since"), [tenant.pk, since, size * 10])
             (coming,) = cursor.fetchone()
@@ -308,7 +308,7 @@ def _read_again(tenant: Tenant) -> History:
     a one-page run once spent four; raw SQL, as the ORM's building of it (two subqueries and
     an EXISTS) cost a tenth of a one-page run's CPU."""
     fields = Tenant._meta.concrete_fields
-    with connection.cursor() as cursor:
+    with raw_sql.cursor() as cursor:
         cursor.execute(
             _read_again_sql(), [SyncOutcome.SUCCESS, SyncOutcome.SUCCESS, False, tenant.pk]
         )
