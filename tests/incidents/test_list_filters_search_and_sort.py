@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.factories import UserFactory
+from tests.factories import ConsentedTenantFactory, UserFactory
 from tests.incidents import dashboard_data
 from tests.incidents.dashboard_data import make_incident
 
@@ -54,6 +54,23 @@ def test_the_row_shows_every_column(alice_client, contoso_and_fabrikam):
     a2 = contoso_and_fabrikam["a2"]
     assert f'datetime="{a2.last_update_time.isoformat()}"' in html
     assert reverse("incidents:detail", kwargs={"incident_id": a2.pk}) in html
+
+
+def test_the_filter_form_marks_the_chosen_options_and_no_others(
+    alice_client, tenant_a, team_a, contoso_and_fabrikam
+):
+    tailspin = ConsentedTenantFactory(display_name="Tailspin <Toys>", groups=[team_a])
+    # The options are written once and reused: the second page marks its own choice only.
+    get(alice_client, tenant=tailspin.pk, status="Active", sort="-created")
+    forged = f'{tailspin.pk}"><option value="{tailspin.pk}'
+    html = get(
+        alice_client, tenant=[tenant_a.pk, forged], status="open", sort="created"
+    ).content.decode()
+    assert f'<option value="{tenant_a.pk}" selected>Contoso</option>' in html
+    assert f'<option value="{tailspin.pk}">Tailspin &lt;Toys&gt;</option>' in html
+    assert '<option value="open" selected>' in html
+    assert '<option value="created" selected>' in html
+    assert html.count(" selected>") == 3
 
 
 def test_a_user_without_tenants_sees_an_empty_list(client, charlie, contoso_and_fabrikam):
