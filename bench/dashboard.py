@@ -428,9 +428,11 @@ def run(requests: int, *, summary_only: bool = False) -> bool:
                 f"{p95(m.cpu):8.1f} {p95(m.sql):8.1f} {m.queries:8d} {m.rows:5d} "
                 f"{P95_TARGET_MS / p95(m.wall):8.2f}  {'yes' if ok else 'NO'}"
             )
-        if len(set(counts)) > 1:
+        # A deep page may need no more queries than the first (the first also counts the
+        # views and reads the form's tenants).
+        if counts[-1] > counts[0]:
             all_ok = False
-            print(f"{'':34} queries differ between pages: {counts}")
+            print(f"{'':34} more queries on the deep page: {counts}")
 
     # The summary page: open incidents by severity and per tenant, the 30-day chart.
     # "fresh": the cache off, every request counts (what the first request of a minute

@@ -265,8 +265,8 @@ class IncidentFilter(django_filters.FilterSet):
 
     def _in_visible_tenants(self, value: str) -> RawSQL | None:
         """For staff who see some tenants (PostgreSQL): the incidents of those tenants whose
-        text has every trigram of the term, through the per-tenant trigram index (migration
-        0011), so that a common word costs the matches in these tenants, not in all.
+        text has every trigram of the term, through the per-tenant trigram index (migrations
+        0011 and 0014), so that a common word costs the matches in these tenants, not in all.
 
         None when it does not apply: everyone's search (the plain trigram index serves it),
         many tenants, or a term without three letters or digits in a row. The LIKE beside it
@@ -281,7 +281,7 @@ class IncidentFilter(django_filters.FilterSet):
         if not trigrams or not tenants or len(tenants) > MAX_KEYED_TENANTS:
             return None
         table = connection.ops.quote_name(Incident._meta.db_table)
-        keys = f"incident_search_keys({table}.tenant_id, {table}.search_text) @> %s::text[]"
+        keys = f"incident_search_word_keys({table}.tenant_id, {table}.search_text) @> %s::text[]"
         sql = " OR ".join([keys] * len(tenants))
         params = [[f"{pk}:{trigram}" for trigram in trigrams] for pk in tenants]
         return RawSQL(f"({sql})", params, output_field=BooleanField())  # noqa: S611

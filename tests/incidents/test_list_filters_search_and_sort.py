@@ -266,7 +266,7 @@ def test_a_staff_search_goes_through_the_per_tenant_index_and_everyones_does_not
     make_incident(tenant_a, name="Suspicious PowerShell")
     with CaptureQueriesContext(connection) as staff:
         page = alice_client.get("/", {"q": "powershell"})
-    keyed = [q["sql"] for q in staff.captured_queries if "incident_search_keys" in q["sql"]]
+    keyed = [q["sql"] for q in staff.captured_queries if "incident_search_word_keys" in q["sql"]]
     assert keyed
     # The page's query reads no tenant (a join PostgreSQL misplans with the keys' estimate):
     # the tenants' names come from a query of their own, and are on the page.
@@ -278,4 +278,4 @@ def test_a_staff_search_goes_through_the_per_tenant_index_and_everyones_does_not
     with CaptureQueriesContext(connection) as root:
         response = client.get("/", {"q": "powershell"})
     assert [i.name for i in response.context["page"].incidents] == ["Suspicious PowerShell"]
-    assert not any("incident_search_keys" in q["sql"] for q in root.captured_queries)
+    assert not any("incident_search_word_keys" in q["sql"] for q in root.captured_queries)
