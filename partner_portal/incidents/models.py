@@ -110,18 +110,6 @@ class Incident(models.Model):
             # The dashboard's capped counts for staff who see some tenants, filtered by
             # severity/status: an index-only scan per tenant instead of a table scan.
             models.Index(fields=["tenant", "severity", "status"], name="incident_tenant_sev"),
-            # The summary page. Open incidents per tenant and severity: an index-only scan
-            # of the open rows alone (most incidents are resolved).
-            models.Index(
-                fields=["tenant", "severity"],
-                condition=~Q(status="Resolved"),
-                name="incident_open_tenant_sev",
-            ),
-            # Its 30-day chart: an index-only range scan of the month's rows, for everyone's
-            # tenants or a few (the tenant is read from the index too).
-            models.Index(
-                fields=["created_time", "severity", "tenant"], name="incident_created_sev"
-            ),
             # The "Assigned to me" view's count on every list page (assigned_to__iexact),
             # which would otherwise read every row when few are assigned to the viewer.
             models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
