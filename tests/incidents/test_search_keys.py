@@ -50,3 +50,13 @@ def test_the_keys_leave_out_padded_and_non_ascii_trigrams(db):
     # three printable bytes); of the 26 trigrams, the 11 padded ones are gone.
     assert wanted <= set(keys) and len(keys) <= len(wanted) + 2
     assert trigrams == 26
+
+
+def test_the_index_has_no_pending_list_for_searches_to_read(db):
+    # A staff member's search scans the index once per tenant; a pending list would be
+    # read whole by each of those scans.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'incident_search_tenant_words'"
+        )
+        assert cursor.fetchone() == (["fastupdate=off"],)

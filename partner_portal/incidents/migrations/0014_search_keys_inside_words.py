@@ -35,9 +35,13 @@ def _function(schema_editor, name: str, trigrams: str) -> None:
 
 
 def _index(schema_editor, name: str, function: str) -> None:
+    # fastupdate off: GIN's pending list of new entries is read whole by every index scan,
+    # and a staff member's search is one scan per tenant: with the sync writing, up to 4 MB
+    # read 50 times, 4 ms each (a search of 50 tenants took 230 ms instead of 30). Writing
+    # entries straight into the index costs the sync ~10% more on this index.
     schema_editor.execute(
         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON incidents_incident "
-        f"USING gin ({function}(tenant_id, search_text))"
+        f"USING gin ({function}(tenant_id, search_text)) WITH (fastupdate = off)"
     )
 
 
