@@ -69,3 +69,10 @@ class TenantAdmin(admin.ModelAdmin):
         ),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # An existing tenant's Entra tenant ID changes on the tenant page only: there the
+        # old tenant's consent, watermark, incidents and counts go with it
+        # (tenants/changes.py); saved here, they would stay beside the new tenant's.
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, "entra_tenant_id"]
