@@ -28,6 +28,9 @@ IMPLIED_ROLES: dict[str, set[str]] = {
 _LEEWAY_SECONDS = 300
 _DISCOVERY_TTL_SECONDS = 24 * 3600  # keys rotate; Microsoft suggests refetching daily (§4.2)
 
+# Per OpenID configuration (one a tenant, or a cloud's "organizations"), the oldest first;
+# at most this many, so that a worker's memory stays flat in the tenants it has seen.
+_MAX_JWK_CLIENTS = 256
 _jwk_clients: dict[str, tuple[float, jwt.PyJWKClient]] = {}
 _jwk_lock = threading.Lock()
 
@@ -165,6 +168,16 @@ def jwk_client(configuration_url: str, ca_bundle: str, timeout: float) -> jwt.Py
     # PyJWKClient uses urllib, which ignores requests' CA settings: give it the CA explicitly.
     context = ssl.create_default_context(cafile=ca_bundle or None)
     client = jwt.PyJWKClient(jwks_uri, timeout=timeout, ssl_context=context, lifespan=3600)
-    with _jwk_lock:
-        _jwk_clients[configuration_url] = (time.monotonic() + _DISCOVERY_TTL_SECONDS, client)
+    _remember(configuration_url, client)
     return client
+
+
+def _remember(configuration_url: str, client: jwt.PyJWKClient) -> None:
+    now = time.monotonic()
+    with _jwk_lock:
+        _jwk_clients.pop(configuration_url, None)  # re-inserted: the newest
+        _jwk_clients[configuration_url] = (now + _DISCOVERY_TTL_SECONDS, client)
+        for url in [url for url, (until, _) in _jwk_clients.items() if until <= now]:
+            del _jwk_clients[url]
+        while len(_jwk_clients) > _MAX_JWK_CLIENTS:
+            del _jwk_clients[next(iter(_jwk_clients))]

@@ -128,3 +128,31 @@ def test_a_token_from_further_in_the_future_is_transient_clock_skew(claim):
     ahead = int(time.time()) + 900
     with pytest.raises(errors.Transient, match="clocks disagree"):
         check(make_token(**{claim: ahead}))
+
+
+def test_signing_key_clients_are_kept_for_the_newest_configurations_only(monkeypatch):
+    monkeypatch.setattr(claims, "_jwk_clients", {})
+    monkeypatch.setattr(claims, "_MAX_JWK_CLIENTS", 3)
+    made = {}
+    for n in range(5):
+        url = f"https://login.example/{n}/v2.0/.well-known/openid-configuration"
+        made[url] = jwt.PyJWKClient(f"https://login.example/{n}/keys")
+        claims._remember(url, made[url])
+    assert list(claims._jwk_clients) == list(made)[2:]
+    # One used again is the newest: the oldest other one goes first.
+    claims._remember(list(made)[2], made[list(made)[2]])
+    claims._remember("https://login.example/5/conf", jwt.PyJWKClient("https://login.example/k"))
+    assert list(claims._jwk_clients) == [
+        list(made)[4],
+        list(made)[2],
+        "https://login.example/5/conf",
+    ]
+
+
+def test_expired_signing_key_clients_are_dropped(monkeypatch):
+    monkeypatch.setattr(claims, "_jwk_clients", {})
+    claims._remember("https://login.example/old", jwt.PyJWKClient("https://login.example/k"))
+    later = time.monotonic() + claims._DISCOVERY_TTL_SECONDS + 1
+    monkeypatch.setattr(claims.time, "monotonic", lambda: later)
+    claims._remember("https://login.example/new", jwt.PyJWKClient("https://login.example/k"))
+    assert list(claims._jwk_clients) == ["https://login.example/new"]
