@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
+from django.utils.functional import cached_property
 
 from partner_portal.microsoft import clouds, vocabulary
 from partner_portal.microsoft.vocabulary import Kind
@@ -119,6 +120,16 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"{self.microsoft_id}: {self.name}"
+
+    @cached_property
+    def merged_into(self) -> Incident | None:
+        """The incident Microsoft merged this one into, if it is synced: the same tenant's
+        (an incident ID is unique only within a tenant)."""
+        if self.redirect_incident_id is None:
+            return None
+        return Incident.objects.filter(
+            tenant_id=self.tenant_id, microsoft_id=self.redirect_incident_id
+        ).first()
 
     @property
     def portal_link(self) -> str:

@@ -106,3 +106,23 @@ def test_another_tenants_incident_is_not_found(alice_client, contoso_and_fabrika
     b1 = contoso_and_fabrikam["b1"]
     response = alice_client.get(reverse("incidents:detail", kwargs={"incident_id": b1.pk}))
     assert response.status_code == 404
+
+
+def test_a_merged_incident_links_to_the_one_it_was_merged_into_in_its_own_tenant(
+    alice_client, contoso_and_fabrikam
+):
+    merged, into = contoso_and_fabrikam["a2"], contoso_and_fabrikam["a1"]
+    # Fabrikam has an incident of the same number: incident IDs are unique per tenant only.
+    contoso_and_fabrikam["b1"].microsoft_id = into.microsoft_id
+    contoso_and_fabrikam["b1"].save()
+    merged.redirect_incident_id = into.microsoft_id
+    merged.save()
+    page = alice_client.get(reverse("incidents:detail", args=[merged.pk])).content.decode()
+    link = f'<a href="{reverse("incidents:detail", args=[into.pk])}" data-merged-into>'
+    assert f"{link}Incident {into.microsoft_id}</a>" in page
+    assert reverse("incidents:detail", args=[contoso_and_fabrikam["b1"].pk]) not in page
+    # Merged into one not synced yet: its number, no link.
+    merged.redirect_incident_id = 987654
+    merged.save()
+    page = alice_client.get(reverse("incidents:detail", args=[merged.pk])).content.decode()
+    assert "Incident 987654 (not synced yet)" in page and "data-merged-into" not in page
