@@ -352,7 +352,11 @@ class IncidentChange(models.Model):
     Kind = ChangeKind
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="changes")
+    # No index of its own: change_once_per_version's (incident, version) serves lookups by
+    # incident, and the sync writes a change for every incident it changes.
+    incident = models.ForeignKey(
+        Incident, on_delete=models.CASCADE, related_name="changes", db_index=False
+    )
     version = models.DateTimeField(help_text="The incident's lastUpdateTime.")
     kinds = models.JSONField(default=list)
     before = models.JSONField(default=dict, blank=True)
