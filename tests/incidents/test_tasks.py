@@ -106,7 +106,15 @@ def test_retries_are_bounded(start_worker, devcloud, devcloud_settings):
     devcloud.add_fault(endpoint="list_incidents", tenant=tid(tenant), kind="status", status=500)
     start_worker(concurrency=1, env={**FAST, "SYNC_MAX_RETRIES": "2"})
     tasks.sync_tenant.delay(tenant_pk=tenant.pk)
-    wait_until(finished(tenant, SyncOutcome.FAILED), timeout=60, what="sync to give up")
+    # The run closes, then the tenant says so (two statements): wait for both.
+    wait_until(
+        lambda: (
+            finished(tenant, SyncOutcome.FAILED)()
+            and Tenant.objects.filter(pk=tenant.pk, last_sync_outcome=SyncOutcome.FAILED).exists()
+        ),
+        timeout=60,
+        what="sync to give up",
+    )
     assert len(list_calls(devcloud, tenant)) == 3  # the first try and 2 retries
     tenant.refresh_from_db()
     assert tenant.last_sync_outcome == SyncOutcome.FAILED
