@@ -84,3 +84,44 @@ def test_an_unknown_key_starts_a_new_session_and_a_vanished_one_is_not_recreated
     with pytest.raises(UpdateError):
         store.save()
     assert not Session.objects.exists()
+
+
+def test_an_unchanged_session_is_written_at_most_once_a_minute(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(UserFactory())
+    key = client.session.session_key
+    url = reverse("incidents:list")
+    client.get(url)  # renewed now
+    expiry = Session.objects.get(pk=key).expire_date
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    assert not [q for q in queries if "django_session" in q["sql"] and "UPDATE" in q["sql"]]
+    assert Session.objects.get(pk=key).expire_date == expiry
+    # Renewed a minute ago or more: written again.
+    earlier = expiry - timedelta(seconds=61)
+    Session.objects.filter(pk=key).update(expire_date=earlier)
+    client.get(url)
+    assert Session.objects.get(pk=key).expire_date > expiry
+
+
+def test_a_changed_session_is_written_even_when_renewed_just_now(client):
+    client.force_login(UserFactory())
+    key = client.session.session_key
+    client.get(reverse("incidents:list"))
+    # The time zone page keeps the choice in the session.
+    response = client.post(reverse("incidents:preferences"), {"time_zone": "Asia/Kolkata"})
+    assert response.status_code == 302
+    assert SessionStore(key)["time_zone"] == "Asia/Kolkata"
+
+
+def test_a_change_inside_a_stored_dict_is_written_although_not_marked_modified():
+    store = SessionStore()
+    store["flows"] = {"a": 1}
+    store.save()  # created: its expiry renewed just now
+    again = SessionStore(store.session_key)
+    again["flows"]["a"] = 2  # Django's `modified` does not see this
+    assert not again.modified
+    again.save()
+    assert SessionStore(store.session_key)["flows"] == {"a": 2}
