@@ -322,7 +322,7 @@ def incident_export(request: HttpRequest) -> HttpResponse | StreamingHttpRespons
 def incident_summary(request: HttpRequest) -> HttpResponse:
     tenant_names = dict(visible_tenants(request.user).values_list("pk", "display_name"))
     summary, counted_at = dashboard.cached_summary(
-        tenant_names, everyone=sees_every_tenant(request.user)
+        tenant_names, everyone=sees_every_tenant(request.user), rows=SUMMARY_TENANT_ROWS
     )
     return render(
         request,
@@ -334,9 +334,9 @@ def incident_summary(request: HttpRequest) -> HttpResponse:
             "list_url": reverse("incidents:list"),
             "tenants_url": reverse("tenants:list"),
             # The most severe first; the rest are a click away on the list.
-            "tenant_rows": summary.tenants[:SUMMARY_TENANT_ROWS],
-            "more_tenants": max(0, len(summary.tenants) - SUMMARY_TENANT_ROWS),
-            "quiet_tenants": len(tenant_names) - len(summary.tenants),
+            "tenant_rows": summary.tenants,
+            "more_tenants": summary.tenants_with_open - len(summary.tenants),
+            "quiet_tenants": len(tenant_names) - summary.tenants_with_open,
         },
     )
 

@@ -181,3 +181,33 @@ def test_with_the_cache_off_every_request_counts_afresh(alice_client, tenant_a):
     assert open_total(alice_client) == 1
     make_incident(tenant_a, severity="High", status="Active")
     assert open_total(alice_client) == 2
+
+
+def test_only_the_most_severe_tenants_are_kept_ties_by_name(db):
+    from partner_portal.incidents import dashboard
+    from tests.factories import ConsentedTenantFactory
+
+    tenants = {
+        name: ConsentedTenantFactory(display_name=name) for name in ("Delta", "Alpha", "Beta")
+    }
+    quiet = ConsentedTenantFactory(display_name="Quiet")
+    for name in ("Delta", "Alpha", "Beta"):  # one Medium each: tied, so by name
+        make_incident(tenants[name], severity="Medium", status="Active")
+    make_incident(tenants["Delta"], severity="Low", status="Active")  # Delta first
+    make_incident(quiet, severity="High", status="Resolved")  # resolved: not open
+    names = {t.pk: t.display_name for t in [*tenants.values(), quiet]}
+    summary = dashboard.summary(None, names, today=timezone.now().date(), rows=2)
+    assert [(row.name, row.total) for row in summary.tenants] == [("Delta", 2), ("Alpha", 1)]
+    assert summary.tenants[0].by_severity == [
+        ("High", 0),
+        ("Medium", 1),
+        ("Low", 1),
+        ("Informational", 0),
+        ("UnSpecified", 0),
+    ]
+    assert summary.tenants_with_open == 3 and summary.open_total == 4
+    # Only some tenants (and none at all).
+    beta_only = dashboard.summary([tenants["Beta"].pk], names, today=timezone.now().date(), rows=2)
+    assert [row.name for row in beta_only.tenants] == ["Beta"] and beta_only.open_total == 1
+    nothing = dashboard.summary([], names, today=timezone.now().date(), rows=2)
+    assert (nothing.tenants, nothing.tenants_with_open, nothing.open_total) == ([], 0, 0)
