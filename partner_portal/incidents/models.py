@@ -111,6 +111,14 @@ class Incident(models.Model):
             # The dashboard's capped counts for staff who see some tenants, filtered by
             # severity/status: an index-only scan per tenant instead of a table scan.
             models.Index(fields=["tenant", "severity", "status"], name="incident_tenant_sev"),
+            # The "Needs attention" view's count on every list page (open, High, unassigned):
+            # read from the index alone, where incident_tenant_sev left a row read per match
+            # to check its assignee (1,700 rows, ~7 ms at 1M incidents for 50 tenants).
+            models.Index(
+                fields=["severity", "status", "tenant"],
+                condition=Q(assigned_to=""),
+                name="incident_unassigned_sev",
+            ),
             # The "Assigned to me" view's count on every list page (assigned_to__iexact),
             # which would otherwise read every row when few are assigned to the viewer.
             models.Index(Upper("assigned_to"), name="incident_assignee_upper"),
