@@ -36,7 +36,7 @@ from partner_portal.incidents.models import (
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.graph import describe_evidence
 from partner_portal.microsoft.vocabulary import Kind
-from partner_portal.tenants.access import sees_every_tenant, visible_tenant_pks
+from partner_portal.tenants.access import sees_every_tenant, visible_tenant_ids
 from partner_portal.tenants.models import Tenant
 
 PAGE_SIZE = 50
@@ -66,9 +66,7 @@ def visible_incidents(user: Any) -> QuerySet[Incident]:
     # each row through a hash and estimates it from its statistics, where the access rule's
     # subquery (three joins) was planned again in each of a page's statements and compared
     # with each row one tenant at a time.
-    memberships = Tenant.groups.through.objects.filter(group__user=user)
-    tenants = list(memberships.order_by().values_list("tenant_id", flat=True).distinct())
-    return Incident.objects.filter(tenant_id__in=tenants)
+    return Incident.objects.filter(tenant_id__in=visible_tenant_ids(user))
 
 
 def parse_sort(sort: str) -> tuple[tuple[str, ...], bool]:

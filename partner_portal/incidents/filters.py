@@ -17,7 +17,7 @@ from django.db.models.query import EmptyQuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident
+from partner_portal.incidents.models import Incident, assignee_is
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
@@ -226,7 +226,7 @@ class IncidentFilter(django_filters.FilterSet):
         value = value.strip()
         if value.lower() == UNASSIGNED:
             return queryset.filter(assigned_to="")
-        return queryset.filter(assigned_to__iexact=value)
+        return queryset.filter(assignee_is(value))
 
     def filter_updated(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(last_update_time__gte=timezone.now() - UPDATED_WITHIN[value])

@@ -128,11 +128,21 @@ _GRAPH_NAMES: dict[Kind, dict[str, str]] = {
 }
 
 
+# Microsoft's values are single words; an unknown one longer than this is kept to this many
+# characters (the incident's raw JSON keeps it whole): indexed with others in one btree row
+# (at most 2,704 bytes), a whole hostile value would keep its incident out of the database.
+MAX_VALUE = 200
+
+
 def normalise(kind: Kind, value: object) -> str:
-    """The canonical spelling of a known value; anything else as received ("" for none)."""
+    """The canonical spelling of a known value; anything else as received ("" for none),
+    cut to MAX_VALUE characters (the last one "…") when longer."""
     if not isinstance(value, str):
         return ""
-    return _LOOKUP[kind].get(value.strip().lower(), value)
+    known = _LOOKUP[kind].get(value.strip().lower())
+    if known is not None:
+        return known
+    return value if len(value) <= MAX_VALUE else value[: MAX_VALUE - 1] + "…"
 
 
 def is_known(kind: Kind, value: str) -> bool:

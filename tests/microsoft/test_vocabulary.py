@@ -31,6 +31,18 @@ def test_an_unknown_value_is_kept_as_received_and_shown_as_received():
     assert vocabulary.is_open("Snoozed") is None
 
 
+@given(st.text(min_size=0, max_size=600))
+def test_an_unknown_value_is_cut_only_past_max_value_characters(value):
+    stored = vocabulary.normalise(Kind.STATUS, value)
+    if vocabulary.is_known(Kind.STATUS, stored):
+        return
+    assert len(stored) <= vocabulary.MAX_VALUE
+    if len(value) <= vocabulary.MAX_VALUE:
+        assert stored == value
+    else:
+        assert stored == value[: vocabulary.MAX_VALUE - 1] + "…"
+
+
 def test_lowercase_resolved_is_closed_and_high_outranks_everything():
     assert vocabulary.is_open("resolved") is False
     assert vocabulary.is_open("awaitingAction") is True
