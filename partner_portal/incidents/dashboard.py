@@ -36,7 +36,7 @@ from partner_portal.incidents.models import (
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.graph import describe_evidence
 from partner_portal.microsoft.vocabulary import Kind
-from partner_portal.tenants.access import sees_every_tenant, visible_tenant_ids
+from partner_portal.tenants.access import sees_every_tenant, visible_tenant_pks
 from partner_portal.tenants.models import Tenant
 
 PAGE_SIZE = 50
@@ -62,11 +62,11 @@ def visible_incidents(user: Any) -> QuerySet[Incident]:
     # only costs the planner and each row.
     if sees_every_tenant(user):
         return Incident.objects.all()
-    # The visible tenants' numbers, read once: PostgreSQL checks a list of numbers against
-    # each row through a hash and estimates it from its statistics, where the access rule's
-    # subquery (three joins) was planned again in each of a page's statements and compared
-    # with each row one tenant at a time.
-    return Incident.objects.filter(tenant_id__in=visible_tenant_ids(user))
+    # The visible tenants' subquery goes in as the SQL the ORM writes for it, compiled here
+    # once: a list page compiles it into five or six statements (its page, its counts, each
+    # view's count), and its three joins cost ~0.8 M instructions to compile each time.
+    tenants, params = visible_tenant_pks(user).order_by().query.sql_with_params()
+    return Incident.objects.filter(tenant__in=RawSQL(tenants, params))  # noqa: S611
 
 
 def parse_sort(sort: str) -> tuple[tuple[str, ...], bool]:

@@ -32,16 +32,5 @@ def visible_tenant_pks(user: Any) -> QuerySet[Tenant, Any]:
     return visible_tenants(user).values("pk")
 
 
-def visible_tenant_ids(user: Any) -> list[int]:
-    """The visible tenants' primary keys, read now (for whoever does not see every tenant):
-    from the group memberships alone, without joining the tenants."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return []
-    if sees_every_tenant(user):
-        return list(Tenant.objects.values_list("pk", flat=True))
-    memberships = Tenant.groups.through.objects.filter(group__user=user).order_by()
-    return list(memberships.values_list("tenant_id", flat=True).distinct())
-
-
 def get_tenant_for_user(user: Any, pk: int) -> Tenant:
     return get_object_or_404(visible_tenants(user), pk=pk)
