@@ -22,18 +22,20 @@ def cursor() -> CursorWrapper:
     server CPU). A page's JSON also travels as it is instead of being escaped into the
     statement's text. For statements whose text is the same on every call; values must
     be of a type PostgreSQL can infer from the statement (no bare `%s` in a SELECT list)."""
-    wrapper = connection.cursor()
-    if connection.vendor == "postgresql" and not getattr(
+    if connection.vendor != "postgresql" or getattr(
         connection.features, "uses_server_side_binding", False
     ):
-        # Only defined with psycopg 3 (requirements.txt); imported here, not on SQLite.
-        from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
-            ServerBindingCursor,
-        )
+        return connection.cursor()
+    # Only defined with psycopg 3 (requirements.txt); imported here, not on SQLite.
+    from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]
+        ServerBindingCursor,
+    )
 
-        wrapper.cursor.close()
-        wrapper.cursor = ServerBindingCursor(connection.connection)
-    return wrapper
+    # What connection.cursor() does (connect, wrap for the debug cursor and the tests' query
+    # counts), with this cursor instead of a client-binding one made only to be closed.
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))  # type: ignore[attr-defined]
 
 
 def one_of(values: Sequence[Any], array_type: str) -> tuple[str, list[Any]]:
