@@ -4,10 +4,10 @@ import hashlib
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q, Value
+from django.db import connection, models
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Left, Upper
-from django.db.models.lookups import Exact
 from django.utils.functional import cached_property
 
 from partner_portal.microsoft import clouds, vocabulary
@@ -56,12 +56,21 @@ ASSIGNEE_INDEXED = 200
 
 
 def assignee_is(value: str) -> Q:
-    """Incidents assigned to `value`, in any case: the index of the assignees' first
-    characters finds the candidates, the whole value decides."""
-    prefix = Exact(
-        Upper(Left("assigned_to", ASSIGNEE_INDEXED)), Upper(Left(Value(value), ASSIGNEE_INDEXED))
-    )
-    return Q(prefix) & Q(assigned_to__iexact=value)
+    """Incidents assigned to `value`, in any case: on PostgreSQL the index of the assignees'
+    first characters finds the candidates, the whole value decides."""
+    whole = Q(assigned_to__iexact=value)
+    if connection.vendor != "postgresql":
+        return whole
+    # The index's expression written out: as ORM expressions (Upper(Left(…))) it cost ~1 M
+    # instructions a list page to compile, a fifth of the "Assigned to me" count.
+    prefix = RawSQL(_ASSIGNEE_PREFIX_SQL, [value], output_field=models.BooleanField())  # noqa: S611 (a constant; the value is a parameter)
+    return Q(prefix) & whole
+
+
+_ASSIGNEE_PREFIX_SQL = (
+    f'UPPER(LEFT("incidents_incident"."assigned_to", {ASSIGNEE_INDEXED}))'
+    f" = UPPER(LEFT(%s, {ASSIGNEE_INDEXED}))"
+)
 
 
 class Incident(models.Model):
