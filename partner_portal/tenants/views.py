@@ -3,13 +3,15 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q
+from django.db.models import Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from partner_portal.audit.events import client_ip
 from partner_portal.audit.models import AuditEvent
+from partner_portal.incidents import dashboard
+from partner_portal.incidents.models import Severity
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.claims import missing_roles
 from partner_portal.microsoft.client import required_roles
@@ -52,18 +54,13 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 
 def open_counts(tenant_pks: list[int]) -> dict[int, tuple[int, int]]:
-    """{tenant id: (open High, open Medium incidents)} for one page of tenants, in one
-    grouped query (the summary's partial index on open incidents serves it)."""
-    is_open = ~Q(incidents__status="Resolved")
-    rows = (
-        Tenant.objects.filter(pk__in=tenant_pks)
-        .annotate(
-            high=Count("incidents", filter=is_open & Q(incidents__severity="High")),
-            medium=Count("incidents", filter=is_open & Q(incidents__severity="Medium")),
-        )
-        .values_list("pk", "high", "medium")
-    )
-    return {pk: (high, medium) for pk, high, medium in rows}
+    """{tenant id: (open High, open Medium incidents)} for one page of tenants, from the
+    maintained counts (incidents/counters.py; counting the incidents took ~0.6 s a page at
+    1M incidents)."""
+    counts = dashboard.open_counts(tenant_pks)
+    high = dashboard.SEVERITY_ORDER.index(Severity.HIGH)
+    medium = dashboard.SEVERITY_ORDER.index(Severity.MEDIUM)
+    return {pk: (numbers[high], numbers[medium]) for pk, numbers in counts.items()}
 
 
 # How Entra's "API permissions" page names each source's API.

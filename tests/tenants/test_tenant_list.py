@@ -79,12 +79,17 @@ def test_the_list_shows_only_the_users_tenants(alice_client, tenant_a, tenant_b)
     assert names(alice_client.get("/tenants/")) == ["Contoso"]
 
 
-def test_the_tenant_list_shows_open_high_and_medium_counts(alice_client, tenant_a, team_a):
+def test_the_tenant_list_shows_open_high_and_medium_counts(
+    alice_client, tenant_a, team_a, django_assert_max_num_queries
+):
     for severity, status_ in [("High", "Active"), ("High", "InProgress"), ("High", "Resolved")]:
         make_incident(tenant_a, severity=severity, status=status_)
     make_incident(tenant_a, severity="Medium", status="Active")
     quiet = ConsentedTenantFactory(display_name="Quiet", groups=[team_a])
-    response = alice_client.get(reverse("tenants:list"))
+    with django_assert_max_num_queries(20) as captured:
+        response = alice_client.get(reverse("tenants:list"))
+    # From the maintained counts: counting the incidents cost ~0.6 s a page at 1M.
+    assert not any('"incidents_incident"' in q["sql"] for q in captured.captured_queries)
     tenants = {t.pk: t for t in response.context["page"]}
     assert (tenants[tenant_a.pk].open_high, tenants[tenant_a.pk].open_medium) == (2, 1)
     assert (tenants[quiet.pk].open_high, tenants[quiet.pk].open_medium) == (0, 0)
