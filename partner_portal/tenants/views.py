@@ -3,15 +3,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Max, Q
+from django.db.models import Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from partner_portal.audit.events import client_ip
 from partner_portal.audit.models import AuditEvent
-from partner_portal.incidents import dashboard
-from partner_portal.incidents.models import Severity
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.claims import missing_roles
 from partner_portal.microsoft.client import required_roles
@@ -54,13 +52,21 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 
 def open_counts(tenant_pks: list[int]) -> dict[int, tuple[int, int]]:
-    """{tenant id: (open High, open Medium incidents)} for one page of tenants, from the
-    maintained counts (incidents/counters.py; counting the incidents took ~0.6 s a page at
-    1M incidents)."""
-    counts = dashboard.open_counts(tenant_pks)
-    high = dashboard.SEVERITY_ORDER.index(Severity.HIGH)
-    medium = dashboard.SEVERITY_ORDER.index(Severity.MEDIUM)
-    return {pk: (numbers[high], numbers[medium]) for pk, numbers in counts.items()}
+    """{tenant id: (open High, open Medium incidents)} for one page of tenants, summed from
+    the maintained counts (incidents/counters.py: a few rows per tenant; counting the
+    incidents took ~0.6 s a page at 1M incidents)."""
+    is_open = Q(incident_counts__n__gt=0) & ~Q(incident_counts__status="Resolved")
+    rows = (
+        Tenant.objects.filter(pk__in=tenant_pks)
+        .annotate(
+            high=Sum("incident_counts__n", filter=is_open & Q(incident_counts__severity="High")),
+            medium=Sum(
+                "incident_counts__n", filter=is_open & Q(incident_counts__severity="Medium")
+            ),
+        )
+        .values_list("pk", "high", "medium")
+    )
+    return {pk: (high or 0, medium or 0) for pk, high, medium in rows}
 
 
 # How Entra's "API permissions" page names each source's API.
