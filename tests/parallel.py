@@ -1,12 +1,12 @@
-"""pytest plugin: `pytest -n auto` runs the whole suite on two processes (pytest-xdist), a
-selection on one.
+"""pytest plugin: `pytest` runs the whole suite on two processes (pytest-xdist; pyproject's
+addopts say `-n auto`), a selection on one.
 
-This plugin answers "auto": 2 workers when pytest runs its testpaths (`pytest -n auto`,
-`pytest -n auto -m chaos`…), none when given paths or node ids, where starting a second
-devcloud and test database would cost more than it saves. `-n 3` decides instead, as does
-PYTEST_XDIST_AUTO_NUM_WORKERS. Much of the suite's time is waiting (on workers, devcloud,
-Chromium, schedules), which two processes overlap. Not in pyproject's addopts yet: on a busy
-machine the chaos tests' 4 s lease can expire while a page is stored (tests/chaos/harness.py).
+This plugin answers "auto": 2 workers when pytest runs its testpaths (`pytest`,
+`pytest -m chaos`…), none when given paths or node ids, where starting a second devcloud and
+test database would cost more than it saves. `-n 3` decides instead, as does
+PYTEST_XDIST_AUTO_NUM_WORKERS; `-n 0` runs everything in one process. Much of the suite's
+time is waiting (on workers, devcloud, Chromium, schedules), which two processes overlap:
+268 s instead of ~600 for the whole suite on a 2-core machine.
 
 Each worker has its own test database (pytest-django), Redis (tests/services.py), devcloud
 and Chromium (session and module fixtures); ports are chosen free, never fixed.
