@@ -106,7 +106,10 @@ class Fleet:
                 raise TimeoutError(
                     f"{done.count()} of {len(self.tenant_pks)} runs finished in {timeout:.0f} s"
                 )
-            time.sleep(0.1)
+            # The cycle's end is its last run's finished_at, not when this loop sees it: a
+            # poll a second is as exact, and spares the cycle's 2 cores the poll's cost
+            # (a 1,000-id query and its plan in PostgreSQL, ten times a second).
+            time.sleep(1.0)
         outcomes = dict(runs.values_list("outcome").annotate(n=Count("pk")))
         last = runs.aggregate(last=Max("finished_at"))["last"]
         # A backend that went (a connection past CONN_MAX_AGE) counts until last seen.
