@@ -117,6 +117,18 @@ class Fleet:
         return {"outcomes": outcomes, "last_finished": last, "database_cpu": database}
 
 
+def wal_position() -> int | None:
+    """PostgreSQL's current write-ahead log position in bytes (None on SQLite): the WAL a
+    stretch of work wrote is the difference, the same for the same work on any machine."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")
+        return int(cursor.fetchone()[0])
+
+
 def cpu_seconds(pid: int) -> float:
     total = 0.0
     for p in [pid, *children(pid)]:
