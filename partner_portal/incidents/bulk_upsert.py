@@ -32,15 +32,18 @@ def upsert(
     unique: Sequence[str],
     update: Sequence[str],
     returning: Sequence[str] = (),
+    unless_same: Sequence[str] = (),
 ) -> list[tuple[Any, ...]]:
     """INSERT `objs` … ON CONFLICT (`unique`) DO UPDATE SET `update` (DO NOTHING without
     `update`); the `returning` columns of the rows inserted or updated (a row left as it was
     is not returned). Field names, as `bulk_create` takes them. `objs`: model instances, or
-    mappings of every field's attname to its value (cheaper to make)."""
+    mappings of every field's attname to its value (cheaper to make). `unless_same`: a row
+    whose stored values of these fields equal the new ones is left as it is (and so is not
+    returned); put first the field most likely to differ."""
     if not objs:
         return []
     fields, sql = _statement(
-        model, tuple(unique), tuple(update), tuple(returning), connection.vendor
+        model, tuple(unique), tuple(update), tuple(returning), connection.vendor, tuple(unless_same)
     )
     with raw_sql.cursor() as cursor:
         cursor.execute(sql, [_document(fields, objs)])
@@ -54,6 +57,7 @@ def _statement(
     update: tuple[str, ...],
     returning: tuple[str, ...],
     vendor: str = "",
+    unless_same: tuple[str, ...] = (),
 ) -> tuple[list[Field], str]:
     """The fields and SQL text of an upsert: the same for every page, so made once (it cost
     more than a page's JSON). `vendor` keys the cache (the SQL differs by database)."""
@@ -71,6 +75,18 @@ def _statement(
         sql += "DO NOTHING"
     else:
         sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in changed)}"
+        if unless_same:
+            # A row rewritten with its own values still costs a new row version, and in a
+            # full page (no HOT update) an entry in every index: a reconciliation pass
+            # (a full listing, daily) re-reads incidents that mostly did not change.
+            same = "IS NOT DISTINCT FROM" if vendor == "postgresql" else "IS"
+            kept = [f"{table}.{raw_sql.column(model, n)}" for n in unless_same]
+            new = [f"excluded.{raw_sql.column(model, n)}" for n in unless_same]
+            sql += (
+                " WHERE NOT ("
+                + " AND ".join(f"{k} {same} {n}" for k, n in zip(kept, new, strict=True))
+                + ")"
+            )
     if returning:
         sql += " RETURNING " + ", ".join(raw_sql.column(model, name) for name in returning)
     return fields, sql

@@ -34,7 +34,7 @@ FIELDS = ("name", "severity", "status", "assigned_to", "tags", "last_update_time
 # The summary's maintained counts move from this state too.
 SNAPSHOT_FIELDS = (*FIELDS, *(f for f in counters.FIELDS if f not in FIELDS))
 
-# Stored incidents' state before a page, by Microsoft ID.
+# Stored incidents' state before a page (and their primary key, "id"), by Microsoft ID.
 Snapshot = dict[int, dict[str, Any]]
 
 
@@ -57,7 +57,7 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     with raw_sql.cursor() as cursor:
         cursor.execute(_snapshot_sql().replace("%(ids)s", matches), [tenant.pk, *id_params])
         rows = cursor.fetchall()
-    fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", *SNAPSHOT_FIELDS)]
+    fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", "id", *SNAPSHOT_FIELDS)]
     names = [field.name for field in fields]
     converted = (dict(zip(names, raw_sql.from_db(fields, row), strict=True)) for row in rows)
     return {row["microsoft_id"]: row for row in converted}
@@ -65,7 +65,8 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
 
 @functools.cache
 def _snapshot_sql() -> str:
-    columns = ", ".join(raw_sql.column(Incident, n) for n in ("microsoft_id", *SNAPSHOT_FIELDS))
+    names = ("microsoft_id", "id", *SNAPSHOT_FIELDS)
+    columns = ", ".join(raw_sql.column(Incident, n) for n in names)
     tenant, microsoft_id = (
         raw_sql.column(Incident, "tenant"),
         raw_sql.column(Incident, "microsoft_id"),

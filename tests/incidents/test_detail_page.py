@@ -78,7 +78,7 @@ def test_the_detail_page_shows_every_field_alerts_devices_and_entities(
         "203.0.113.7",
         "ransomware</li>",
         "Isolated the host",
-        "Last synced",
+        "Last stored",
         'href="https://security.microsoft.com/incidents/1?tid=abc"',
         "Raw JSON",
         "&quot;incidentName&quot;: &quot;Ransomware on FIN-01&quot;",

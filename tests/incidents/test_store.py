@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from partner_portal.incidents.models import Alert, Incident
 from partner_portal.incidents.store import store_page
@@ -79,6 +81,109 @@ def test_an_alert_edited_outside_the_sync_is_rewritten_by_the_next_page(db):
     edited.save()
     store_page(tenant=tenant, incidents=page, synced_at=timezone.now())  # the same answer
     assert Alert.objects.get(microsoft_id="a").title == "Alert a"
+
+
+def incident_versions() -> dict[int, tuple[datetime, str]]:
+    """Each incident's synced_at and, on PostgreSQL, its row version (xmin)."""
+    if connection.vendor != "postgresql":
+        return {i.microsoft_id: (i.synced_at, "") for i in Incident.objects.all()}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT microsoft_id, synced_at, xmin::text FROM incidents_incident")
+        return {n: (synced_at, xmin) for n, synced_at, xmin in cursor.fetchall()}
+
+
+def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
+    # A reconciliation pass re-reads every incident; rewriting one with its own values
+    # cost a row version and, in a full page, an entry in each of its indexes.
+    tenant = ConsentedTenantFactory()
+    page = [
+        incident(1, alert("a"), tags=["x"], comments=[{"comment": "c"}]),
+        incident(2, alert("b"), severity="High"),
+        incident(3),
+    ]
+    first = datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
+    store_page(tenant=tenant, incidents=page, synced_at=first)
+    before, alerts_before = incident_versions(), versions()
+
+    again = [
+        incident(1, alert("a"), tags=["x"], comments=[{"comment": "c"}]),  # the same
+        incident(2, alert("b", status="Resolved"), severity="High"),  # only an alert changed
+        incident(3, status="Resolved"),  # changed, its lastUpdateTime not (Microsoft's clock)
+    ]
+    later = datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
+    store_page(tenant=tenant, incidents=again, synced_at=later)
+    after, alerts_after = incident_versions(), versions()
+    assert after[1] == before[1] and after[2] == before[2]  # not written: synced_at kept
+    assert after[3][0] == later and Incident.objects.get(microsoft_id=3).status == "Resolved"
+    if connection.vendor == "postgresql":
+        assert after[3][1] != before[3][1]
+    # The unchanged incident's alerts are still compared (its key comes from the snapshot).
+    assert alerts_after["a"] == alerts_before["a"]
+    assert alerts_after["b"][0] == alerts_before["b"][0]
+    assert Alert.objects.get(microsoft_id="b").status == "Resolved"
+
+    # Something only the raw JSON holds is a change too.
+    store_page(
+        tenant=tenant,
+        incidents=[incident(1, alert("a"), tags=["x"], comments=[{"comment": "c"}], extra=1)],
+        synced_at=later,
+    )
+    row = Incident.objects.get(microsoft_id=1)
+    assert (row.synced_at, row.raw["extra"]) == (later, 1)
+
+
+def test_an_incident_edited_outside_the_sync_is_rewritten_by_the_next_page(db):
+    tenant = ConsentedTenantFactory()
+    page = [incident(1, severity="Low")]
+    store_page(tenant=tenant, incidents=page, synced_at=timezone.now())
+    Incident.objects.filter(microsoft_id=1).update(severity="High", severity_rank=4)
+    store_page(tenant=tenant, incidents=page, synced_at=timezone.now())  # the same answer
+    assert Incident.objects.values_list("severity", "severity_rank").get() == ("Low", 2)
+
+
+CHANGES = {
+    "nothing": {},
+    "status": {"status": "Resolved"},
+    "assignee": {"assignedTo": "bob@example.com"},
+    "tags": {"tags": ["x", "y"]},
+    "raw only": {"extra": {"n": 1}},
+    "alert only": {"alert_status": "Resolved"},
+}
+
+
+@given(changes=st.lists(st.sampled_from(sorted(CHANGES)), min_size=1, max_size=6))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_a_page_read_again_stores_exactly_what_changed(db, changes):
+    tenant = ConsentedTenantFactory()
+
+    def page(change_of):
+        items = []
+        for n, change in enumerate(change_of, start=1):
+            fields = {"tags": ["x"], **CHANGES[change]}
+            status = fields.pop("alert_status", "New")
+            items.append(incident(n, alert(f"a{n}", status=status), **fields))
+        return items
+
+    first, later = datetime(2026, 1, 2, 4, 0, tzinfo=UTC), datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
+    store_page(tenant=tenant, incidents=page(["nothing"] * len(changes)), synced_at=first)
+    second = page(changes)
+    store_page(tenant=tenant, incidents=second, synced_at=later)
+    rows = {i.microsoft_id: i for i in Incident.objects.filter(tenant=tenant)}
+    for n, (change, item) in enumerate(zip(changes, second, strict=True), start=1):
+        row = rows[n]
+        assert (row.status, row.assigned_to, row.tags, row.raw) == (
+            item.status,
+            item.assigned_to,
+            item.tags,
+            item.raw,
+        )
+        rewritten = change not in ("nothing", "alert only")
+        assert row.synced_at == (later if rewritten else first), change
+        assert Alert.objects.get(incident=row).status == item.alerts[0].status
 
 
 def test_every_column_reads_back_as_parsed(db):
