@@ -33,13 +33,15 @@ def alert(alert_id: str, **fields) -> dict:
     return {"alertId": alert_id, "title": f"Alert {alert_id}", **fields}
 
 
-def versions() -> dict[str, tuple[int, str]]:
-    """Each alert's key and, on PostgreSQL, its row version (xmin: a new one per UPDATE)."""
+def versions(model: type[Alert | Incident] = Alert, field: str = "id") -> dict:
+    """Each row's `field` by Microsoft ID and, on PostgreSQL, its row version (xmin: a new
+    one per UPDATE)."""
     if connection.vendor != "postgresql":
-        return {a.microsoft_id: (a.pk, "") for a in Alert.objects.all()}
+        return {r.microsoft_id: (getattr(r, field), "") for r in model.objects.all()}
     with connection.cursor() as cursor:
-        cursor.execute("SELECT microsoft_id, id, xmin::text FROM incidents_alert")
-        return {alert_id: (pk, xmin) for alert_id, pk, xmin in cursor.fetchall()}
+        table = model._meta.db_table
+        cursor.execute(f"SELECT microsoft_id, {field}, xmin::text FROM {table}")  # noqa: S608
+        return {key: (value, xmin) for key, value, xmin in cursor.fetchall()}
 
 
 def test_alerts_are_rewritten_only_when_they_changed(db):
@@ -83,15 +85,6 @@ def test_an_alert_edited_outside_the_sync_is_rewritten_by_the_next_page(db):
     assert Alert.objects.get(microsoft_id="a").title == "Alert a"
 
 
-def incident_versions() -> dict[int, tuple[datetime, str]]:
-    """Each incident's synced_at and, on PostgreSQL, its row version (xmin)."""
-    if connection.vendor != "postgresql":
-        return {i.microsoft_id: (i.synced_at, "") for i in Incident.objects.all()}
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT microsoft_id, synced_at, xmin::text FROM incidents_incident")
-        return {n: (synced_at, xmin) for n, synced_at, xmin in cursor.fetchall()}
-
-
 def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
     # A reconciliation pass re-reads every incident; rewriting one with its own values
     # cost a row version and, in a full page, an entry in each of its indexes.
@@ -103,7 +96,7 @@ def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
     ]
     first = datetime(2026, 1, 2, 4, 0, tzinfo=UTC)
     store_page(tenant=tenant, incidents=page, synced_at=first)
-    before, alerts_before = incident_versions(), versions()
+    before, alerts_before = versions(Incident, "synced_at"), versions()
 
     again = [
         incident(1, alert("a"), tags=["x"], comments=[{"comment": "c"}]),  # the same
@@ -112,7 +105,7 @@ def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
     ]
     later = datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
     store_page(tenant=tenant, incidents=again, synced_at=later)
-    after, alerts_after = incident_versions(), versions()
+    after, alerts_after = versions(Incident, "synced_at"), versions()
     assert after[1] == before[1] and after[2] == before[2]  # not written: synced_at kept
     assert after[3][0] == later and Incident.objects.get(microsoft_id=3).status == "Resolved"
     if connection.vendor == "postgresql":
