@@ -36,6 +36,7 @@ SNAPSHOT_FIELDS = (*FIELDS, *(f for f in counters.FIELDS if f not in FIELDS))
 
 # Stored incidents' state before a page (and their primary key, "id"), by Microsoft ID.
 Snapshot = dict[int, dict[str, Any]]
+_SNAPSHOT_COLUMNS = ("microsoft_id", "id", *SNAPSHOT_FIELDS)
 
 
 def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
@@ -57,7 +58,7 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
     with raw_sql.cursor() as cursor:
         cursor.execute(_snapshot_sql().replace("%(ids)s", matches), [tenant.pk, *id_params])
         rows = cursor.fetchall()
-    fields = [raw_sql.field(Incident, name) for name in ("microsoft_id", "id", *SNAPSHOT_FIELDS)]
+    fields = [raw_sql.field(Incident, name) for name in _SNAPSHOT_COLUMNS]
     names = [field.name for field in fields]
     converted = (dict(zip(names, raw_sql.from_db(fields, row), strict=True)) for row in rows)
     return {row["microsoft_id"]: row for row in converted}
@@ -65,8 +66,7 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
 
 @functools.cache
 def _snapshot_sql() -> str:
-    names = ("microsoft_id", "id", *SNAPSHOT_FIELDS)
-    columns = ", ".join(raw_sql.column(Incident, n) for n in names)
+    columns = ", ".join(raw_sql.column(Incident, n) for n in _SNAPSHOT_COLUMNS)
     tenant, microsoft_id = (
         raw_sql.column(Incident, "tenant"),
         raw_sql.column(Incident, "microsoft_id"),
