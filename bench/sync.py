@@ -486,6 +486,7 @@ def delete_tenants(tenants) -> None:
         Incident,
         IncidentActionItem,
         IncidentChange,
+        IncidentSearch,
         SyncProblem,
         SyncRun,
     )
@@ -497,6 +498,7 @@ def delete_tenants(tenants) -> None:
         (Alert, "incident__tenant_id__in"),
         (IncidentActionItem, "incident__tenant_id__in"),
         (IncidentChange, "tenant_id__in"),
+        (IncidentSearch, "tenant_id__in"),
         (Incident, "tenant_id__in"),
         (SyncRun, "tenant_id__in"),
         (SyncProblem, "tenant_id__in"),
@@ -549,11 +551,11 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
     cols = (
         "tenant_id, microsoft_id, name, severity, severity_rank, status, classification, "
         "determination, assigned_to, tags, comments, redirect_incident_id, created_time, "
-        "last_update_time, portal_url, alert_count, search_text, raw, text_repaired, synced_at"
+        "last_update_time, portal_url, alert_count, raw, text_repaired, synced_at"
     )
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols.split(", ")[2:])
     # Only constant column names and placeholders are interpolated.
-    insert = f"INSERT INTO incidents_incident ({cols}) VALUES ({', '.join([p] * 20)})"  # noqa: S608
+    insert = f"INSERT INTO incidents_incident ({cols}) VALUES ({', '.join([p] * 19)})"  # noqa: S608
     sql = f"{insert} ON CONFLICT (tenant_id, microsoft_id) DO UPDATE SET {updates}"
     rows = [
         (
@@ -573,7 +575,6 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             i.last_update_time if postgres else i.last_update_time.isoformat(),
             i.incident_uri,
             len(i.alerts),
-            search_text(i),
             json.dumps(i.raw),
             i.text_repaired,
             now if postgres else now.isoformat(),
@@ -591,6 +592,11 @@ def raw_store_page(connection, tenant_pk: int, page: list) -> None:
             [tenant_pk, *ids],
         )
         pks = dict(cursor.fetchall())
+        raw.executemany(
+            f"INSERT INTO incidents_incidentsearch (incident_id, tenant_id, text) VALUES "  # noqa: S608
+            f"({p}, {p}, {p}) ON CONFLICT (incident_id) DO UPDATE SET text = excluded.text",
+            [(pks[i.incident_id], tenant_pk, search_text(i)) for i in page],
+        )
         cursor.execute(
             f"DELETE FROM incidents_alert WHERE incident_id IN ({', '.join([p] * len(pks))})",  # noqa: S608
             list(pks.values()),

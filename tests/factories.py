@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from partner_portal.consent.models import ConsentLink, new_link_token
 from partner_portal.incidents import counters
-from partner_portal.incidents.models import Alert, Incident
+from partner_portal.incidents.models import Alert, Incident, IncidentSearch
 from partner_portal.tenants.models import Tenant
 
 
@@ -84,10 +84,14 @@ class IncidentFactory(factory.django.DjangoModelFactory):
     synced_at = factory.LazyFunction(timezone.now)
 
     @classmethod
-    def _create(cls, model_class, *args, **kwargs):
-        # Counted as the sync counts what it stores, so the summary sees factory incidents.
+    def _create(cls, model_class, *args, search_text: str = "", **kwargs):
+        # Counted as the sync counts what it stores, so the summary sees factory incidents;
+        # its search words (`search_text`) stored as the sync stores them.
         incident = super()._create(model_class, *args, **kwargs)
         counters.record(tenant=incident.tenant, before={}, incidents=[incident])
+        IncidentSearch.objects.create(
+            incident=incident, tenant_id=incident.tenant_id, text=search_text
+        )
         return incident
 
 

@@ -50,7 +50,7 @@ class IncidentAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["severity", "status", "classification", "tenant"]
     list_select_related = ["tenant"]
-    search_fields = ["=microsoft_id", "search_text"]
+    search_fields = ["=microsoft_id", "search__text"]
     date_hierarchy = "last_update_time"
     show_full_result_count = False  # COUNT(*) over millions of rows on every page is slow
     inlines = [AlertInline]

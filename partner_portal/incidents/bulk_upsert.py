@@ -61,7 +61,8 @@ def _statement(
 ) -> tuple[list[Field], str]:
     """The fields and SQL text of an upsert: the same for every page, so made once (it cost
     more than a page's JSON). `vendor` keys the cache (the SQL differs by database)."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    # Every column but a generated key (a one-to-one key is the row's own).
+    fields = [f for f in model._meta.concrete_fields if f is not model._meta.auto_field]
     table, columns = raw_sql.table(model), ", ".join(_column(f) for f in fields)
     changed = [raw_sql.column(model, name) for name in update]
     # Names from the model only; the values are the parameter. SQLite's parser needs the

@@ -17,7 +17,7 @@ from django.db.models.query import EmptyQuerySet
 from django.http import QueryDict
 from django.utils import timezone
 
-from partner_portal.incidents.models import Incident, assignee_is
+from partner_portal.incidents.models import Incident, IncidentSearch, assignee_is
 from partner_portal.microsoft import vocabulary
 from partner_portal.microsoft.vocabulary import Kind
 from partner_portal.tenants.access import sees_every_tenant, visible_tenants
@@ -246,13 +246,13 @@ class IncidentFilter(django_filters.FilterSet):
         return queryset.filter(created_time__lt=_start_of_day(value + timedelta(days=1)))
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        # search_text is stored lower-cased, so a case-sensitive LIKE on the lower-cased term
-        # is a case-insensitive search that PostgreSQL's pg_trgm GIN index can serve
-        # (Django's icontains wraps both sides in UPPER(), which that index can't use).
+        # The words are stored lower-cased (IncidentSearch), so a case-sensitive LIKE on the
+        # lower-cased term is a case-insensitive search that PostgreSQL's pg_trgm GIN index
+        # can serve (Django's icontains wraps both sides in UPPER(), which it can't use).
         value = value.strip().lower()
         if not value:
             return queryset
-        matches = Q(search_text__contains=value)
+        matches = Q(search__text__contains=value)
         narrowed = self._in_visible_tenants(value)
         if narrowed is not None:
             matches &= Q(narrowed)
@@ -280,8 +280,9 @@ class IncidentFilter(django_filters.FilterSet):
         tenants = list(visible_tenants(user).values_list("pk", flat=True)[: MAX_KEYED_TENANTS + 1])
         if not trigrams or not tenants or len(tenants) > MAX_KEYED_TENANTS:
             return None
-        table = connection.ops.quote_name(Incident._meta.db_table)
-        keys = f"incident_search_word_keys({table}.tenant_id, {table}.search_text) @> %s::text[]"
+        # The words' table joined by `search__text` above, under its own name.
+        table = connection.ops.quote_name(IncidentSearch._meta.db_table)
+        keys = f"incident_search_word_keys({table}.tenant_id, {table}.text) @> %s::text[]"
         sql = " OR ".join([keys] * len(tenants))
         params = [[f"{pk}:{trigram}" for trigram in trigrams] for pk in tenants]
         return RawSQL(f"({sql})", params, output_field=BooleanField())  # noqa: S611

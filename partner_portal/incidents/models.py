@@ -79,9 +79,8 @@ class Incident(models.Model):
     Enum-like fields hold `vocabulary`'s canonical spelling of a known value, or the value as
     received; `raw` is the JSON as received (the original spellings), except that NULs and
     lone surrogates are replaced by U+FFFD everywhere (`text_repaired` says so). Microsoft
-    documents no length for any text field, so none is cut. `search_text` is derived at sync
-    time from the incident name, alert titles, device names and user names, for the
-    dashboard's search.
+    documents no length for any text field, so none is cut. Its words for the dashboard's
+    search are in `IncidentSearch`.
     """
 
     # Not indexed alone: the unique (tenant, microsoft_id) index serves its lookups.
@@ -105,7 +104,6 @@ class Incident(models.Model):
     last_update_time = models.DateTimeField()
     portal_url = models.TextField(blank=True)
     alert_count = models.PositiveIntegerField(default=0)
-    search_text = models.TextField(blank=True)
     raw = models.JSONField(default=dict)
     text_repaired = models.BooleanField(
         default=False, help_text="NULs or lone surrogates received were replaced by U+FFFD."
@@ -181,6 +179,35 @@ class Incident(models.Model):
         if parts.scheme != "https" or host != urlsplit(cloud.portal_base_url).hostname:
             return ""
         return self.portal_url
+
+
+class IncidentSearch(models.Model):
+    """An incident's words for the dashboard's search (`store.search_text`: its name, alert
+    titles, device and user names, lower-cased), in a table of their own.
+
+    Their trigram indexes (migrations 0003, 0011, 0014, 0018) hold ~100 entries an incident.
+    On the incident's row, every change at Microsoft (a status, an assignee: a new row
+    version, indexes and all) wrote all of them again although the words had not changed:
+    two thirds of the sync's write-ahead log. Here a row is written only when its words
+    change (store._store_search).
+    """
+
+    incident = models.OneToOneField(
+        Incident, on_delete=models.CASCADE, primary_key=True, related_name="search"
+    )
+    # The incident's tenant, for the per-tenant index (0011); no constraint of its own: the
+    # incident's is enough, and the row goes with its incident.
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    text = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.incident_id}: {self.text[:80]}"
 
 
 class IncidentCount(models.Model):

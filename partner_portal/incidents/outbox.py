@@ -23,6 +23,7 @@ from partner_portal.incidents.models import (
     ChangeKind,
     Incident,
     IncidentChange,
+    IncidentSearch,
     SyncOutcome,
     SyncRun,
 )
@@ -34,7 +35,8 @@ FIELDS = ("name", "severity", "status", "assigned_to", "tags", "last_update_time
 # The summary's maintained counts move from this state too.
 SNAPSHOT_FIELDS = (*FIELDS, *(f for f in counters.FIELDS if f not in FIELDS))
 
-# Stored incidents' state before a page (and their primary key, "id"), by Microsoft ID.
+# Stored incidents' state before a page (and their primary key, "id", and search words,
+# "search_text", for the store), by Microsoft ID.
 Snapshot = dict[int, dict[str, Any]]
 _SNAPSHOT_COLUMNS = ("microsoft_id", "id", *SNAPSHOT_FIELDS)
 
@@ -59,24 +61,31 @@ def snapshot(*, tenant: Tenant, microsoft_ids: Iterable[int]) -> Snapshot:
         cursor.execute(_snapshot_sql().replace("%(ids)s", matches), [tenant.pk, *id_params])
         rows = cursor.fetchall()
     fields = [raw_sql.field(Incident, name) for name in _SNAPSHOT_COLUMNS]
-    names = [field.name for field in fields]
+    fields.append(raw_sql.field(IncidentSearch, "text"))
+    names = [*_SNAPSHOT_COLUMNS, "search_text"]
     converted = (dict(zip(names, raw_sql.from_db(fields, row), strict=True)) for row in rows)
     return {row["microsoft_id"]: row for row in converted}
 
 
 @functools.cache
 def _snapshot_sql() -> str:
-    columns = ", ".join(raw_sql.column(Incident, n) for n in _SNAPSHOT_COLUMNS)
+    incidents, search = raw_sql.table(Incident), raw_sql.table(IncidentSearch)
+    columns = ", ".join(raw_sql.column(Incident, n, incidents) for n in _SNAPSHOT_COLUMNS)
     tenant, microsoft_id = (
-        raw_sql.column(Incident, "tenant"),
-        raw_sql.column(Incident, "microsoft_id"),
+        raw_sql.column(Incident, "tenant", incidents),
+        raw_sql.column(Incident, "microsoft_id", incidents),
     )
     sql = (
-        f"SELECT {columns} FROM {raw_sql.table(Incident)} "  # noqa: S608 (names only)
+        f"SELECT {columns}, {raw_sql.column(IncidentSearch, 'text', search)} "  # noqa: S608
+        f"FROM {incidents} LEFT JOIN {search} "
+        f"ON {raw_sql.column(IncidentSearch, 'incident', search)} = "
+        f"{raw_sql.column(Incident, 'id', incidents)} "
         f"WHERE {tenant} = %s AND {microsoft_id} %(ids)s "
         f"ORDER BY {microsoft_id}"  # locked in the upsert's order (store._upsert)
     )
-    return sql + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+    if connection.features.has_select_for_update:
+        sql += f" FOR UPDATE OF {incidents}"  # the incidents only: their words go with them
+    return sql
 
 
 def kinds_of_change(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:

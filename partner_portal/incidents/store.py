@@ -24,7 +24,13 @@ from django.db.models import F
 
 from partner_portal import json_text, raw_sql
 from partner_portal.incidents import bulk_upsert, counters, outbox
-from partner_portal.incidents.models import Alert, Incident, SyncProblem, id_hash
+from partner_portal.incidents.models import (
+    Alert,
+    Incident,
+    IncidentSearch,
+    SyncProblem,
+    id_hash,
+)
 from partner_portal.incidents.outbox import Snapshot
 from partner_portal.microsoft import defender, vocabulary
 from partner_portal.tenants.models import Tenant, lease_seconds
@@ -46,7 +52,6 @@ INCIDENT_FIELDS = [
     "last_update_time",
     "portal_url",
     "alert_count",
-    "search_text",
     "raw",
     "text_repaired",
     "synced_at",
@@ -211,9 +216,24 @@ def _upsert(
         pks.update(stored.values_list("microsoft_id", "id"))
     outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks, imported=imported)
     counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
+    _store_search(tenant, {pks[item.incident_id]: item for item in items}, before)
     _store_alerts({pks[item.incident_id]: item.alerts for item in items})
     created = len(set(ids) - set(before))
     return created, len(ids) - created
+
+
+def _store_search(
+    tenant: Tenant, items: dict[int, defender.IncidentData], before: Snapshot
+) -> None:
+    """Write the search words of these incidents (by primary key) that are new or changed:
+    most changes at Microsoft leave them as they were, and then nothing is written."""
+    stored = {row["id"]: row["search_text"] for row in before.values()}
+    rows = []
+    for pk, item in items.items():
+        text = search_text(item)
+        if stored.get(pk) != text:
+            rows.append({"incident_id": pk, "tenant_id": tenant.pk, "text": text})
+    bulk_upsert.upsert(IncidentSearch, rows, unique=["incident"], update=["text"])
 
 
 def _stored(incident_pks: Iterable[int]) -> list[tuple[int, int, str, str]]:
@@ -286,7 +306,6 @@ def _incident_row(tenant: Tenant, item: defender.IncidentData, synced_at: dateti
         last_update_time=item.last_update_time,
         portal_url=item.incident_uri,
         alert_count=len({a.alert_id for a in item.alerts}),
-        search_text=search_text(item),
         raw=item.raw,
         text_repaired=item.text_repaired,
         synced_at=synced_at,

@@ -17,11 +17,13 @@ RANKS = {"High": 4, "Medium": 3, "Low": 2, "Informational": 1, "UnSpecified": 0}
 
 
 def make_incident(tenant, *, hours_ago: float = 1, created_hours_ago: float | None = None, **kw):
-    """An incident as the sync writes it (severity_rank and search_text derived)."""
+    """An incident as the sync writes it (severity_rank and search words derived)."""
     now = timezone.now()
     severity = kw.pop("severity", "Medium")
     name = kw.pop("name", None)
     extra = {"name": name} if name else {}
+    if name and not kw.get("search_text"):
+        kw["search_text"] = name.lower()
     incident = IncidentFactory(
         tenant=tenant,
         severity=severity,
@@ -32,9 +34,9 @@ def make_incident(tenant, *, hours_ago: float = 1, created_hours_ago: float | No
         **extra,
         **kw,
     )
-    if not incident.search_text:
-        incident.search_text = incident.name.lower()
-        incident.save(update_fields=["search_text"])
+    if not name and not kw.get("search_text"):  # the factory's own name
+        incident.search.text = incident.name.lower()
+        incident.search.save(update_fields=["text"])
     return incident
 
 

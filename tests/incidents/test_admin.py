@@ -15,8 +15,8 @@ def test_incident_and_sync_run_pages_render_read_only(client, db):
     client.force_login(admin)
     alert = AlertFactory(title="Suspicious PowerShell command line")
     incident = alert.incident
-    incident.search_text = "multi-stage suspicious powershell command line"
-    incident.save()
+    incident.search.text = "multi-stage suspicious powershell command line"
+    incident.search.save()
     SyncRun.objects.create(tenant=incident.tenant, started_at=timezone.now())
     listing = client.get(reverse("admin:incidents_incident_changelist"), {"q": "powershell"})
     assert listing.status_code == 200

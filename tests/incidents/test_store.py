@@ -125,6 +125,42 @@ def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
     assert (row.synced_at, row.raw["extra"]) == (later, 1)
 
 
+def search_words() -> dict:
+    """Each incident's search words by Microsoft ID and, on PostgreSQL, their row version."""
+    xmin = "s.xmin::text" if connection.vendor == "postgresql" else "''"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT i.microsoft_id, s.text, {xmin} FROM incidents_incidentsearch s "  # noqa: S608
+            "JOIN incidents_incident i ON i.id = s.incident_id AND i.tenant_id = s.tenant_id"
+        )
+        return {key: (text, version) for key, text, version in cursor.fetchall()}
+
+
+def test_search_words_are_written_only_when_they_change(db):
+    # Their trigram indexes hold ~100 entries an incident: a change at Microsoft that
+    # leaves the words as they were (a status, an assignee) must not write them again.
+    tenant = ConsentedTenantFactory()
+    store_page(
+        tenant=tenant,
+        incidents=[incident(1, alert("a")), incident(2, alert("b"))],
+        synced_at=timezone.now(),
+    )
+    before = search_words()
+    assert before[1][0] == "incident 1 alert a"
+    changed = [
+        incident(1, alert("a", status="Resolved"), minute=1, status="Resolved"),
+        incident(2, alert("b"), alert("c", title="Mimikatz on LAPTOP-7"), minute=1),
+        incident(3, alert("d")),
+    ]
+    store_page(tenant=tenant, incidents=changed, synced_at=timezone.now())
+    after = search_words()
+    assert after[1] == before[1]  # not written (on PostgreSQL: the same row version)
+    assert after[2][0] == "incident 2 alert b mimikatz on laptop-7"
+    assert after[3][0] == "incident 3 alert d"
+    if connection.vendor == "postgresql":
+        assert after[2][1] != before[2][1]
+
+
 def test_an_incident_edited_outside_the_sync_is_rewritten_by_the_next_page(db):
     tenant = ConsentedTenantFactory()
     page = [incident(1, severity="Low")]

@@ -54,9 +54,10 @@ def test_an_incremental_one_page_run_is_a_fixed_handful_of_statements(
     sync.sync_tenant(tenant=tenant)
     sync.sync_tenant(tenant=tenant)  # an incremental run before (the page room's history)
     devcloud.evolve(tid(tenant), changed=10, new=2)
-    # 19 with the savepoints of the test's own transaction (BEGIN/COMMIT in production);
-    # 25 before the run read its history with the tenant and the page's fence its snapshot.
-    with django_assert_max_num_queries(19) as captured:
+    # 20 with the savepoints of the test's own transaction (BEGIN/COMMIT in production),
+    # one of them the new incidents' search words; 25 before the run read its history with
+    # the tenant and the page's fence its snapshot.
+    with django_assert_max_num_queries(20) as captured:
         run = sync.sync_tenant(tenant=tenant)
     assert (run.outcome, run.pages, run.created_count) == (SyncOutcome.SUCCESS, 1, 2)
     statements = [q["sql"] for q in captured.captured_queries]
@@ -79,14 +80,17 @@ def test_a_tenant_without_incidents_syncs_to_nothing(db, devcloud, devcloud_sett
 def test_search_text_and_severity_rank_are_derived_at_upsert(db, devcloud, devcloud_settings):
     tenant = make_tenant(devcloud, devcloud_settings, count=30)
     sync.sync_tenant(tenant=tenant)
-    for incident in Incident.objects.filter(tenant=tenant).prefetch_related("alerts"):
-        assert incident.search_text == incident.search_text.lower()
-        assert incident.name.lower() in incident.search_text
+    incidents = Incident.objects.filter(tenant=tenant).select_related("search")
+    for incident in incidents.prefetch_related("alerts"):
+        words = incident.search.text
+        assert incident.search.tenant_id == tenant.pk
+        assert words == words.lower()
+        assert incident.name.lower() in words
         for alert in incident.alerts.all():
-            assert alert.title.lower() in incident.search_text
+            assert alert.title.lower() in words
             for device in alert.devices:
                 if device.get("deviceDnsName"):
-                    assert device["deviceDnsName"].lower() in incident.search_text
+                    assert device["deviceDnsName"].lower() in words
         rank = {"informational": 1, "low": 2, "medium": 3, "high": 4}.get(
             incident.severity.lower(), 0
         )
