@@ -111,7 +111,8 @@ def search_text(incident: defender.IncidentData) -> str:
 
 @dataclass(frozen=True)
 class Stored:
-    """What storing one page did: incidents created and updated, and items recorded as sync
+    """What storing one page did: incidents created and updated (those whose stored copy
+    changed: one read again as it is stored is neither), and items recorded as sync
     problems (those that could not be parsed, plus those the database refused)."""
 
     created: int
@@ -189,7 +190,8 @@ def _upsert(
     imported: bool | None = None,
 ) -> tuple[int, int]:
     """Upsert incidents and their alerts (callers hold a transaction): one statement for the
-    incidents, and their alerts compared with the stored ones (`_store_alerts`)."""
+    incidents, and their alerts compared with the stored ones (`_store_alerts`). Returns
+    (created, updated): updated, those stored before whose row or alerts changed."""
     if not items:
         return 0, 0
     items = sorted(items, key=lambda item: item.incident_id)  # one lock order for every writer
@@ -207,6 +209,7 @@ def _upsert(
             unless_same=UNLESS_SAME,
         )
     )
+    written = set(pks)
     # Those left as they were are not returned: their keys as read before (or, for a row
     # another writer inserted since, as stored now).
     unreturned = [i for i in ids if i not in pks]
@@ -217,9 +220,10 @@ def _upsert(
     outbox.record(tenant=tenant, before=before, incidents=rows, pks=pks, imported=imported)
     counters.record(tenant=tenant, before=before, incidents=rows)  # the summary's counts
     _store_search(tenant, {pks[item.incident_id]: item for item in items}, before)
-    _store_alerts({pks[item.incident_id]: item.alerts for item in items})
-    created = len(set(ids) - set(before))
-    return created, len(ids) - created
+    alerts_changed = _store_alerts({pks[item.incident_id]: item.alerts for item in items})
+    known = [i for i in ids if i in before]
+    updated = [i for i in known if i in written or pks[i] in alerts_changed]
+    return len(ids) - len(known), len(updated)
 
 
 def _store_search(
@@ -253,12 +257,13 @@ def _stored_sql() -> str:
     return f"SELECT {columns} FROM {raw_sql.table(Alert)} WHERE {incident} %(ids)s"  # noqa: S608
 
 
-def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
+def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> set[int]:
     """Make the stored alerts of these incidents (by primary key) what was received: one
     query reads the stored alerts' keys and content digests; only the alerts that are new or
     changed are written (one statement) and only those gone are deleted. An unchanged alert
     (most of them, on every re-read) costs neither the database nor the JSON document.
-    The caller holds these incidents' rows locked (outbox.snapshot, or inserted them)."""
+    The caller holds these incidents' rows locked (outbox.snapshot, or inserted them).
+    Returns the incidents whose alerts changed."""
     alerts: dict[tuple[int, str], Row] = {}
     for incident_pk, received in alerts_of.items():
         for a in received:
@@ -267,9 +272,9 @@ def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
     stored = {
         (incident_pk, key): (pk, digest) for pk, incident_pk, key, digest in _stored(alerts_of)
     }
-    gone = [pk for key, (pk, _) in stored.items() if key not in alerts]
+    gone = {key: pk for key, (pk, _) in stored.items() if key not in alerts}
     if gone:
-        Alert.objects.filter(pk__in=gone).delete()
+        Alert.objects.filter(pk__in=gone.values()).delete()
     changed = [
         row
         for key, row in alerts.items()
@@ -281,6 +286,7 @@ def _store_alerts(alerts_of: dict[int, list[defender.AlertData]]) -> None:
         unique=["incident", "microsoft_id_hash"],
         update=[*ALERT_FIELDS, "content_hash"],
     )
+    return {row["incident_id"] for row in changed} | {incident_pk for incident_pk, _ in gone}
 
 
 # A row to write, by field attname: plain dicts, not model instances (a Model's __init__

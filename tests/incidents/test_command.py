@@ -24,7 +24,7 @@ def test_it_syncs_the_named_tenants_with_progress(db, devcloud, devcloud_setting
     out = StringIO()
     call_command("sync_incidents", "--tenant", "contoso", "--tenant", tid(b), stdout=out)
     text = out.getvalue()
-    assert "Contoso: page 10, 1000 incidents" in text
+    assert "Contoso: page 10, 1000 new, 0 updated" in text
     assert "Contoso: Success — 11 pages, 11 API calls, 1020 new, 0 updated" in text
     assert "Fabrikam: Success — 1 pages" in text
     assert_db_matches(devcloud, a)
@@ -39,7 +39,8 @@ def test_without_tenants_it_syncs_every_due_one_and_full_ignores_the_watermark(
     call_command("sync_incidents", stdout=StringIO())
     assert Incident.objects.count() == 7
     call_command("sync_incidents", "--tenant", str(a.pk), "--full", stdout=StringIO())
-    assert SyncRun.objects.filter(tenant=a, full=True, updated_count=7).exists()
+    # All 7 read again, none changed since: none counted as updated.
+    assert SyncRun.objects.filter(tenant=a, full=True, pages=1, updated_count=0).exists()
 
 
 def test_it_waits_out_throttling_and_resumes(db, devcloud, devcloud_settings):

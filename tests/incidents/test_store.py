@@ -104,7 +104,7 @@ def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
         incident(3, status="Resolved"),  # changed, its lastUpdateTime not (Microsoft's clock)
     ]
     later = datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
-    store_page(tenant=tenant, incidents=again, synced_at=later)
+    assert store_page(tenant=tenant, incidents=again, synced_at=later) == (0, 2)  # 2 and 3
     after, alerts_after = versions(Incident, "synced_at"), versions()
     assert after[1] == before[1] and after[2] == before[2]  # not written: synced_at kept
     assert after[3][0] == later and Incident.objects.get(microsoft_id=3).status == "Resolved"

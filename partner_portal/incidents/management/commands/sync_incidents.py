@@ -53,8 +53,7 @@ class Command(BaseCommand):
 
         def progress(run: SyncRun) -> None:
             line = (
-                f"{tenant}: page {run.pages}, {run.created_count + run.updated_count} incidents "
-                f"({run.created_count} new, {run.updated_count} updated)"
+                f"{tenant}: page {run.pages}, {run.created_count} new, {run.updated_count} updated"
             )
             if live:
                 self.stdout.write("\r" + line, ending="")
