@@ -15,10 +15,11 @@ slots), worker CPU per tenant-run, and the discovery and token requests devcloud
 each against issue 18's goal (≤ 1.5× the bound, ≤ 10 ms CPU per one-page run, discovery once
 per tenant across all workers) — and, besides, the CPU of devcloud and PostgreSQL per run and
 the write-ahead log PostgreSQL wrote per run (the same for the same work on any machine). At
-stop 27: 520–650 KB a one-page run in a cycle, 390 KB in one process between checkpoints (the
-rest is pages written whole after a checkpoint); two thirds of those 390 KB are the per-tenant
-search index's entries, a WAL record each (pg_waldump --stats). `--profile N` then runs N
-one-page syncs in this process under cProfile (CPU time) and prints where it goes.
+stop 27: 520–650 KB a one-page run in a cycle, two thirds of it the search indexes' entries,
+written again with every changed incident; at stop 28, with the words in a table of their
+own (written when they change: ~40% of devcloud's changes add an alert), 330–420 KB.
+`--profile N` then runs N one-page syncs in this process under cProfile (CPU time) and prints
+where it goes.
 """
 
 from __future__ import annotations

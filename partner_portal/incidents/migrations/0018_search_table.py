@@ -6,9 +6,10 @@ change at Microsoft, although the words rarely change. At 1,000 tenants × 20 ch
 incidents a cycle, that was two thirds of the sync's write-ahead log. Here a row is written
 when its words change.
 
-The words are copied over, the indexes dropped with the column and built again, with the
-same names and function, on the new table (after the copy: one build instead of a million
-inserts).
+The words are copied over and the indexes built on the new table (after the copy: one
+build instead of a million inserts) under names of their own; only then are the old ones
+dropped, the new ones given their names and the column dropped, so that the incident table
+is locked exclusively for moments, not for the builds.
 """
 
 import django.db.models.deletion
@@ -28,22 +29,24 @@ def _trgm_schema(schema_editor) -> str:
         return schema_editor.connection.ops.quote_name(cursor.fetchone()[0])
 
 
-def _indexes(schema_editor, table: str, column: str) -> None:
+INDEXES = ("incident_search_trgm", "incident_search_tenant_words")
+
+
+def _move_indexes(schema_editor, table: str, column: str) -> None:
+    """Build both indexes on `table`, then put them in place of those of the same names."""
     schema = _trgm_schema(schema_editor)
+    trgm, words = (f"{name}_building" for name in INDEXES)
     schema_editor.execute(
-        f"CREATE INDEX incident_search_trgm ON {table} "
-        f"USING gin ({column} {schema}.gin_trgm_ops)"
+        f"CREATE INDEX {trgm} ON {table} USING gin ({column} {schema}.gin_trgm_ops)"
     )
     # fastupdate off: see 0014.
     schema_editor.execute(
-        f"CREATE INDEX incident_search_tenant_words ON {table} "
+        f"CREATE INDEX {words} ON {table} "
         f"USING gin (incident_search_word_keys(tenant_id, {column})) WITH (fastupdate = off)"
     )
-
-
-def _drop_indexes(schema_editor) -> None:
-    schema_editor.execute("DROP INDEX IF EXISTS incident_search_trgm")
-    schema_editor.execute("DROP INDEX IF EXISTS incident_search_tenant_words")
+    for name in INDEXES:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
+        schema_editor.execute(f"ALTER INDEX {name}_building RENAME TO {name}")
 
 
 def forwards(apps, schema_editor):
@@ -52,8 +55,7 @@ def forwards(apps, schema_editor):
         f"SELECT id, tenant_id, search_text FROM {INCIDENT}"
     )
     if schema_editor.connection.vendor == "postgresql":
-        _drop_indexes(schema_editor)
-        _indexes(schema_editor, SEARCH, "text")
+        _move_indexes(schema_editor, SEARCH, "text")
 
 
 def backwards(apps, schema_editor):
@@ -62,8 +64,7 @@ def backwards(apps, schema_editor):
         f"WHERE s.incident_id = {INCIDENT}.id"
     )
     if schema_editor.connection.vendor == "postgresql":
-        _drop_indexes(schema_editor)
-        _indexes(schema_editor, INCIDENT, "search_text")
+        _move_indexes(schema_editor, INCIDENT, "search_text")
 
 
 class Migration(migrations.Migration):
