@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from partner_portal.incidents.models import Alert, Incident
-from partner_portal.incidents.store import store_page
+from partner_portal.incidents.store import search_text, store_page
 from partner_portal.microsoft.defender import parse_incident
 from tests.factories import ConsentedTenantFactory
 
@@ -177,6 +177,7 @@ CHANGES = {
     "tags": {"tags": ["x", "y"]},
     "raw only": {"extra": {"n": 1}},
     "alert only": {"alert_status": "Resolved"},
+    "renamed": {"incidentName": "Renamed on LAPTOP-9"},  # new search words
 }
 
 
@@ -199,10 +200,15 @@ def test_a_page_read_again_stores_exactly_what_changed(db, changes):
 
     first, later = datetime(2026, 1, 2, 4, 0, tzinfo=UTC), datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
     store_page(tenant=tenant, incidents=page(["nothing"] * len(changes)), synced_at=first)
+    words_before = search_words()
     second = page(changes)
-    store_page(tenant=tenant, incidents=second, synced_at=later)
+    stored = store_page(tenant=tenant, incidents=second, synced_at=later)
+    assert stored == (0, sum(change != "nothing" for change in changes))
     rows = {i.microsoft_id: i for i in Incident.objects.filter(tenant=tenant)}
+    words = search_words()
     for n, (change, item) in enumerate(zip(changes, second, strict=True), start=1):
+        assert words[n][0] == search_text(item)
+        assert (words[n] == words_before[n]) is (change != "renamed"), change
         row = rows[n]
         assert (row.status, row.assigned_to, row.tags, row.raw) == (
             item.status,
