@@ -185,7 +185,7 @@ class IncidentSearch(models.Model):
     """An incident's words for the dashboard's search (`store.search_text`: its name, alert
     titles, device and user names, lower-cased), in a table of their own.
 
-    Their trigram indexes (migrations 0003, 0011, 0014, 0018) hold ~100 entries an incident.
+    Their trigram indexes (migrations 0003, 0011, 0014, 0018) hold ~180 entries an incident.
     On the incident's row, every change at Microsoft (a status, an assignee: a new row
     version, indexes and all) wrote all of them again although the words had not changed:
     two thirds of the sync's write-ahead log. Here a row is written only when its words
