@@ -2,9 +2,9 @@
 
 On the incident's row, the two trigram indexes (0003's, for everyone's search, and 0014's,
 per tenant) took ~180 entries an incident, written again with every new row version: every
-change at Microsoft, although most leave the words as they were. At 1,000 tenants × 20 changed
-incidents a cycle, that was two thirds of the sync's write-ahead log. Here a row is written
-when its words change.
+change at Microsoft, although most leave the words as they were. At 1,000 tenants × 20
+changed incidents a cycle, that was two thirds of the sync's write-ahead log. Here a row is
+written when its words change.
 
 The words are copied over and the indexes built on the new table (after the copy: one
 build instead of a million inserts) under names of their own; only then are the old ones
