@@ -125,13 +125,16 @@ def test_an_incident_read_again_unchanged_is_left_as_it_is(db):
     assert (row.synced_at, row.raw["extra"]) == (later, 1)
 
 
-def search_words() -> dict:
-    """Each incident's search words by Microsoft ID and, on PostgreSQL, their row version."""
+def search_words(tenant) -> dict:
+    """The tenant's incidents' search words by Microsoft ID and, on PostgreSQL, their row
+    version."""
     xmin = "s.xmin::text" if connection.vendor == "postgresql" else "''"
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT i.microsoft_id, s.text, {xmin} FROM incidents_incidentsearch s "  # noqa: S608
-            "JOIN incidents_incident i ON i.id = s.incident_id AND i.tenant_id = s.tenant_id"
+            "JOIN incidents_incident i ON i.id = s.incident_id AND i.tenant_id = s.tenant_id "
+            "WHERE s.tenant_id = %s",
+            [tenant.pk],
         )
         return {key: (text, version) for key, text, version in cursor.fetchall()}
 
@@ -145,7 +148,7 @@ def test_search_words_are_written_only_when_they_change(db):
         incidents=[incident(1, alert("a")), incident(2, alert("b"))],
         synced_at=timezone.now(),
     )
-    before = search_words()
+    before = search_words(tenant)
     assert before[1][0] == "incident 1 alert a"
     changed = [
         incident(1, alert("a", status="Resolved"), minute=1, status="Resolved"),
@@ -153,7 +156,7 @@ def test_search_words_are_written_only_when_they_change(db):
         incident(3, alert("d")),
     ]
     store_page(tenant=tenant, incidents=changed, synced_at=timezone.now())
-    after = search_words()
+    after = search_words(tenant)
     assert after[1] == before[1]  # not written (on PostgreSQL: the same row version)
     assert after[2][0] == "incident 2 alert b mimikatz on laptop-7"
     assert after[3][0] == "incident 3 alert d"
@@ -200,12 +203,12 @@ def test_a_page_read_again_stores_exactly_what_changed(db, changes):
 
     first, later = datetime(2026, 1, 2, 4, 0, tzinfo=UTC), datetime(2026, 1, 2, 4, 5, tzinfo=UTC)
     store_page(tenant=tenant, incidents=page(["nothing"] * len(changes)), synced_at=first)
-    words_before = search_words()
+    words_before = search_words(tenant)
     second = page(changes)
     stored = store_page(tenant=tenant, incidents=second, synced_at=later)
     assert stored == (0, sum(change != "nothing" for change in changes))
     rows = {i.microsoft_id: i for i in Incident.objects.filter(tenant=tenant)}
-    words = search_words()
+    words = search_words(tenant)
     for n, (change, item) in enumerate(zip(changes, second, strict=True), start=1):
         assert words[n][0] == search_text(item)
         assert (words[n] == words_before[n]) is (change != "renamed"), change
