@@ -22,8 +22,6 @@ def make_incident(tenant, *, hours_ago: float = 1, created_hours_ago: float | No
     severity = kw.pop("severity", "Medium")
     name = kw.pop("name", None)
     extra = {"name": name} if name else {}
-    if name and not kw.get("search_text"):
-        kw["search_text"] = name.lower()
     incident = IncidentFactory(
         tenant=tenant,
         severity=severity,
@@ -34,7 +32,7 @@ def make_incident(tenant, *, hours_ago: float = 1, created_hours_ago: float | No
         **extra,
         **kw,
     )
-    if not name and not kw.get("search_text"):  # the factory's own name
+    if not kw.get("search_text"):
         incident.search.text = incident.name.lower()
         incident.search.save(update_fields=["text"])
     return incident
