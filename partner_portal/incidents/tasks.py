@@ -30,23 +30,47 @@ def sync_all_tenants() -> int:
 def fan_out(tenant_pks: list[int], *, reconcile: Set[int] = frozenset()) -> None:
     """Queue a sync of each tenant, in their order (so that each keeps its place in the
     cycle, a schedule interval between two of its runs): a reconciliation pass for those
-    in `reconcile`; quiet tenants `SYNC_BATCH_SIZE` to a `sync_tenants` task; the others
-    one to a `sync_tenant` task."""
+    in `reconcile`; quiet tenants up to `SYNC_BATCH_SIZE` to a `sync_tenants` task (fewer
+    towards the end: `batch_sizes`); the others one to a `sync_tenant` task."""
     size = settings.SYNC_BATCH_SIZE
-    quiet = sync.quiet_tenants(tenant_pks) if size > 1 else set()
+    quiet = sync.quiet_tenants(tenant_pks) - reconcile if size > 1 else set()
+    sizes = iter(batch_sizes(len(quiet), size))
     batch: list[int] = []
     for tenant_pk in tenant_pks:
         if tenant_pk in reconcile:
             sync_tenant.delay(tenant_pk=tenant_pk, reconcile=True)
         elif tenant_pk in quiet:
+            if not batch:
+                batch_size = next(sizes)
             batch.append(tenant_pk)
-            if len(batch) == size:
+            if len(batch) == batch_size:
                 sync_tenants.delay(tenant_pks=batch)
                 batch = []
         else:
             sync_tenant.delay(tenant_pk=tenant_pk)
-    if batch:
-        sync_tenants.delay(tenant_pks=batch)
+
+
+# How many of the quiet tenants left to queue a batch takes at most: 1/32, so that the
+# cycle's last batches are short.
+TAIL_SHARE = 32
+
+
+def batch_sizes(count: int, size: int) -> list[int]:
+    """The sizes of the batches `count` quiet tenants are queued in: `size` each, but never
+    more than 1/TAIL_SHARE of those left, down to one tenant a task for the last ones.
+
+    The worker slots take the batches in turn, and the cycle ends with the last to finish:
+    with batches of equal size, the slots that take the last ones are still at work for a
+    whole batch (10 runs) after the others went idle — 1,000 tenants in 100 batches on 16
+    slots took 7 batch-lengths where 6.25 were needed. With batches shrinking to one run,
+    every slot finishes within about a run of the others, at the cost of some more tasks
+    (~2.5 ms of Celery's CPU each): 1,000 tenants go in 161 instead of 100."""
+    sizes = []
+    while count > 0:
+        take = max(1, min(size, -(-count // TAIL_SHARE)))
+        sizes.append(take)
+        count -= take
+    return sizes
 
 
 @shared_task(

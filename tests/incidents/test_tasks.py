@@ -345,9 +345,10 @@ def test_a_worker_keeps_its_database_connection_across_tasks(
 
 
 def test_quiet_tenants_share_a_task_each_with_its_own_lease_run_and_retry(
-    start_worker, devcloud, devcloud_settings, settings
+    start_worker, devcloud, devcloud_settings, settings, monkeypatch
 ):
     settings.SYNC_BATCH_SIZE = 3
+    monkeypatch.setattr(tasks, "TAIL_SHARE", 1)  # three tenants in one batch, not three
     quiet = [make_tenant(devcloud, devcloud_settings, count=5) for _ in range(3)]
     busy = make_tenant(devcloud, devcloud_settings, count=150)  # two pages
     for tenant in [*quiet, busy]:
@@ -371,3 +372,20 @@ def test_quiet_tenants_share_a_task_each_with_its_own_lease_run_and_retry(
         r.task_id for r in runs.values()
     }
     assert Tenant.objects.filter(sync_lease_token="").count() == Tenant.objects.count()
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 31, 32, 33, 100, 319, 320, 321, 1000, 4999])
+@pytest.mark.parametrize("size", [1, 2, 10, 50])
+def test_batches_shrink_to_one_tenant_towards_the_cycles_end(count, size):
+    sizes = tasks.batch_sizes(count, size)
+    assert sum(sizes) == count
+    assert all(1 <= n <= size for n in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # the long batches first
+    left = count
+    for n in sizes:  # none takes more than its share of what is left (or one)
+        assert n <= max(1, -(-left // tasks.TAIL_SHARE))
+        left -= n
+    last = tasks.TAIL_SHARE - 1  # once fewer than TAIL_SHARE are left, one a task
+    assert sizes[-last:] == [1] * min(count, last)
+    if count >= size * tasks.TAIL_SHARE * 2:  # a large fleet still goes mostly in full batches
+        assert sizes.count(size) * size > count / 2
