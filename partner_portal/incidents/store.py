@@ -138,6 +138,8 @@ def store_items(
     before: Snapshot | None = None,
     clear_problems: bool = True,
     imported: bool | None = None,
+    page_first: bool = True,
+    page_savepoint: bool = True,
 ) -> Stored:
     """Store a page item by item, without paying for it when nothing is wrong:
 
@@ -150,7 +152,10 @@ def store_items(
 
     `before`: the stored state of these incidents, read and locked by the caller in its
     transaction (`outbox.snapshot`), else read here. `imported`: whether these are the
-    tenant's first sync's history (`outbox.record`), else looked up.
+    tenant's first sync's history (`outbox.record`), else looked up. `page_first=False`
+    skips step 1; `page_savepoint=False` runs it in the caller's transaction without a
+    savepoint of its own (two round trips fewer), so that a refusal is raised to the
+    caller, which rolls back and calls again with `page_first=False`.
     """
     # The same incident twice in a page (paging shifted under us): keep the newest.
     newest: dict[int, defender.IncidentData] = {}
@@ -159,13 +164,20 @@ def store_items(
         if known is None or item.last_update_time >= known.last_update_time:
             newest[item.incident_id] = item
     refused: list[defender.ItemProblem] = []
-    try:
-        with transaction.atomic():
-            created, updated = _upsert(tenant, list(newest.values()), synced_at, before, imported)
-    except Exception:  # whatever one item does to the database, find which one below
-        logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
+    page = list(newest.values())
+    stored = False
+    if page_first:
+        try:
+            with transaction.atomic(savepoint=page_savepoint):
+                created, updated = _upsert(tenant, page, synced_at, before, imported)
+            stored = True
+        except Exception:  # whatever one item does to the database, find which one below
+            if not page_savepoint:
+                raise
+            logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
+    if not stored:
         created = updated = 0
-        for item in newest.values():
+        for item in page:
             try:
                 with transaction.atomic():
                     c, u = _upsert(tenant, [item], synced_at, before, imported)
@@ -415,8 +427,41 @@ def store_fenced_page(
     every writer of a tenant serialised that way, dropping the incidents whose stored copy
     has a later `lastUpdateTime` is a correct conditional upsert on PostgreSQL and SQLite.
 
-    `clear_problems` and `imported`: see `store_items` (the run knows both).
+    `clear_problems` and `imported`: see `store_items` (the run knows both). The page is
+    stored in the fenced transaction without a savepoint of its own; if the database
+    refuses it, that transaction is rolled back and a new one stores it item by item.
     """
+    args = dict(
+        tenant=tenant,
+        token=token,
+        incidents=incidents,
+        synced_at=synced_at,
+        problems=problems,
+        repairs=repairs,
+        clear_problems=clear_problems,
+        imported=imported,
+    )
+    try:
+        return _store_fenced_page(**args, page_first=True)
+    except LeaseLost:
+        raise
+    except Exception:  # whatever one item does to the database, find which one
+        logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
+        return _store_fenced_page(**args, page_first=False)
+
+
+def _store_fenced_page(
+    *,
+    tenant: Tenant,
+    token: str,
+    incidents: list[defender.IncidentData],
+    synced_at: datetime,
+    problems: Sequence[defender.ItemProblem],
+    repairs: dict[str, int] | None,
+    clear_problems: bool,
+    imported: bool | None,
+    page_first: bool,
+) -> Stored:
     with transaction.atomic():
         if not tenant.renew_sync_lease(token=token):
             raise LeaseLost
@@ -442,6 +487,8 @@ def store_fenced_page(
             before=before,
             clear_problems=clear_problems,
             imported=imported,
+            page_first=page_first,
+            page_savepoint=False,
         )
         if time.monotonic() - renewed > lease_seconds() / 2:
             # Once more as a slow page commits: one that took longer than a lease would

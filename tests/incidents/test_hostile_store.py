@@ -20,8 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from partner_portal.incidents.filters import IncidentFilter
-from partner_portal.incidents.models import Alert, Incident, SyncProblem
-from partner_portal.incidents.store import problem_key, store_items, store_page
+from partner_portal.incidents.models import (
+    Alert,
+    Incident,
+    IncidentChange,
+    IncidentSearch,
+    SyncProblem,
+)
+from partner_portal.incidents.store import (
+    LeaseLost,
+    problem_key,
+    store_fenced_page,
+    store_items,
+    store_page,
+)
 from partner_portal.microsoft import defender
 from tests.factories import ConsentedTenantFactory, IncidentFactory
 
@@ -212,6 +224,39 @@ def test_an_item_the_database_refuses_becomes_a_problem_and_the_page_is_stored(d
     assert set(SyncProblem.objects.values_list("microsoft_id", flat=True)) == {"4"}
     problem = SyncProblem.objects.get(microsoft_id="4")
     assert items[3]["incidentName"] in problem.raw_text and "test_poison" in problem.error
+
+
+@on_postgresql
+def test_a_fenced_page_the_database_refuses_is_stored_again_item_by_item(db):
+    # The sync's page has no savepoint of its own: a refusal rolls its transaction back
+    # (the lease's renewal and the snapshot's locks too), and a new one stores it item by
+    # item, with the fence renewed.
+    tenant = ConsentedTenantFactory()
+    items = [incident(n, incidentName=f"n{n}") for n in range(1, 6)]
+    items[1]["incidentName"] = "poison " + hashlib.sha256(b"2").hexdigest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE incidents_incident ADD CONSTRAINT test_poison"
+            " CHECK (name NOT LIKE 'poison %%') NOT VALID"
+        )
+    token = tenant.take_sync_lease(now=timezone.now())
+    incidents, problems = parse(*items)
+    stored = store_fenced_page(
+        tenant=tenant, token=token, incidents=incidents, synced_at=timezone.now()
+    )
+    assert (stored.created, stored.updated, stored.problems) == (4, 0, 1)
+    assert set(Incident.objects.values_list("microsoft_id", flat=True)) == {1, 3, 4, 5}
+    assert set(IncidentSearch.objects.values_list("text", flat=True)) == {"n1", "n3", "n4", "n5"}
+    assert list(SyncProblem.objects.values_list("microsoft_id", flat=True)) == ["2"]
+    # Each change recorded once: the refused attempt's rows went with its transaction.
+    assert IncidentChange.objects.filter(tenant=tenant).count() == 4
+    assert tenant.renew_sync_lease(token=token)  # still this run's
+    other = ConsentedTenantFactory()
+    with pytest.raises(LeaseLost):  # and a run without the lease writes nothing
+        store_fenced_page(
+            tenant=other, token="stale", incidents=incidents, synced_at=timezone.now()
+        )
+    assert not Incident.objects.filter(tenant=other).exists()
 
 
 def test_nan_and_infinity_are_stored_as_null(db):
