@@ -431,7 +431,8 @@ def store_fenced_page(
     stored in the fenced transaction without a savepoint of its own; if the database
     refuses it, that transaction is rolled back and a new one stores it item by item.
     """
-    args = dict(
+    store = functools.partial(
+        _store_fenced_page,
         tenant=tenant,
         token=token,
         incidents=incidents,
@@ -442,12 +443,12 @@ def store_fenced_page(
         imported=imported,
     )
     try:
-        return _store_fenced_page(**args, page_first=True)
+        return store(page_first=True)
     except LeaseLost:
         raise
     except Exception:  # whatever one item does to the database, find which one
         logger.info("Tenant %s: a page was refused; storing it item by item", tenant.pk)
-        return _store_fenced_page(**args, page_first=False)
+        return store(page_first=False)
 
 
 def _store_fenced_page(
