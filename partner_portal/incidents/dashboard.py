@@ -27,7 +27,7 @@ from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 
-from partner_portal.incidents.filters import DEFAULT_SORT
+from partner_portal.incidents.filters import DEFAULT_SORT, AccessRule
 from partner_portal.incidents.models import (
     Incident,
     IncidentCount,
@@ -70,7 +70,7 @@ def visible_incidents(user: Any) -> QuerySet[Incident]:
     # puts it into five or six statements (its page, its counts, each view's count), and its
     # three joins cost ~0.8 M instructions to compile. Its text is the same for every staff
     # user (only their id differs), so it is compiled once per process.
-    return Incident.objects.filter(tenant__in=RawSQL(_staff_tenants_sql(), [user.pk]))  # noqa: S611
+    return Incident.objects.filter(tenant__in=AccessRule(_staff_tenants_sql(), [user.pk]))  # noqa: S611
 
 
 _PROBE_USER_ID = -418
