@@ -41,13 +41,15 @@ def fan_out(tenant_pks: list[int], *, reconcile: Set[int] = frozenset()) -> None
             sync_tenant.delay(tenant_pk=tenant_pk, reconcile=True)
         elif tenant_pk in quiet:
             if not batch:
-                batch_size = next(sizes)
+                batch_size = next(sizes, 1)  # (more than counted: a tenant listed twice)
             batch.append(tenant_pk)
             if len(batch) == batch_size:
                 sync_tenants.delay(tenant_pks=batch)
                 batch = []
         else:
             sync_tenant.delay(tenant_pk=tenant_pk)
+    if batch:
+        sync_tenants.delay(tenant_pks=batch)
 
 
 # How many of the quiet tenants left to queue a batch takes at most: 1/32, so that the
