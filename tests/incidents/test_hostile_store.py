@@ -240,7 +240,7 @@ def test_a_fenced_page_the_database_refuses_is_stored_again_item_by_item(db):
             " CHECK (name NOT LIKE 'poison %%') NOT VALID"
         )
     token = tenant.take_sync_lease(now=timezone.now())
-    incidents, problems = parse(*items)
+    incidents, _ = parse(*items)
     stored = store_fenced_page(
         tenant=tenant, token=token, incidents=incidents, synced_at=timezone.now()
     )
