@@ -91,16 +91,46 @@ def update(
     the statement's text built once: the rows updated. `at_least`: columns raised to these
     values, never lowered (a NULL is lowest). `lapsed`: conditions too, that these columns
     are NULL or before these values."""
-    at_least, lapsed = at_least or {}, lapsed or {}
+    sql, params = _update(model, where, values, at_least or {}, lapsed or {})
+    with cursor() as rows:
+        rows.execute(sql, params)
+        return rows.rowcount
+
+
+def update_returning(
+    model: type[Model],
+    where: dict[str, Any],
+    values: dict[str, Any],
+    returning: tuple[str, Sequence[Any]],
+    *,
+    at_least: dict[str, Any] | None = None,
+    lapsed: dict[str, Any] | None = None,
+) -> tuple[Any, ...] | None:
+    """`update` of one row that reads it back in the same statement: the values of
+    `returning` (SQL expressions and their parameters; the row's columns by name, other
+    tables in subqueries) as the row is after the update, None when no row matched. For
+    what would otherwise be read right after, one round trip more."""
+    expressions, extra = returning
+    sql, params = _update(model, where, values, at_least or {}, lapsed or {})
+    with cursor() as rows:
+        rows.execute(f"{sql} RETURNING {expressions}", [*params, *extra])
+        return rows.fetchone()
+
+
+def _update(
+    model: type[Model],
+    where: dict[str, Any],
+    values: dict[str, Any],
+    at_least: dict[str, Any],
+    lapsed: dict[str, Any],
+) -> tuple[str, list[Any]]:
     sql = _update_sql(model, tuple(values), tuple(at_least), tuple(where), tuple(lapsed))
     params = [field(model, name).get_db_prep_save(v, connection) for name, v in values.items()]
     for name, v in at_least.items():
         params += [field(model, name).get_db_prep_save(v, connection)] * 2
     for name, v in [*where.items(), *lapsed.items()]:
         params.append(field(model, name).get_db_prep_value(v, connection))
-    with cursor() as rows:
-        rows.execute(sql, params)
-        return rows.rowcount
+    return sql, params
 
 
 @functools.cache

@@ -54,7 +54,7 @@ from partner_portal.incidents.store import LeaseLost, record_problem, store_fenc
 from partner_portal.microsoft import defender, errors
 from partner_portal.microsoft.client import GRAPH_PAGE_SIZE, PAGE_SIZE, IncidentClient
 from partner_portal.microsoft.errors import RetryLater
-from partner_portal.tenants.models import ConsentState, Tenant
+from partner_portal.tenants.models import ConsentState, Tenant, row_columns
 
 logger = logging.getLogger(__name__)
 
@@ -79,12 +79,15 @@ CLOCK_STEP_TOLERANCE = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class History:
-    """What earlier runs left that this run needs, read with the tenant (`_read_again`)."""
+    """What earlier runs left that this run needs, read with the tenant as its lease is taken
+    (`_history_sql`)."""
 
     had_problems: bool = True  # sync problems to retry
     last_success_at: datetime | None = None  # when the latest successful run started
     # Where the latest successful incremental run started its window (its watermark_before).
     previous_watermark: datetime | None = None
+    # How many incidents changed since then (up to ten pages): what the window's pages hold.
+    changed_since_previous: int = 0
 
 
 def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | None:
@@ -106,7 +109,7 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
         earliest = watermark - timedelta(minutes=settings.SYNC_OVERLAP_MINUTES)
     except OverflowError:  # a watermark in year 1: everything is after it
         return None
-    room = _page_room(tenant, history.previous_watermark)
+    room = _page_room(tenant, history.changed_since_previous)
     if room <= 0:
         # Strictly after the watermark: what shares its instant was received with it (many
         # changes of one bulk edit can), unless indexed late. (Microsoft's 7th digit is
@@ -116,38 +119,27 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
     updated = Incident._meta.get_field("last_update_time")
     prepared = [updated.get_db_prep_value(v, connection) for v in (watermark, earliest)]
     with raw_sql.cursor() as cursor:
-        cursor.execute(_incidents_sql("before"), [tenant.pk, *prepared, room - 1])
+        cursor.execute(_incidents_sql(), [tenant.pk, *prepared, room - 1])
         row = cursor.fetchone()
     return raw_sql.from_db([updated], row)[0] if row else earliest
 
 
-def _page_room(tenant: Tenant, previous: datetime | None) -> int:
+def _page_room(tenant: Tenant, changed: int) -> int:
     """How many incidents below the watermark this run's pages can take without one more
-    call: the pages the changes since the previous incremental run's start (`previous`)
-    would fill (as many are expected now), less those changes and a margin for a busier
-    minute."""
+    call: the pages the changes since the previous incremental run's start would fill (as
+    many are expected now), less those changes and a margin for a busier minute."""
     size = GRAPH_PAGE_SIZE if tenant.source == "graph" else PAGE_SIZE
-    coming = 0
-    if previous is not None:
-        updated = Incident._meta.get_field("last_update_time")
-        with raw_sql.cursor() as cursor:
-            since = updated.get_db_prep_value(previous, connection)
-            cursor.execute(_incidents_sql("since"), [tenant.pk, since, size * 10])
-            (coming,) = cursor.fetchone()
-    pages = max(1, -(-coming // size))
-    return pages * size - coming - size // 5
+    pages = max(1, -(-changed // size))
+    return pages * size - changed - size // 5
 
 
 @functools.cache
-def _incidents_sql(which: str) -> str:
-    """`_window_start`'s and `_page_room`'s queries, in raw SQL built once (through the ORM
-    their building cost more than running them, on every run)."""
+def _incidents_sql() -> str:
+    """`_window_start`'s query (the newest stored in [earliest, watermark), skipping some), in
+    raw SQL built once (through the ORM its building cost more than running it)."""
     incidents, updated = raw_sql.table(Incident), raw_sql.column(Incident, "last_update_time")
     tenant = raw_sql.column(Incident, "tenant")
-    if which == "since":  # how many incidents changed after a time, counting up to a limit
-        changed = f"SELECT 1 FROM {incidents} WHERE {tenant} = %s AND {updated} > %s LIMIT %s"  # noqa: S608
-        return f"SELECT COUNT(*) FROM ({changed}) AS changed"  # noqa: S608 (names only)
-    return (  # the newest stored in [earliest, watermark), skipping some
+    return (
         f"SELECT {updated} FROM {incidents} WHERE {tenant} = %s AND {updated} < %s "  # noqa: S608
         f"AND {updated} >= %s ORDER BY {updated} DESC LIMIT 1 OFFSET %s"
     )
@@ -187,9 +179,19 @@ def sync_tenant(
     """
     now = timezone.now()
     resume = resume or {}
-    token = tenant.take_sync_lease(now=now, held=resume.get("lease_token") or "")
+    held = resume.get("lease_token") or ""
+    token = tenant.take_sync_lease(now=now, held=held, read=_history_read())
+    if token is None and follow_up_if_busy and not resume.get("run_id"):
+        # Follow the run that holds the tenant, or be the run if that one ended meanwhile (and
+        # another may have begun: a few tries, then this one is skipped).
+        for _ in range(3):
+            if tenant.request_follow_up_sync(full=full, now=timezone.now()):
+                return _follow_up_requested(tenant=tenant, full=full)
+            token = tenant.take_sync_lease(now=timezone.now(), read=_history_read())
+            if token is not None:
+                break
     if token is None:
-        return _not_taken(tenant=tenant, full=full, resume=resume, follow_up=follow_up_if_busy)
+        return _not_taken(tenant=tenant, full=full, resume=resume)
     try:
         run = _run_for(
             tenant=tenant, full=full or reconcile, task_id=task_id, resume=resume, now=now
@@ -207,7 +209,7 @@ def sync_tenant(
         _close_abandoned_runs(tenant=tenant, keep=run, now=now)
     held_for_retry = False
     try:
-        history = _read_again(tenant)
+        history = _history(*tenant.lease_read) if tenant.lease_read else _read_again(tenant)
         with lease_keeper.held(tenant.pk, token):
             return _run(
                 tenant=tenant,
@@ -226,21 +228,22 @@ def sync_tenant(
             tenant.release_sync_lease(token=token)
 
 
-def _not_taken(*, tenant: Tenant, full: bool, resume: dict[str, Any], follow_up: bool) -> SyncRun:
+def _follow_up_requested(*, tenant: Tenant, full: bool) -> SyncRun:
+    return SyncRun(
+        tenant=tenant,
+        started_at=timezone.now(),
+        full=full,
+        outcome=SyncOutcome.SKIPPED,
+        error_message="A sync of this tenant is running; another one follows it.",
+    )
+
+
+def _not_taken(*, tenant: Tenant, full: bool, resume: dict[str, Any]) -> SyncRun:
     if resume.get("run_id"):
         # A second copy of a retry message, or a retry after a takeover: not ours any more.
         known = SyncRun.objects.filter(pk=resume["run_id"], tenant=tenant).first()
         if known is not None:
             return known
-    if follow_up:
-        tenant.request_follow_up_sync(full=full)
-        return SyncRun(
-            tenant=tenant,
-            started_at=timezone.now(),
-            full=full,
-            outcome=SyncOutcome.SKIPPED,
-            error_message="A sync of this tenant is running; another one follows it.",
-        )
     now = timezone.now()
     return SyncRun.objects.create(
         tenant=tenant,
@@ -304,50 +307,68 @@ def close_dead_runs(now: datetime | None = None, *, tenant: Tenant | None = None
 
 def _read_again(tenant: Tenant) -> History:
     """Read the tenant again now that the run holds it (the caller's copy may predate
-    another run's watermark), with what its earlier runs left (`History`): one query, where
-    a one-page run once spent four; raw SQL, as the ORM's building of it (two subqueries and
-    an EXISTS) cost a tenth of a one-page run's CPU."""
-    fields = Tenant._meta.concrete_fields
+    another run's watermark), with its `History`: for a lease taken over, which
+    `take_sync_lease` does not read back."""
+    expressions, params = _history_read()
     with raw_sql.cursor() as cursor:
         cursor.execute(
-            _read_again_sql(), [SyncOutcome.SUCCESS, SyncOutcome.SUCCESS, False, tenant.pk]
+            f"SELECT {row_columns()}, {expressions} FROM {raw_sql.table(Tenant)} "  # noqa: S608
+            f"WHERE {raw_sql.table(Tenant)}.{raw_sql.column(Tenant, 'id')} = %s",
+            [*params, tenant.pk],
         )
         row = cursor.fetchone()
     if row is None:
         raise Tenant.DoesNotExist(f"Tenant {tenant.pk} is gone")
-    *tenant_row, had_problems, last_success_at, previous_watermark = row
+    return _history(*tenant.load_row(row))
+
+
+def _history(
+    had_problems: Any, last_success_at: Any, previous_watermark: Any, changed: Any
+) -> History:
     runs = SyncRun._meta
-    values = raw_sql.from_db(fields, tenant_row)
     last_success_at, previous_watermark = raw_sql.from_db(
         [runs.get_field("started_at"), runs.get_field("watermark_before")],
         [last_success_at, previous_watermark],
     )
-    for field, value in zip(fields, values, strict=True):
-        setattr(tenant, field.attname, value)
     return History(
         had_problems=bool(had_problems),
         last_success_at=last_success_at,
         previous_watermark=previous_watermark,
+        changed_since_previous=changed,
     )
+
+
+def _history_read() -> tuple[str, list[Any]]:
+    """`History` as SQL expressions over the tenant's row, read with it in one statement
+    (`Tenant.take_sync_lease`'s `read`), and their parameters. Raw SQL: the ORM's building
+    of two subqueries and an EXISTS cost a tenth of a one-page run's CPU; in one statement
+    with the lease, where a one-page run once spent six."""
+    success = SyncOutcome.SUCCESS
+    return _history_sql(), [success, success, False, success, False, 10 * PAGE_SIZE]
 
 
 @functools.cache
-def _read_again_sql() -> str:
+def _history_sql() -> str:
     runs, run = raw_sql.table(SyncRun), lambda name: raw_sql.column(SyncRun, name, "r")
-    tenant_columns = ", ".join(
-        f"t.{connection.ops.quote_name(f.column)}" for f in Tenant._meta.concrete_fields
-    )
-    latest_success = f"FROM {runs} r WHERE {run('tenant')} = t.id AND {run('outcome')} = %s"
+    tenant = f"{raw_sql.table(Tenant)}.{raw_sql.column(Tenant, 'id')}"
+    latest_success = f"FROM {runs} r WHERE {run('tenant')} = {tenant} AND {run('outcome')} = %s"
     newest_first = f"ORDER BY {run('started_at')} DESC LIMIT 1"
+    previous_watermark = (
+        f"(SELECT {run('watermark_before')} {latest_success} AND {run('full')} = %s "
+        f"AND {run('watermark_before')} IS NOT NULL {newest_first})"
+    )
+    updated = raw_sql.column(Incident, "last_update_time", "i")
+    changed = (  # counted up to a limit
+        f"SELECT 1 FROM {raw_sql.table(Incident)} i WHERE "  # noqa: S608
+        f"{raw_sql.column(Incident, 'tenant', 'i')} = {tenant} "
+        f"AND {updated} > {previous_watermark} LIMIT %s"
+    )
     # Names from the models, values as parameters.
     return (
-        f"SELECT {tenant_columns}, "  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {raw_sql.table(SyncProblem)} p "
-        f"WHERE {raw_sql.column(SyncProblem, 'tenant', 'p')} = t.id), "
+        f"EXISTS (SELECT 1 FROM {raw_sql.table(SyncProblem)} p "  # noqa: S608
+        f"WHERE {raw_sql.column(SyncProblem, 'tenant', 'p')} = {tenant}), "
         f"(SELECT {run('started_at')} {latest_success} {newest_first}), "
-        f"(SELECT {run('watermark_before')} {latest_success} AND {run('full')} = %s "
-        f"AND {run('watermark_before')} IS NOT NULL {newest_first}) "
-        f"FROM {raw_sql.table(Tenant)} t WHERE t.id = %s"
+        f"{previous_watermark}, (SELECT COUNT(*) FROM ({changed}) AS changed)"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from partner_portal.audit.events import client_ip, record
@@ -21,18 +22,17 @@ def sync_now(request: HttpRequest, tenant_pk: int) -> HttpResponse:
             request,
             f"{tenant} cannot be synced: it must be enabled, with sync on and consent granted.",
         )
-    elif tenant.lease_held:
-        # One follow-up after the running sync (queued by it when it ends), not a run that
-        # would only find the tenant busy and be recorded as skipped.
-        full = request.POST.get("full") == "1"
-        tenant.request_follow_up_sync(full=full)
+        return redirect("tenants:detail", tenant_pk=tenant.pk)
+    full = request.POST.get("full") == "1"
+    # One follow-up after a running sync (queued by it when it ends), not a run that would
+    # only find the tenant busy and be recorded as skipped.
+    if tenant.request_follow_up_sync(full=full, now=timezone.now()):
         messages.info(
             request,
             f"A sync of {tenant} is running now; "
             f"{'a full sync' if full else 'another one'} will follow it.",
         )
     else:
-        full = request.POST.get("full") == "1"
         # celery-types does not know delay_on_commit (Celery 5.4+).
         tasks.sync_tenant.delay_on_commit(  # type: ignore[attr-defined]
             tenant_pk=tenant.pk, full=full, requested=True

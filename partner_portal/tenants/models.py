@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -190,6 +192,9 @@ class Tenant(models.Model):
 
     # Set by take_sync_lease.
     took_over_lease = False
+    lease_read: tuple[Any, ...] = ()
+    # The follow-up requested of the run that just ended, as its end read it (end_sync_run).
+    _follow_up_at_end: str | None = None
 
     class Meta:
         ordering = ["display_name"]
@@ -324,7 +329,9 @@ class Tenant(models.Model):
             setattr(self, name, value)
         return True
 
-    def take_sync_lease(self, *, now: datetime, held: str = "") -> str | None:
+    def take_sync_lease(
+        self, *, now: datetime, held: str = "", read: tuple[str, Sequence[Any]] = ("", ())
+    ) -> str | None:
         """A new lease token when this run got the tenant, None when another run holds it.
 
         The token is the run's fencing value: every renewal and every page's write is
@@ -336,16 +343,28 @@ class Tenant(models.Model):
 
         Afterwards `took_over_lease` says whether the lease was left by a run that never
         released it (its worker died, or its retry never came): its runs may need closing.
-        Nearly always the last run released it, and one UPDATE takes it.
+        Nearly always the last run released it, and one UPDATE takes it and reads the row
+        back: this object's fields are then the row's as the lease was taken (a run needs
+        the watermark its predecessor left), and `lease_read` the values of `read` (SQL
+        expressions and their parameters, the row's table by its name in subqueries: what
+        the run would otherwise read right after). Otherwise `lease_read` is empty.
         """
         token = uuid.uuid4().hex
         until = now + timedelta(seconds=lease_seconds())
         self.took_over_lease = False
+        self.lease_read = ()
+        expressions, params = read
+        returning = (", ".join(filter(None, [row_columns(), expressions])), params)
         # A release clears the token with the time.
-        lapsed = {"sync_lease_until": now}
-        if self._set(
-            {"sync_lease_token": ""}, lapsed, sync_lease_until=until, sync_lease_token=token
-        ):
+        row = raw_sql.update_returning(
+            Tenant,
+            {"id": self.pk, "sync_lease_token": ""},
+            {"sync_lease_until": until, "sync_lease_token": token},
+            returning,
+            lapsed={"sync_lease_until": now},
+        )
+        if row is not None:
+            self.lease_read = self.load_row(row)
             return token
         free = _lease_free(now)
         if held:
@@ -353,6 +372,15 @@ class Tenant(models.Model):
         taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
         self.took_over_lease = taken
         return token if taken else None
+
+    def load_row(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        """This object's fields from a row read in raw SQL that starts with `row_columns()`;
+        returns the row's other values."""
+        fields = self._meta.concrete_fields
+        values = raw_sql.from_db(fields, row[: len(fields)])
+        for field, value in zip(fields, values, strict=True):
+            setattr(self, field.attname, value)
+        return tuple(row[len(fields) :])
 
     def renew_sync_lease(self, *, token: str) -> bool:
         """Extend our lease by one lease from now; False when it is no longer ours. In a
@@ -377,17 +405,25 @@ class Tenant(models.Model):
         if token:
             self._set({"sync_lease_token": token}, sync_lease_until=None, sync_lease_token="")
 
-    def request_follow_up_sync(self, *, full: bool) -> None:
-        """ "Sync now" while a sync runs: one more run after it (a full one wins)."""
+    def request_follow_up_sync(self, *, full: bool, now: datetime) -> bool:
+        """ "Sync now" while a sync holds the tenant: one more run after it (a full one wins).
+        False when no run holds it any more (its end is past: the caller runs now instead),
+        so that a request is never left for a run that has already ended."""
+        held = ~Q(sync_lease_token="") & Q(sync_lease_until__gte=now)
         if full:
-            self._update(sync_follow_up="full")
-        else:
-            self._update(Q(sync_follow_up=""), sync_follow_up="sync")
+            return self._update(held, sync_follow_up="full")
+        # One already requested (either kind) is the same request.
+        return self._update(held & Q(sync_follow_up=""), sync_follow_up="sync") or (
+            Tenant.objects.filter(held, pk=self.pk).exclude(sync_follow_up="").exists()
+        )
 
     def take_follow_up_sync(self) -> str:
         """The follow-up requested meanwhile ("sync", "full"), once; "" when none."""
-        # Nearly always none: one read then, instead of an UPDATE per kind.
-        if not Tenant.objects.filter(pk=self.pk).exclude(sync_follow_up="").exists():
+        # Nearly always none, and the run's end read it: nothing to ask then.
+        at_end, self._follow_up_at_end = self._follow_up_at_end, None
+        if at_end == "" or not (
+            Tenant.objects.filter(pk=self.pk).exclude(sync_follow_up="").exists()
+        ):
             return ""
         for kind in ("full", "sync"):
             if self._update(Q(sync_follow_up=kind), sync_follow_up=""):
@@ -434,8 +470,15 @@ class Tenant(models.Model):
         # it) cost 3% of a one-page run's CPU.
         release = {"sync_lease_until": None, "sync_lease_token": ""}
         mine = {"id": self.pk, "sync_lease_token": token}
-        if token and raw_sql.update(Tenant, mine, {**fields, **release}, at_least=raised) == 1:
+        # Read back: the follow-up requested while the run held the tenant (a request after
+        # the release finds no run to follow: `request_follow_up_sync`).
+        follow_up = (raw_sql.column(Tenant, "sync_follow_up"), ())
+        ended = token and raw_sql.update_returning(
+            Tenant, mine, {**fields, **release}, follow_up, at_least=raised
+        )
+        if ended:
             local.update(release)
+            (self._follow_up_at_end,) = ended
         elif fields or raised:
             raw_sql.update(Tenant, {"id": self.pk}, fields, at_least=raised)
         if outcome == "success" and self.consent_error_class:
@@ -527,3 +570,11 @@ def tenant_choices(tenants: QuerySet[Tenant]) -> list[tuple[int, str]]:
         (pk, f"{name} ({domain or f'#{pk}'})" if seen[key] > 1 else name)
         for (pk, name, domain), key in zip(rows, folded, strict=True)
     ]
+
+
+@functools.cache
+def row_columns() -> str:
+    """A tenant's columns in raw SQL, named with their table (`Tenant.load_row`)."""
+    table = raw_sql.table(Tenant)
+    fields = Tenant._meta.concrete_fields
+    return ", ".join(f"{table}.{raw_sql.column(Tenant, f.name)}" for f in fields)

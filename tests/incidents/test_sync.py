@@ -54,11 +54,11 @@ def test_an_incremental_one_page_run_is_a_fixed_handful_of_statements(
     sync.sync_tenant(tenant=tenant)
     sync.sync_tenant(tenant=tenant)  # an incremental run before (the page room's history)
     devcloud.evolve(tid(tenant), changed=10, new=2)
-    # 18 with the savepoints of the test's own transaction (BEGIN/COMMIT in production),
+    # 16 with the savepoints of the test's own transaction (BEGIN/COMMIT in production),
     # one of them the new incidents' search words; 25 before the run read its history with
     # the tenant and the page's fence its snapshot, 20 before the page went without a
-    # savepoint of its own.
-    with django_assert_max_num_queries(18) as captured:
+    # savepoint of its own, 18 before the lease's UPDATE read the tenant and its history.
+    with django_assert_max_num_queries(16) as captured:
         run = sync.sync_tenant(tenant=tenant)
     assert (run.outcome, run.pages, run.created_count) == (SyncOutcome.SUCCESS, 1, 2)
     statements = [q["sql"] for q in captured.captured_queries]

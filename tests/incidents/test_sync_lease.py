@@ -322,3 +322,31 @@ def test_a_run_waiting_on_a_slow_answer_keeps_its_lease(
     wait_until(renewed_while_waiting, timeout=4, interval=0.05, what="a renewal before the answer")
     thread.join(30)
     assert runs[0].outcome == SyncOutcome.SUCCESS
+
+
+def test_sync_now_on_a_busy_tenant_follows_its_run_or_runs_if_that_one_just_ended(
+    db, devcloud, devcloud_settings, monkeypatch
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=3)
+    holder = Tenant.objects.get(pk=tenant.pk)  # another run's copy
+    token = holder.take_sync_lease(now=timezone.now())
+    run = sync.sync_tenant(tenant=tenant, follow_up_if_busy=True)
+    assert (run.pk, run.outcome) == (None, SyncOutcome.SKIPPED)  # not recorded: it follows
+    holder.end_sync_run(token=token, outcome=SyncOutcome.SUCCESS)
+    assert holder.take_follow_up_sync() == "sync"
+    # The holder lets go between the request's failed take and its request for a follow-up:
+    # nobody is left to run it, so it runs itself.
+    token = holder.take_sync_lease(now=timezone.now())
+    take = Tenant.take_sync_lease
+
+    def holder_ends_meanwhile(self, **kwargs):
+        taken = take(self, **kwargs)
+        if taken is None:
+            holder.end_sync_run(token=token, outcome=SyncOutcome.SUCCESS)
+        return taken
+
+    monkeypatch.setattr(Tenant, "take_sync_lease", holder_ends_meanwhile)
+    run = sync.sync_tenant(tenant=tenant, follow_up_if_busy=True)
+    assert run.pk is not None and run.outcome == SyncOutcome.SUCCESS
+    assert Tenant.objects.get(pk=tenant.pk).sync_follow_up == ""
+    assert_db_matches(devcloud, tenant)

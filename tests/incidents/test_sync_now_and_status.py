@@ -39,6 +39,27 @@ def test_sync_now_on_a_syncing_tenant_says_so_and_asks_for_one_follow_up(
     assert not SyncRun.objects.filter(tenant=tenant_a).exists()
 
 
+def test_sync_now_as_the_run_ends_is_either_its_follow_up_or_a_run_of_its_own(
+    alice_client, tenant_a, enqueued
+):
+    # The run's end reads what was asked while it held the tenant, in the statement that
+    # lets go of it; a request after that finds no run to follow and starts one.
+    token = tenant_a.take_sync_lease(now=timezone.now())
+    pressed = type(tenant_a).objects.get(pk=tenant_a.pk)
+    assert pressed.request_follow_up_sync(full=False, now=timezone.now())
+    tenant_a.end_sync_run(token=token, outcome=SyncOutcome.SUCCESS)
+    assert tenant_a.take_follow_up_sync() == "sync"
+    assert tenant_a.take_follow_up_sync() == ""
+    token = tenant_a.take_sync_lease(now=timezone.now())
+    tenant_a.end_sync_run(token=token, outcome=SyncOutcome.SUCCESS)
+    assert not pressed.request_follow_up_sync(full=True, now=timezone.now())
+    assert tenant_a.take_follow_up_sync() == ""  # nothing left for a run that has ended
+    alice_client.post(reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}))
+    assert enqueued == [{"tenant_pk": tenant_a.pk, "full": False, "requested": True}]
+    tenant_a.refresh_from_db()
+    assert tenant_a.sync_follow_up == ""
+
+
 def test_full_resync_is_a_checkbox_away(alice_client, tenant_a, enqueued):
     alice_client.post(
         reverse("incidents:sync_now", kwargs={"tenant_pk": tenant_a.pk}), {"full": "1"}

@@ -311,10 +311,20 @@ def test_the_task_takes_tenant_pk_and_still_the_old_tenant_id(db):
 
 def test_the_run_holding_the_tenant_queues_the_follow_up_once(db, monkeypatch):
     tenant = TenantFactory()  # no Entra tenant ID: the run fails without a network call
-    tenant.request_follow_up_sync(full=True)
+    client, pressed = Tenant.incident_client, []
+
+    def sync_now_pressed_meanwhile(self, **kwargs):
+        if not pressed:  # while the run holds the tenant
+            pressed.append(
+                Tenant.objects.get(pk=self.pk).request_follow_up_sync(full=True, now=timezone.now())
+            )
+        return client(self, **kwargs)
+
+    monkeypatch.setattr(Tenant, "incident_client", sync_now_pressed_meanwhile)
     queued = []
     monkeypatch.setattr(tasks.sync_tenant, "delay", lambda **kw: queued.append(kw))
     assert tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get() == SyncOutcome.FAILED
+    assert pressed == [True]
     assert queued == [{"tenant_pk": tenant.pk, "full": True}]
     tasks.sync_tenant.apply(kwargs={"tenant_pk": tenant.pk}).get()
     assert len(queued) == 1  # once
