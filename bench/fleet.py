@@ -197,6 +197,7 @@ def fleet(
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "DEBUG": "false",  # as production runs (a DEBUG in the shell keeps every query)
             "DJANGO_SETTINGS_MODULE": "partner_portal.settings",
             "MICROSOFT_CLIENT_ID": app["client_id"],
             "MICROSOFT_CLIENT_SECRET": secret,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from partner_portal.incidents.models import Incident, SyncOutcome
 from partner_portal.microsoft import errors
 from partner_portal.microsoft.defender import parse_time
 from partner_portal.tenants.models import Tenant
-from tests.factories import ConsentedTenantFactory, TenantFactory
+from tests.factories import ConsentedTenantFactory, IncidentFactory, TenantFactory
 from tests.incidents.helpers import assert_db_matches, make_tenant, tid
 
 pytestmark = pytest.mark.integration
@@ -54,11 +55,12 @@ def test_an_incremental_one_page_run_is_a_fixed_handful_of_statements(
     sync.sync_tenant(tenant=tenant)
     sync.sync_tenant(tenant=tenant)  # an incremental run before (the page room's history)
     devcloud.evolve(tid(tenant), changed=10, new=2)
-    # 16 with the savepoints of the test's own transaction (BEGIN/COMMIT in production),
+    # 15 with the savepoints of the test's own transaction (BEGIN/COMMIT in production),
     # one of them the new incidents' search words; 25 before the run read its history with
     # the tenant and the page's fence its snapshot, 20 before the page went without a
-    # savepoint of its own, 18 before the lease's UPDATE read the tenant and its history.
-    with django_assert_max_num_queries(16) as captured:
+    # savepoint of its own, 18 before the lease's UPDATE read the tenant, its history and
+    # how much of its overlap the page has room for.
+    with django_assert_max_num_queries(15) as captured:
         run = sync.sync_tenant(tenant=tenant)
     assert (run.outcome, run.pages, run.created_count) == (SyncOutcome.SUCCESS, 1, 2)
     statements = [q["sql"] for q in captured.captured_queries]
@@ -218,6 +220,34 @@ def test_a_busy_tenant_reads_the_pages_its_changes_need_and_no_more(
     # One page of changes a run: one call each, once the first run has measured the pace
     # (re-reading the last 5 minutes each time took 2, 3, 4… calls).
     assert calls[1:] == [1, 1, 1]
+
+
+def test_the_window_starts_at_the_room_th_incident_below_the_watermark_or_the_overlap(
+    db, django_assert_num_queries
+):
+    tenant = ConsentedTenantFactory()
+    watermark = timezone.now().replace(microsecond=0)
+    for n in range(1, 40):  # every 5 s below the watermark, all in the 5-minute overlap
+        IncidentFactory(tenant=tenant, last_update_time=watermark - timedelta(seconds=5 * n))
+    IncidentFactory(tenant=tenant, last_update_time=watermark - timedelta(minutes=6))
+    stale = Tenant.objects.get(pk=tenant.pk)  # a copy from before the last run's end
+    stale.incidents_watermark = watermark - timedelta(minutes=2)
+    Tenant.objects.filter(pk=tenant.pk).update(incidents_watermark=watermark)
+    # Read with the lease: the overlap's incidents, counted from the stale copy's overlap.
+    assert stale.take_sync_lease(now=timezone.now(), read=sync._history_read(stale))
+    history = sync._history(*stale.lease_read)
+    assert stale.incidents_watermark == watermark  # the row as the lease was taken
+    assert history.in_overlap == 40  # at least the 39 in the overlap: never fewer
+    # The previous run brought 70 changes: room for 10 below the watermark, the 10th's time.
+    busy = dataclasses.replace(history, changed_since_previous=70)
+    assert sync._window_start(stale, False, busy) == watermark - timedelta(seconds=50)
+    # No changes: room for 80, more than the overlap holds, whose start it is (no lookup).
+    quiet = dataclasses.replace(history, changed_since_previous=0, in_overlap=39)
+    with django_assert_num_queries(0):
+        assert sync._window_start(stale, False, quiet) == watermark - timedelta(minutes=5)
+    # The lookup gives the same where the count is too high to tell.
+    quiet = dataclasses.replace(quiet, in_overlap=80)
+    assert sync._window_start(stale, False, quiet) == watermark - timedelta(minutes=5)
 
 
 def test_what_a_busy_tenant_had_indexed_late_is_repaired_by_the_reconciliation(
