@@ -72,31 +72,42 @@ def record(
         if old is not None:
             _move(by_status, by_day, tenant.pk, old, -1)
         _move(by_status, by_day, tenant.pk, incident, +1)
-    _add(IncidentCount, ("tenant_id", "severity", "status"), by_status)
-    _add(IncidentDayCount, ("tenant_id", "day", "severity"), by_day)
+    _add(by_status, by_day)
 
 
-def _add(model: type[IncidentCount | IncidentDayCount], key: tuple[str, ...], deltas) -> None:
-    """`n += delta` per key in one statement, inserting the keys not counted yet.
+COUNTS = (IncidentCount, ("tenant_id", "severity", "status"))
+DAY_COUNTS = (IncidentDayCount, ("tenant_id", "day", "severity"))
+
+
+def _add(by_status: Counter[StatusKey], by_day: Counter[DayKey]) -> None:
+    """`n += delta` per key of both counts, inserting the keys not counted yet: on
+    PostgreSQL in one statement (a sync page does this), elsewhere one per table.
 
     Keys in sorted order: two transactions moving some of the same counts lock their rows
     in the same order, so they wait for each other instead of deadlocking. INSERT … ON
     CONFLICT DO UPDATE is PostgreSQL's and SQLite's (3.24+) alike; Django's bulk_create can
     only overwrite a conflicting row, not add to it.
     """
-    rows = sorted((k, n) for k, n in deltas.items() if n)
-    if not rows:
-        return
-    if connection.vendor == "postgresql":
-        # One array per column: the same text for any number of rows, prepared once
-        # (raw_sql.cursor); unnest keeps the arrays' (sorted) order.
-        params: list[Any] = [
-            list(column) for column in zip(*[(*k, n) for k, n in rows], strict=True)
-        ]
-    else:
-        params = [value for k, n in rows for value in (*k, n)]
+    statements = []
+    for (model, key), deltas in ((COUNTS, by_status), (DAY_COUNTS, by_day)):
+        rows = sorted((k, n) for k, n in deltas.items() if n)
+        if not rows:
+            continue
+        if connection.vendor == "postgresql":
+            # One array per column: the same text for any number of rows, prepared once
+            # (raw_sql.cursor); unnest keeps the arrays' (sorted) order.
+            params: list[Any] = [
+                list(column) for column in zip(*[(*k, n) for k, n in rows], strict=True)
+            ]
+        else:
+            params = [value for k, n in rows for value in (*k, n)]
+        statements.append((_add_sql(model, key, len(rows), connection.vendor), params))
+    if len(statements) == 2 and connection.vendor == "postgresql":
+        (first, first_params), (second, second_params) = statements
+        statements = [(f"WITH counted AS ({first}) {second}", first_params + second_params)]
     with raw_sql.cursor() as cursor:
-        cursor.execute(_add_sql(model, key, len(rows), connection.vendor), params)
+        for sql, params in statements:
+            cursor.execute(sql, params)
 
 
 def _add_sql(model: type[models.Model], key: tuple[str, ...], rows: int, vendor: str) -> str:
@@ -125,8 +136,7 @@ def delete_incidents(incidents: QuerySet[Incident]) -> int:
         for row in rows:
             _move(by_status, by_day, row["tenant_id"], row, -1)
         Incident.objects.filter(pk__in=[row["pk"] for row in rows]).delete()
-        _add(IncidentCount, ("tenant_id", "severity", "status"), by_status)
-        _add(IncidentDayCount, ("tenant_id", "day", "severity"), by_day)
+        _add(by_status, by_day)
     return len(rows)
 
 
