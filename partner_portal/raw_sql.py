@@ -97,6 +97,58 @@ def update(
         return rows.rowcount
 
 
+Statement = tuple[str, list[Any]]
+
+
+def update_statement(
+    model: type[Model],
+    where: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    at_least: dict[str, Any] | None = None,
+) -> Statement:
+    """The statement `update` would run, with its parameters: for `update_after`."""
+    return _update(model, where, values, at_least or {}, {})
+
+
+def execute(statement: Statement) -> int:
+    """Run a statement; the rows it changed."""
+    with cursor() as rows:
+        rows.execute(*statement)
+        return rows.rowcount
+
+
+def update_after(
+    first: Statement | None,
+    model: type[Model],
+    where: dict[str, Any],
+    values: dict[str, Any],
+    returning: tuple[str, Sequence[Any]],
+    *,
+    at_least: dict[str, Any] | None = None,
+) -> tuple[bool, tuple[Any, ...] | None]:
+    """`first` (a conditional UPDATE, `update_statement`), then `update_returning` only if
+    `first` changed a row: whether it did, and the row read back (None when it did not, or
+    when this update matched no row). On PostgreSQL one statement (a data-modifying WITH),
+    one round trip where two would be; elsewhere two. Without `first`, `update_returning`."""
+    if first is None or connection.vendor != "postgresql":
+        if first is not None and not execute(first):
+            return False, None
+        return True, update_returning(model, where, values, returning, at_least=at_least)
+    (first_sql, first_params), (expressions, extra) = first, returning
+    sql, params = _update(model, where, values, at_least or {}, {})
+    combined = (  # texts built from the models' names, values as parameters
+        f"WITH first AS ({first_sql} RETURNING 1), "  # noqa: S608
+        f"second AS ({sql} AND EXISTS (SELECT 1 FROM first) RETURNING 1, {expressions}) "
+        "SELECT EXISTS (SELECT 1 FROM first), second.* FROM (SELECT 1) AS one "
+        "LEFT JOIN second ON true"
+    )
+    with cursor() as rows:
+        rows.execute(combined, [*first_params, *params, *extra])
+        done, matched, *row = rows.fetchone()
+    return bool(done), tuple(row) if matched else None
+
+
 def update_returning(
     model: type[Model],
     where: dict[str, Any],

@@ -694,27 +694,30 @@ def _finish(
     """Close the run (or pause it for a retry) and say so on the tenant; only while it is
     running: a run someone else closed meanwhile (a takeover) keeps that outcome. The
     tenant's watermark moves to `newest` and the run's lease (`token`) is released in the
-    same statement (`Tenant.end_sync_run`)."""
+    same statement (`Tenant.end_sync_run`), on PostgreSQL the run's own UPDATE with it."""
     now = timezone.now()
     run.outcome = outcome
     run.finished_at = now
     run.error_class = type(exc).__name__[:64] if exc else ""
     run.error_message = _message(exc) if exc else ""
     fields = {name: getattr(run, name) for name in FINISH_FIELDS}
-    if not raw_sql.update(SyncRun, {"id": run.pk, "outcome": SyncOutcome.RUNNING}, fields):
-        run.refresh_from_db()
-        if newest is not None or token:
-            tenant.end_sync_run(token=token, newest=newest)
-        return False
-    tenant.end_sync_run(
+    closed = raw_sql.update_statement(
+        SyncRun, {"id": run.pk, "outcome": SyncOutcome.RUNNING}, fields
+    )
+    if tenant.end_sync_run(
         token=token,
         newest=newest,
         outcome=outcome,
         at=now,
         error_class=run.error_class,
         error_message=run.error_message,
-    )
-    return True
+        after=closed,
+    ):
+        return True
+    run.refresh_from_db()
+    if newest is not None or token:
+        tenant.end_sync_run(token=token, newest=newest)
+    return False
 
 
 PROGRESS_FIELDS = [

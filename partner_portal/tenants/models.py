@@ -439,7 +439,8 @@ class Tenant(models.Model):
         at: datetime | None = None,
         error_class: str = "",
         error_message: str = "",
-    ) -> None:
+        after: raw_sql.Statement | None = None,
+    ) -> bool:
         """What a sync run leaves on its tenant, in one UPDATE (a schedule cycle does this
         for every tenant; a second one when a success clears a consent error):
 
@@ -449,6 +450,10 @@ class Tenant(models.Model):
           (a rejected secret since replaced, a revocation since undone) cleared: not true now;
         - the lease released, if it is still ours (`token`): if ours expired and another run
           took the tenant, theirs stays — then a second UPDATE records the rest.
+
+        `after`: a conditional UPDATE to make first (the run's own row), in the same
+        statement where the database allows; nothing is recorded here unless it changed a
+        row. Returns whether it did (True without one).
         """
         fields: dict[str, Any] = {}  # what the row gets
         raised: dict[str, Any] = {}  # what the row gets if that is later than what it has
@@ -473,9 +478,15 @@ class Tenant(models.Model):
         # Read back: the follow-up requested while the run held the tenant (a request after
         # the release finds no run to follow: `request_follow_up_sync`).
         follow_up = (raw_sql.column(Tenant, "sync_follow_up"), ())
-        ended = token and raw_sql.update_returning(
-            Tenant, mine, {**fields, **release}, follow_up, at_least=raised
-        )
+        ended = None
+        if token:
+            done, ended = raw_sql.update_after(
+                after, Tenant, mine, {**fields, **release}, follow_up, at_least=raised
+            )
+            if not done:
+                return False
+        elif after is not None and not raw_sql.execute(after):
+            return False
         if ended:
             local.update(release)
             (self._follow_up_at_end,) = ended
@@ -492,6 +503,7 @@ class Tenant(models.Model):
                 local.update(cleared)
         for name, value in local.items():
             setattr(self, name, value)
+        return True
 
     def record_consent_error(
         self, *, error_class: str, error_message: str, state: str | None = None
