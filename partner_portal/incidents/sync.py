@@ -349,6 +349,10 @@ def _history_read(tenant: Tenant) -> tuple[str, list[Any]]:
     (`Tenant.take_sync_lease`'s `read`), and their parameters. Raw SQL: the ORM's building
     of two subqueries and an EXISTS cost a tenth of a one-page run's CPU; in one statement
     with the lease, where a one-page run once spent six."""
+    # Read by the lease's UPDATE, these see the database as the statement began: if it
+    # waited for the previous run to let go, that run's last rows may not be counted. Each
+    # figure then errs towards a wider window (more re-read, nothing skipped), and the
+    # tenant's own columns are the row as locked, the previous run's watermark included.
     success = SyncOutcome.SUCCESS
     # The overlap's incidents are counted from below the watermark as this copy knows it: at
     # or behind the row's (it only moves on), so at least as many as the overlap holds.
