@@ -106,9 +106,10 @@ def update_statement(
     values: dict[str, Any],
     *,
     at_least: dict[str, Any] | None = None,
+    lapsed: dict[str, Any] | None = None,
 ) -> Statement:
-    """The statement `update` would run, with its parameters: for `update_after`."""
-    return _update(model, where, values, at_least or {}, {})
+    """The statement `update` would run, with its parameters, to run with more."""
+    return _update(model, where, values, at_least or {}, lapsed or {})
 
 
 def execute(statement: Statement) -> int:

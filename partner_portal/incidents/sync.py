@@ -184,6 +184,55 @@ def sync_tenant(
     """
     now = timezone.now()
     resume = resume or {}
+    began = (
+        None if resume else _begin(tenant, now=now, full=full, reconcile=reconcile, task_id=task_id)
+    )
+    if began is None:
+        began = _open(
+            tenant=tenant,
+            now=now,
+            full=full,
+            reconcile=reconcile,
+            task_id=task_id,
+            resume=resume,
+            follow_up_if_busy=follow_up_if_busy,
+        )
+        if isinstance(began, SyncRun):
+            return began
+    token, run = began
+    held_for_retry = False
+    try:
+        history = _history(*tenant.lease_read) if tenant.lease_read else _read_again(tenant)
+        with lease_keeper.held(tenant.pk, token):
+            return _run(
+                tenant=tenant,
+                run=run,
+                resume=resume,
+                token=token,
+                progress=progress,
+                history=history,
+            )
+    except RetryLater:
+        held_for_retry = True  # `_retry_later` kept the lease over the countdown
+        raise
+    finally:
+        # Ending the run released it (`_finish`), unless the run ended in a way it did not see.
+        if not held_for_retry and tenant.sync_lease_token == token:
+            tenant.release_sync_lease(token=token)
+
+
+def _open(
+    *,
+    tenant: Tenant,
+    now: datetime,
+    full: bool,
+    reconcile: bool,
+    task_id: str,
+    resume: dict[str, Any],
+    follow_up_if_busy: bool,
+) -> tuple[str, SyncRun] | SyncRun:
+    """The lease and the SyncRun of a run (`sync_tenant`), or the SyncRun to return instead:
+    a skipped run, a follow-up's, a finished one a late retry found."""
     held = resume.get("lease_token") or ""
     token = tenant.take_sync_lease(now=now, held=held, read=_history_read(tenant))
     if token is None and follow_up_if_busy and not resume.get("run_id"):
@@ -212,25 +261,62 @@ def sync_tenant(
         return run
     if tenant.took_over_lease:
         _close_abandoned_runs(tenant=tenant, keep=run, now=now)
-    held_for_retry = False
-    try:
-        history = _history(*tenant.lease_read) if tenant.lease_read else _read_again(tenant)
-        with lease_keeper.held(tenant.pk, token):
-            return _run(
-                tenant=tenant,
-                run=run,
-                resume=resume,
-                token=token,
-                progress=progress,
-                history=history,
-            )
-    except RetryLater:
-        held_for_retry = True  # `_retry_later` kept the lease over the countdown
-        raise
-    finally:
-        # Ending the run released it (`_finish`), unless the run ended in a way it did not see.
-        if not held_for_retry and tenant.sync_lease_token == token:
-            tenant.release_sync_lease(token=token)
+    return token, run
+
+
+def _begin(
+    tenant: Tenant, *, now: datetime, full: bool, reconcile: bool, task_id: str
+) -> tuple[str, SyncRun] | None:
+    """A run's usual start in one statement, on PostgreSQL: the lease taken as the last run
+    left it, the tenant and its history read back (`Tenant.take_sync_lease`), and the run's
+    SyncRun inserted with the watermark it starts from. None when the lease was not free
+    that way, or elsewhere: `_open` then does it step by step."""
+    if connection.vendor != "postgresql":
+        return None
+    token, (lease, lease_params) = tenant.free_lease_statement(now)
+    history, history_params = _history_read(tenant)
+    run = SyncRun(
+        tenant=tenant, started_at=now, full=full or reconcile, reconcile=reconcile, task_id=task_id
+    )
+    sources, params = [], []
+    for field in _run_fields():
+        if field.attname == "tenant_id":
+            sources.append(f"lease.{raw_sql.column(Tenant, 'id')}")
+        elif field.attname == "watermark_before":
+            sources.append(f"lease.{raw_sql.column(Tenant, 'incidents_watermark')}")
+        else:
+            sources.append("%s")
+            params.append(field.get_db_prep_save(getattr(run, field.attname), connection))
+    with raw_sql.cursor() as cursor:
+        cursor.execute(
+            _begin_sql(lease, history, ", ".join(sources)),
+            [*lease_params, *history_params, *params],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    *tenant_row, run.pk = row
+    tenant.took_over_lease = False
+    tenant.lease_read = tenant.load_row(tenant_row)
+    run.watermark_before = tenant.incidents_watermark
+    run._state.adding, run._state.db = False, connection.alias
+    return token, run
+
+
+@functools.cache
+def _run_fields() -> list[Any]:
+    return [f for f in SyncRun._meta.concrete_fields if not f.primary_key]
+
+
+@functools.lru_cache(maxsize=4)
+def _begin_sql(lease: str, history: str, sources: str) -> str:
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _run_fields())
+    run_id = raw_sql.column(SyncRun, "id")
+    return (  # names from the models, values as parameters
+        f"WITH lease AS ({lease} RETURNING {row_columns()}, {history}), "  # noqa: S608
+        f"run AS (INSERT INTO {raw_sql.table(SyncRun)} ({columns}) SELECT {sources} FROM lease "
+        f"RETURNING {run_id}) SELECT lease.*, run.{run_id} FROM lease CROSS JOIN run"
+    )
 
 
 def _follow_up_requested(*, tenant: Tenant, full: bool) -> SyncRun:

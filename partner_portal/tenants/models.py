@@ -349,29 +349,40 @@ class Tenant(models.Model):
         expressions and their parameters, the row's table by its name in subqueries: what
         the run would otherwise read right after). Otherwise `lease_read` is empty.
         """
-        token = uuid.uuid4().hex
-        until = now + timedelta(seconds=lease_seconds())
         self.took_over_lease = False
         self.lease_read = ()
         expressions, params = read
-        returning = (", ".join(filter(None, [row_columns(), expressions])), params)
-        # A release clears the token with the time.
-        row = raw_sql.update_returning(
-            Tenant,
-            {"id": self.pk, "sync_lease_token": ""},
-            {"sync_lease_until": until, "sync_lease_token": token},
-            returning,
-            lapsed={"sync_lease_until": now},
-        )
+        returning = ", ".join(filter(None, [row_columns(), expressions]))
+        token, (update, update_params) = self.free_lease_statement(now)
+        with raw_sql.cursor() as cursor:
+            cursor.execute(f"{update} RETURNING {returning}", [*update_params, *params])
+            row = cursor.fetchone()
         if row is not None:
             self.lease_read = self.load_row(row)
             return token
+        until = now + timedelta(seconds=lease_seconds())
         free = _lease_free(now)
         if held:
             free |= Q(sync_lease_token=held)
         taken = self._update(free, sync_lease_until=until, sync_lease_token=token)
         self.took_over_lease = taken
         return token if taken else None
+
+    def free_lease_statement(self, now: datetime) -> tuple[str, raw_sql.Statement]:
+        """A new lease token, and the UPDATE that takes the lease with it if it is free as a
+        released lease leaves it (no token, no time in the future): `take_sync_lease`'s
+        first try, for a caller that makes it with more in one statement and reads the row
+        back (`load_row`)."""
+        token = uuid.uuid4().hex
+        until = now + timedelta(seconds=lease_seconds())
+        # A release clears the token with the time.
+        statement = raw_sql.update_statement(
+            Tenant,
+            {"id": self.pk, "sync_lease_token": ""},
+            {"sync_lease_until": until, "sync_lease_token": token},
+            lapsed={"sync_lease_until": now},
+        )
+        return token, statement
 
     def load_row(self, row: Sequence[Any]) -> tuple[Any, ...]:
         """This object's fields from a row read in raw SQL that starts with `row_columns()`;

@@ -350,3 +350,34 @@ def test_sync_now_on_a_busy_tenant_follows_its_run_or_runs_if_that_one_just_ende
     assert run.pk is not None and run.outcome == SyncOutcome.SUCCESS
     assert Tenant.objects.get(pk=tenant.pk).sync_follow_up == ""
     assert_db_matches(devcloud, tenant)
+
+
+def test_a_run_begun_in_one_statement_is_recorded_as_the_steps_record_it(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=5)
+    stale = Tenant.objects.get(pk=tenant.pk)  # from before the first run's watermark
+    sync.sync_tenant(tenant=tenant)
+    now = timezone.now()
+    began = sync._begin(stale, now=now, full=False, reconcile=True, task_id="task-1")
+    if connection.vendor != "postgresql":
+        assert began is None  # step by step (`_open`)
+        return
+    assert began is not None
+    token, run = began
+    stored = SyncRun.objects.get(pk=run.pk)
+    for field in SyncRun._meta.concrete_fields:
+        assert getattr(run, field.attname) == getattr(stored, field.attname), field.name
+    tenant.refresh_from_db()
+    assert stale.incidents_watermark == tenant.incidents_watermark is not None
+    assert (run.watermark_before, run.full, run.reconcile) == (
+        tenant.incidents_watermark,
+        True,
+        True,
+    )
+    assert (run.outcome, run.started_at, run.task_id) == (SyncOutcome.RUNNING, now, "task-1")
+    assert stale.sync_lease_token == tenant.sync_lease_token == token
+    assert stale.lease_read and not stale.took_over_lease
+    # Held now: a second start finds no free lease, and records nothing.
+    assert sync._begin(tenant, now=timezone.now(), full=False, reconcile=False, task_id="") is None
+    assert SyncRun.objects.filter(tenant=tenant).count() == 2
