@@ -184,9 +184,9 @@ def sync_tenant(
     """
     now = timezone.now()
     resume = resume or {}
-    began = (
-        None if resume else _begin(tenant, now=now, full=full, reconcile=reconcile, task_id=task_id)
-    )
+    began: tuple[str, SyncRun] | SyncRun | None = None
+    if not resume:
+        began = _begin(tenant, now=now, full=full, reconcile=reconcile, task_id=task_id)
     if began is None:
         began = _open(
             tenant=tenant,
@@ -197,8 +197,8 @@ def sync_tenant(
             resume=resume,
             follow_up_if_busy=follow_up_if_busy,
         )
-        if isinstance(began, SyncRun):
-            return began
+    if isinstance(began, SyncRun):
+        return began
     token, run = began
     held_for_retry = False
     try:
