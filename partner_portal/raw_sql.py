@@ -1,5 +1,5 @@
 """Raw SQL for the few statements every sync run makes, where building the query through
-the ORM cost more than running it (incidents/sync.py's `_read_again`, with two subqueries
+the ORM cost more than running it (incidents/sync.py's history read, with two subqueries
 and an EXISTS, was a tenth of a one-page run's CPU). The text is built once from the models'
 metadata; values come back converted as the ORM converts them."""
 
@@ -91,10 +91,7 @@ def update(
     the statement's text built once: the rows updated. `at_least`: columns raised to these
     values, never lowered (a NULL is lowest). `lapsed`: conditions too, that these columns
     are NULL or before these values."""
-    sql, params = _update(model, where, values, at_least or {}, lapsed or {})
-    with cursor() as rows:
-        rows.execute(sql, params)
-        return rows.rowcount
+    return execute(update_statement(model, where, values, at_least=at_least, lapsed=lapsed))
 
 
 Statement = tuple[str, list[Any]]
@@ -117,6 +114,18 @@ def execute(statement: Statement) -> int:
     with cursor() as rows:
         rows.execute(*statement)
         return rows.rowcount
+
+
+def execute_returning(
+    statement: Statement, returning: tuple[str, Sequence[Any]]
+) -> tuple[Any, ...] | None:
+    """Run an UPDATE of (at most) one row, reading back the values of `returning` (SQL
+    expressions and their parameters; the row's columns by name, other tables in
+    subqueries) as the row is after it: None when no row matched."""
+    (sql, params), (expressions, extra) = statement, returning
+    with cursor() as rows:
+        rows.execute(f"{sql} RETURNING {expressions}", [*params, *extra])
+        return rows.fetchone()
 
 
 def update_after(
@@ -159,15 +168,10 @@ def update_returning(
     at_least: dict[str, Any] | None = None,
     lapsed: dict[str, Any] | None = None,
 ) -> tuple[Any, ...] | None:
-    """`update` of one row that reads it back in the same statement: the values of
-    `returning` (SQL expressions and their parameters; the row's columns by name, other
-    tables in subqueries) as the row is after the update, None when no row matched. For
-    what would otherwise be read right after, one round trip more."""
-    expressions, extra = returning
-    sql, params = _update(model, where, values, at_least or {}, lapsed or {})
-    with cursor() as rows:
-        rows.execute(f"{sql} RETURNING {expressions}", [*params, *extra])
-        return rows.fetchone()
+    """`update` of one row that reads it back in the same statement (`execute_returning`):
+    for what would otherwise be read right after, one round trip more."""
+    statement = update_statement(model, where, values, at_least=at_least, lapsed=lapsed)
+    return execute_returning(statement, returning)
 
 
 def _update(

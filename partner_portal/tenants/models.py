@@ -352,11 +352,9 @@ class Tenant(models.Model):
         self.took_over_lease = False
         self.lease_read = ()
         expressions, params = read
+        token, take = self.free_lease_statement(now)
         returning = ", ".join(filter(None, [row_columns(), expressions]))
-        token, (update, update_params) = self.free_lease_statement(now)
-        with raw_sql.cursor() as cursor:
-            cursor.execute(f"{update} RETURNING {returning}", [*update_params, *params])
-            row = cursor.fetchone()
+        row = raw_sql.execute_returning(take, (returning, params))
         if row is not None:
             self.lease_read = self.load_row(row)
             return token
