@@ -308,9 +308,9 @@ def test_the_summary_draws_the_chart_and_its_numbers_apply_filters(
     expect(numbers.locator('[data-severity="High"] .n')).to_have_text("3")
     expect(numbers.locator('[data-severity="Medium"] .n')).to_have_text("3")
     expect(page.locator("#per-tenant")).not_to_contain_text("Fabrikam")
-    # Chart.js (vendored) drew on the canvas.
+    # Chart.js (vendored, loaded after the numbers: not defined until then) drew on the canvas.
     page.wait_for_function(
-        "Chart.getChart(document.getElementById('created-per-day')) !== undefined"
+        "window.Chart?.getChart(document.getElementById('created-per-day')) !== undefined"
     )
     page.screenshot(path=str(artifacts_dir / "incidents-summary.png"), full_page=True)
     # Clicking the High part of the latest day's bar lists that day's High incidents.
