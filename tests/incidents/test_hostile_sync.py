@@ -152,6 +152,52 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def test_a_problem_the_listing_receives_again_is_not_fetched_again_in_that_run(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=3)
+    broken = hostile(9_100_001, timezone.now() - timedelta(days=3), alerts=[{"title": "no id"}])
+    put_raw(devcloud, tenant, broken)
+    sync.sync_tenant(tenant=tenant)
+    problem = SyncProblem.objects.get(tenant=tenant)
+    old = api_requests(devcloud, tenant)
+
+    # A full listing receives it again (still broken): seen by this run, no GET for it.
+    run = sync.sync_tenant(tenant=Tenant.objects.get(pk=tenant.pk), full=True)
+    new = api_requests(devcloud, tenant)
+    assert (run.outcome, run.problems) == (SyncOutcome.SUCCESS, 1)
+    assert new.get("get_incident", 0) == old.get("get_incident", 0)
+    problem.refresh_from_db()
+    assert problem.count == 2 and problem.last_seen >= run.started_at
+
+    # An incremental run does not list it (it is days old): one GET, as before.
+    run = sync.sync_tenant(tenant=Tenant.objects.get(pk=tenant.pk))
+    assert api_requests(devcloud, tenant).get("get_incident", 0) == new.get("get_incident", 0) + 1
+    problem.refresh_from_db()
+    assert (run.problems, problem.count) == (1, 3)
+
+
+def test_problem_batches_hand_out_each_problem_once_while_retries_move_them(db, tenant_a):
+    start = timezone.now()
+    for n in range(10):
+        SyncProblem.objects.create(
+            tenant=tenant_a,
+            microsoft_id=str(n),
+            key=f"k{n}",
+            error="x",
+            raw_text="{}",
+            first_seen=start - timedelta(hours=1),
+            last_seen=start - timedelta(minutes=10 - n // 2),  # ties, broken by pk
+        )
+    waiting = SyncProblem.objects.filter(tenant=tenant_a, last_seen__lt=start)
+    handed = []
+    for problem in sync._in_batches(waiting, size=3):
+        handed.append(problem.microsoft_id)
+        if int(problem.microsoft_id) % 2:  # retried: seen now, out of the set mid-iteration
+            SyncProblem.objects.filter(pk=problem.pk).update(last_seen=timezone.now())
+    assert handed == [str(n) for n in range(10)]
+
+
 def put_raw(devcloud, tenant, incident: dict) -> None:
     # json.dumps writes NULs and lone surrogates as \u escapes: the JSON text Microsoft
     # would send (a Python str with a lone surrogate has no UTF-8 form of its own).
