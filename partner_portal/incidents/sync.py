@@ -185,7 +185,8 @@ def sync_tenant(
     now = timezone.now()
     resume = resume or {}
     began: tuple[str, SyncRun] | SyncRun | None = None
-    if not resume:
+    free_tried = not resume and connection.vendor == "postgresql"
+    if free_tried:
         began = _begin(tenant, now=now, full=full, reconcile=reconcile, task_id=task_id)
     if began is None:
         began = _open(
@@ -196,6 +197,7 @@ def sync_tenant(
             task_id=task_id,
             resume=resume,
             follow_up_if_busy=follow_up_if_busy,
+            free_tried=free_tried,
         )
     if isinstance(began, SyncRun):
         return began
@@ -230,11 +232,15 @@ def _open(
     task_id: str,
     resume: dict[str, Any],
     follow_up_if_busy: bool,
+    free_tried: bool,
 ) -> tuple[str, SyncRun] | SyncRun:
     """The lease and the SyncRun of a run (`sync_tenant`), or the SyncRun to return instead:
-    a skipped run, a follow-up's, a finished one a late retry found."""
+    a skipped run, a follow-up's, a finished one a late retry found. `free_tried`: `_begin`
+    found the lease not free as a release leaves it (no need to try that again)."""
     held = resume.get("lease_token") or ""
-    token = tenant.take_sync_lease(now=now, held=held, read=_history_read(tenant))
+    token = tenant.take_sync_lease(
+        now=now, held=held, read=_history_read(tenant), free_tried=free_tried
+    )
     if token is None and follow_up_if_busy and not resume.get("run_id"):
         # Follow the run that holds the tenant, or be the run if that one ended meanwhile (and
         # another may have begun: a few tries, then this one is skipped).

@@ -330,7 +330,12 @@ class Tenant(models.Model):
         return True
 
     def take_sync_lease(
-        self, *, now: datetime, held: str = "", read: tuple[str, Sequence[Any]] = ("", ())
+        self,
+        *,
+        now: datetime,
+        held: str = "",
+        read: tuple[str, Sequence[Any]] = ("", ()),
+        free_tried: bool = False,
     ) -> str | None:
         """A new lease token when this run got the tenant, None when another run holds it.
 
@@ -348,16 +353,19 @@ class Tenant(models.Model):
         the watermark its predecessor left), and `lease_read` the values of `read` (SQL
         expressions and their parameters, the row's table by its name in subqueries: what
         the run would otherwise read right after). Otherwise `lease_read` is empty.
+        `free_tried`: the caller has just made that first try (`free_lease_statement`), in
+        vain: go straight to the takeover's.
         """
         self.took_over_lease = False
         self.lease_read = ()
-        expressions, params = read
         token, take = self.free_lease_statement(now)
-        returning = ", ".join(filter(None, [row_columns(), expressions]))
-        row = raw_sql.execute_returning(take, (returning, params))
-        if row is not None:
-            self.lease_read = self.load_row(row)
-            return token
+        if not free_tried:
+            expressions, params = read
+            returning = ", ".join(filter(None, [row_columns(), expressions]))
+            row = raw_sql.execute_returning(take, (returning, params))
+            if row is not None:
+                self.lease_read = self.load_row(row)
+                return token
         until = now + timedelta(seconds=lease_seconds())
         free = _lease_free(now)
         if held:

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from partner_portal.incidents import lease_keeper, sync
@@ -381,3 +382,18 @@ def test_a_run_begun_in_one_statement_is_recorded_as_the_steps_record_it(
     # Held now: a second start finds no free lease, and records nothing.
     assert sync._begin(tenant, now=timezone.now(), full=False, reconcile=False, task_id="") is None
     assert SyncRun.objects.filter(tenant=tenant).count() == 2
+
+
+def test_a_busy_tenants_run_tries_the_free_lease_once_then_the_takeover_and_is_skipped(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings)
+    take_over(tenant)
+    table = Tenant._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        run = sync.sync_tenant(tenant=Tenant.objects.get(pk=tenant.pk))
+    assert run.outcome == SyncOutcome.SKIPPED
+    # The free lease's try (on PostgreSQL inside the one-statement start), the takeover's.
+    lease_tries = [q["sql"] for q in queries if f'UPDATE "{table}"' in q["sql"]]
+    assert len(lease_tries) == 2, lease_tries
+    assert Tenant.objects.get(pk=tenant.pk).sync_lease_token == "another-run"
