@@ -54,8 +54,10 @@ from devcloud import launcher  # noqa: E402
 
 BENCH_PREFIX = "bench-sync "
 SECTIONS = ("fanout", "ingest", "big", "reread")
-# Issue 18's goal column (and "today" for RSS, its flat 112 MiB).
-GOAL_INGEST, GOAL_BIG, RSS_TODAY, GOAL_REREAD = 0.8, 1000, 112, 1.2
+# Issue 18's goal column. RSS "as today": flat over the run (issue 18 measured 112 MiB flat
+# then; the worker's baseline since is ~124 MiB). Flat: the 90% mark within RSS_FLAT of the
+# 10% mark (a run that kept something per incident grew 124 → 133 MiB over 90,000 of them).
+GOAL_INGEST, GOAL_BIG, RSS_FLAT, GOAL_REREAD = 0.8, 1000, 0.03, 1.2
 
 
 def parse_args() -> argparse.Namespace:
@@ -367,8 +369,8 @@ class Bench:
             (
                 "worker RSS meanwhile (10% / 50% / 90% of the run, peak)",
                 " / ".join(f"{m:.0f}" for m in marks) + f", {peak / 1024:.0f} MiB",
-                f"flat, ~{RSS_TODAY} MiB",
-                None,
+                f"flat (≤ +{RSS_FLAT:.0%})",
+                marks[2] <= marks[0] * (1 + RSS_FLAT),
             )
         )
 
