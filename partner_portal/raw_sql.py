@@ -137,14 +137,16 @@ def update_after(
     *,
     at_least: dict[str, Any] | None = None,
 ) -> tuple[bool, tuple[Any, ...] | None]:
-    """`first` (a conditional UPDATE, `update_statement`), then `update_returning` only if
-    `first` changed a row: whether it did, and the row read back (None when it did not, or
-    when this update matched no row). On PostgreSQL one statement (a data-modifying WITH),
-    one round trip where two would be; elsewhere two. Without `first`, `update_returning`."""
+    """`first` (a conditional UPDATE, `update_statement`), then this update, reading back
+    `returning` (`execute_returning`), only if `first` changed a row: whether it did, and
+    the row read back (None when it did not, or when this update matched no row). On
+    PostgreSQL one statement (a data-modifying WITH), one round trip where two would be;
+    elsewhere two. Without `first`, just this update."""
     if first is None or connection.vendor != "postgresql":
         if first is not None and not execute(first):
             return False, None
-        return True, update_returning(model, where, values, returning, at_least=at_least)
+        statement = update_statement(model, where, values, at_least=at_least)
+        return True, execute_returning(statement, returning)
     (first_sql, first_params), (expressions, extra) = first, returning
     sql, params = _update(model, where, values, at_least or {}, {})
     combined = (  # texts built from the models' names, values as parameters
@@ -157,21 +159,6 @@ def update_after(
         rows.execute(combined, [*first_params, *params, *extra])
         done, matched, *row = rows.fetchone()
     return bool(done), tuple(row) if matched else None
-
-
-def update_returning(
-    model: type[Model],
-    where: dict[str, Any],
-    values: dict[str, Any],
-    returning: tuple[str, Sequence[Any]],
-    *,
-    at_least: dict[str, Any] | None = None,
-    lapsed: dict[str, Any] | None = None,
-) -> tuple[Any, ...] | None:
-    """`update` of one row that reads it back in the same statement (`execute_returning`):
-    for what would otherwise be read right after, one round trip more."""
-    statement = update_statement(model, where, values, at_least=at_least, lapsed=lapsed)
-    return execute_returning(statement, returning)
 
 
 def _update(
