@@ -88,8 +88,8 @@ class History:
     previous_watermark: datetime | None = None
     # How many incidents changed since then (up to ten pages): what the window's pages hold.
     changed_since_previous: int = 0
-    # At least as many incidents as are stored in the overlap below the watermark (up to a
-    # page): when the room is larger, the window starts at the overlap's start (no lookup).
+    # At least as many incidents as are stored in the overlap up to the watermark (up to a
+    # page): when the room holds them, the window starts at the overlap's start (no lookup).
     in_overlap: int = PAGE_SIZE
 
 
@@ -98,12 +98,12 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
 
     Just after the watermark, and below it only as far as the pages this run needs anyway
     have room: for changes Microsoft indexed late, which appear behind changes already
-    listed (or at the watermark's own instant). The
-    room is what the changes the previous run brought leave of their pages, less a margin;
-    it is filled with the incidents stored just before the watermark, at most
-    SYNC_OVERLAP_MINUTES back. A quiet tenant re-reads its whole overlap in its one call,
-    a busy one what is free; neither pays a call for it. What was indexed later than that
-    is repaired by the reconciliation pass (`reconcile_due`).
+    listed (or at the watermark's own instant). The room is what the changes the previous
+    run brought leave of their pages, less a margin; it is filled with the incidents stored
+    at and just before the watermark (the listing brings those at its instant again), at
+    most SYNC_OVERLAP_MINUTES back. A quiet tenant re-reads its whole overlap in its one
+    call, a busy one what is free; neither pays a call for it. What was indexed later than
+    that is repaired by the reconciliation pass (`reconcile_due`).
     """
     watermark = tenant.incidents_watermark
     if full or watermark is None:
@@ -113,24 +113,29 @@ def _window_start(tenant: Tenant, full: bool, history: History) -> datetime | No
     except OverflowError:  # a watermark in year 1: everything is after it
         return None
     room = _page_room(tenant, history.changed_since_previous)
-    if room > history.in_overlap:  # a quiet tenant: its whole overlap fits
+    if room >= history.in_overlap:  # a quiet tenant: its whole overlap fits
         return earliest
     if room <= 0:
         # Strictly after the watermark: what shares its instant was received with it (many
         # changes of one bulk edit can), unless indexed late. (Microsoft's 7th digit is
         # dropped on parsing, so the watermark is at most 1 µs behind the instant.)
         return watermark + timedelta(microseconds=1)
-    # The room-th incident stored before the watermark, if it is within the overlap.
+    # Just after the newest incident the room cannot take (the room+1-th from the watermark,
+    # itself included), if it is within the overlap. Not at the room-th: many incidents can
+    # share its instant (a bulk edit, a minute's changes stamped at once), and the listing
+    # would bring them all, and those at the watermark, into a second page.
     updated = Incident._meta.get_field("last_update_time")
     prepared = [updated.get_db_prep_value(v, connection) for v in (watermark, earliest)]
     with raw_sql.cursor() as cursor:
-        cursor.execute(_incidents_sql(), [tenant.pk, *prepared, room - 1])
+        cursor.execute(_incidents_sql(), [tenant.pk, *prepared, room])
         row = cursor.fetchone()
-    return raw_sql.from_db([updated], row)[0] if row else earliest
+    if row is None:
+        return earliest
+    return raw_sql.from_db([updated], row)[0] + timedelta(microseconds=1)
 
 
 def _page_room(tenant: Tenant, changed: int) -> int:
-    """How many incidents below the watermark this run's pages can take without one more
+    """How many incidents at or below the watermark this run's pages can take without one more
     call: the pages the changes since the previous incremental run's start would fill (as
     many are expected now), less those changes and a margin for a busier minute."""
     size = GRAPH_PAGE_SIZE if tenant.source == "graph" else PAGE_SIZE
@@ -140,12 +145,12 @@ def _page_room(tenant: Tenant, changed: int) -> int:
 
 @functools.cache
 def _incidents_sql() -> str:
-    """`_window_start`'s query (the newest stored in [earliest, watermark), skipping some), in
+    """`_window_start`'s query (the newest stored in [earliest, watermark], skipping some), in
     raw SQL built once (through the ORM its building cost more than running it)."""
     incidents, updated = raw_sql.table(Incident), raw_sql.column(Incident, "last_update_time")
     tenant = raw_sql.column(Incident, "tenant")
     return (
-        f"SELECT {updated} FROM {incidents} WHERE {tenant} = %s AND {updated} < %s "  # noqa: S608
+        f"SELECT {updated} FROM {incidents} WHERE {tenant} = %s AND {updated} <= %s "  # noqa: S608
         f"AND {updated} >= %s ORDER BY {updated} DESC LIMIT 1 OFFSET %s"
     )
 
@@ -478,7 +483,7 @@ def _history_sql() -> str:
     in_overlap = (  # counted up to a limit
         f"SELECT 1 FROM {raw_sql.table(Incident)} i WHERE "  # noqa: S608
         f"{raw_sql.column(Incident, 'tenant', 'i')} = {tenant} AND {updated} >= %s "
-        f"AND {updated} < {raw_sql.table(Tenant)}.{raw_sql.column(Tenant, 'incidents_watermark')} "
+        f"AND {updated} <= {raw_sql.table(Tenant)}.{raw_sql.column(Tenant, 'incidents_watermark')} "
         "LIMIT %s"
     )
     # Names from the models, values as parameters.

@@ -243,9 +243,11 @@ def test_the_window_starts_at_the_room_th_incident_below_the_watermark_or_the_ov
     history = sync._history(*stale.lease_read)
     assert stale.incidents_watermark == watermark  # the row as the lease was taken
     assert history.in_overlap == 40  # at least the 39 in the overlap: never fewer
-    # The previous run brought 70 changes: room for 10 below the watermark, the 10th's time.
+    # The previous run brought 70 changes: room for 10 below the watermark, just after the
+    # 11th's time.
     busy = dataclasses.replace(history, changed_since_previous=70)
-    assert sync._window_start(stale, False, busy) == watermark - timedelta(seconds=50)
+    after_11th = watermark - timedelta(seconds=55, microseconds=-1)
+    assert sync._window_start(stale, False, busy) == after_11th
     # No changes: room for 80, more than the overlap holds, whose start it is (no lookup).
     quiet = dataclasses.replace(history, changed_since_previous=0, in_overlap=39)
     with django_assert_num_queries(0):
@@ -253,6 +255,43 @@ def test_the_window_starts_at_the_room_th_incident_below_the_watermark_or_the_ov
     # The lookup gives the same where the count is too high to tell.
     quiet = dataclasses.replace(quiet, in_overlap=80)
     assert sync._window_start(stale, False, quiet) == watermark - timedelta(minutes=5)
+
+
+def test_the_room_below_the_watermark_leaves_out_an_instant_that_would_not_fit(db):
+    tenant = ConsentedTenantFactory()
+    watermark = timezone.now().replace(microsecond=0)
+    # A minute's changes stamped at one instant each (a bulk edit, or Microsoft's clock's
+    # resolution): 20 at the watermark, 20 a minute before, 20 two minutes before.
+    for minutes in range(3):
+        for _ in range(20):
+            IncidentFactory(tenant=tenant, last_update_time=watermark - timedelta(minutes=minutes))
+    Tenant.objects.filter(pk=tenant.pk).update(incidents_watermark=watermark)
+    tenant.refresh_from_db()
+    assert tenant.take_sync_lease(now=timezone.now(), read=sync._history_read(tenant))
+    history = sync._history(*tenant.lease_read)
+    assert history.in_overlap == 60  # those at the watermark too: the listing reads them
+    # 30 changes last time: room for 50, which takes the two newest instants (40) but not
+    # the third, whose 20 would overfill the page.
+    busy = dataclasses.replace(history, changed_since_previous=30)
+    start = sync._window_start(tenant, False, busy)
+    assert start == watermark - timedelta(minutes=2) + timedelta(microseconds=1)
+    assert Incident.objects.filter(tenant=tenant, last_update_time__gte=start).count() == 40
+
+
+def test_a_tenant_changing_a_fifth_of_a_page_a_minute_reads_one_page_a_run(
+    db, devcloud, devcloud_settings
+):
+    tenant = make_tenant(devcloud, devcloud_settings, count=1000)
+    sync.sync_tenant(tenant=tenant)
+    calls = []
+    for cycle in range(7):  # each cycle's changes share an instant or two, as Microsoft's can
+        devcloud.evolve(tid(tenant), changed=22, new=0, seed=cycle)
+        run = sync.sync_tenant(tenant=tenant)
+        assert run.outcome == SyncOutcome.SUCCESS
+        calls.append(run.api_calls)
+        assert_db_matches(devcloud, tenant)
+    # Re-reading the overlap's earlier changes filled it to two calls from the fifth run on.
+    assert calls == [1] * 7
 
 
 def test_what_a_busy_tenant_had_indexed_late_is_repaired_by_the_reconciliation(
