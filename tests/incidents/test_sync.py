@@ -9,6 +9,9 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from partner_portal.incidents import sync
 from partner_portal.incidents.models import Incident, SyncOutcome
@@ -276,6 +279,46 @@ def test_the_room_below_the_watermark_leaves_out_an_instant_that_would_not_fit(d
     start = sync._window_start(tenant, False, busy)
     assert start == watermark - timedelta(minutes=2) + timedelta(microseconds=1)
     assert Incident.objects.filter(tenant=tenant, last_update_time__gte=start).count() == 40
+
+
+@given(
+    # Seconds below the watermark, on a 10-second grid so that many share an instant; some
+    # beyond the 5-minute overlap. The watermark's own instant always holds one.
+    below=st.lists(
+        st.integers(min_value=0, max_value=40).map(lambda k: 10 * k), min_size=20, max_size=120
+    ),
+    changed=st.integers(min_value=0, max_value=120),
+)
+@examples(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+def test_the_window_re_reads_whole_instants_as_far_back_as_the_room_allows(db, below, changed):
+    tenant = ConsentedTenantFactory()
+    watermark = timezone.now().replace(microsecond=0)
+    times = [watermark - timedelta(seconds=s) for s in [0, *below]]
+    for when in times:
+        IncidentFactory(tenant=tenant, last_update_time=when)
+    Tenant.objects.filter(pk=tenant.pk).update(incidents_watermark=watermark)
+    tenant.refresh_from_db()
+    assert tenant.take_sync_lease(now=timezone.now(), read=sync._history_read(tenant))
+    history = dataclasses.replace(sync._history(*tenant.lease_read), changed_since_previous=changed)
+    room = sync._page_room(tenant, changed)
+    earliest = watermark - timedelta(minutes=5)
+
+    start = sync._window_start(tenant, False, history)
+
+    def re_read(since):  # the stored incidents the listing brings again
+        return sum(1 for when in times if when >= since)
+
+    if start == watermark + timedelta(microseconds=1):  # no room: nothing below it
+        assert room < re_read(watermark)
+        return
+    assert start >= earliest  # never beyond the overlap
+    assert re_read(start) <= room  # what fits in the run's pages
+    if start > earliest:  # and no less: the instant just before would not fit whole
+        assert re_read(start - timedelta(microseconds=1)) > room
 
 
 def test_a_tenant_changing_a_fifth_of_a_page_a_minute_reads_one_page_a_run(
