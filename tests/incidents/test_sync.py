@@ -230,7 +230,7 @@ def test_a_busy_tenant_reads_the_pages_its_changes_need_and_no_more(
     assert calls[1:] == [1, 1, 1]
 
 
-def test_the_window_starts_at_the_room_th_incident_below_the_watermark_or_the_overlap(
+def test_the_window_starts_after_the_incident_the_room_cannot_take_or_at_the_overlap(
     db, django_assert_num_queries
 ):
     tenant = ConsentedTenantFactory()
@@ -260,18 +260,24 @@ def test_the_window_starts_at_the_room_th_incident_below_the_watermark_or_the_ov
     assert sync._window_start(stale, False, quiet) == watermark - timedelta(minutes=5)
 
 
-def test_the_room_below_the_watermark_leaves_out_an_instant_that_would_not_fit(db):
+def leased_with_incidents_at(times, watermark):
+    """A tenant holding incidents last updated at `times`, its watermark set, its lease taken
+    with the `History` the lease's statement reads."""
     tenant = ConsentedTenantFactory()
-    watermark = timezone.now().replace(microsecond=0)
-    # A minute's changes stamped at one instant each (a bulk edit, or Microsoft's clock's
-    # resolution): 20 at the watermark, 20 a minute before, 20 two minutes before.
-    for minutes in range(3):
-        for _ in range(20):
-            IncidentFactory(tenant=tenant, last_update_time=watermark - timedelta(minutes=minutes))
+    for when in times:
+        IncidentFactory(tenant=tenant, last_update_time=when)
     Tenant.objects.filter(pk=tenant.pk).update(incidents_watermark=watermark)
     tenant.refresh_from_db()
     assert tenant.take_sync_lease(now=timezone.now(), read=sync._history_read(tenant))
-    history = sync._history(*tenant.lease_read)
+    return tenant, sync._history(*tenant.lease_read)
+
+
+def test_the_room_below_the_watermark_leaves_out_an_instant_that_would_not_fit(db):
+    watermark = timezone.now().replace(microsecond=0)
+    # A minute's changes stamped at one instant each (a bulk edit, or Microsoft's clock's
+    # resolution): 20 at the watermark, 20 a minute before, 20 two minutes before.
+    times = [watermark - timedelta(minutes=minutes) for minutes in range(3) for _ in range(20)]
+    tenant, history = leased_with_incidents_at(times, watermark)
     assert history.in_overlap == 60  # those at the watermark too: the listing reads them
     # 30 changes last time: room for 50, which takes the two newest instants (40) but not
     # the third, whose 20 would overfill the page.
@@ -295,15 +301,10 @@ def test_the_room_below_the_watermark_leaves_out_an_instant_that_would_not_fit(d
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_window_re_reads_whole_instants_as_far_back_as_the_room_allows(db, below, changed):
-    tenant = ConsentedTenantFactory()
     watermark = timezone.now().replace(microsecond=0)
     times = [watermark - timedelta(seconds=s) for s in [0, *below]]
-    for when in times:
-        IncidentFactory(tenant=tenant, last_update_time=when)
-    Tenant.objects.filter(pk=tenant.pk).update(incidents_watermark=watermark)
-    tenant.refresh_from_db()
-    assert tenant.take_sync_lease(now=timezone.now(), read=sync._history_read(tenant))
-    history = dataclasses.replace(sync._history(*tenant.lease_read), changed_since_previous=changed)
+    tenant, history = leased_with_incidents_at(times, watermark)
+    history = dataclasses.replace(history, changed_since_previous=changed)
     room = sync._page_room(tenant, changed)
     earliest = watermark - timedelta(minutes=5)
 
